@@ -1,0 +1,145 @@
+"""Copy each pool's event stream into SQL: leases, visits, page views, exhaustion.
+
+Runs in the worker (several may run: a Redis consumer group hands each event to one of
+them). Every write is idempotent, so an event read twice, after a crash between the SQL
+commit and the acknowledgement, changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import orjson
+from redis.exceptions import ResponseError
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from attribution.models import PageView, Visit
+from attribution.visits import path_of
+from pools.catalog import mark_retired
+from pools.keys import RECORDER_GROUP, pool_keys
+from pools.models import Lease, PoolExhaustion
+from pools.sqlutil import dialect_insert, greatest, insert_ignoring_duplicates
+
+log = logging.getLogger(__name__)
+
+VISIT_COLUMNS = {c.name for c in Visit.__table__.columns}
+CLAIM_IDLE_MS = 30_000  # entries a dead recorder left unacknowledged this long are taken over
+
+
+def _visit_row(payload: str) -> dict | None:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        log.error("unreadable visit payload skipped")
+        return None
+    created = data.pop("created_at_ms", None)
+    row = {k: v for k, v in data.items() if k in VISIT_COLUMNS}
+    if created is not None:
+        row["created_at"] = dt.datetime.fromtimestamp(created / 1000, dt.UTC)
+    return row
+
+
+class Batch:
+    """Events of one pool folded into the rows they imply."""
+
+    def __init__(self, pool_id: int):
+        self.pool_id = pool_id
+        self.leases: dict[tuple, dict] = {}
+        self.visits: dict[str, dict] = {}
+        self.page_views: dict[tuple, dict] = {}
+        self.exhaustions: list[dict] = []
+        self.retired: list[str] = []
+
+    def add(self, event: dict) -> None:
+        kind = event.get("t")
+        at = int(event.get("at", 0))
+        if kind in ("lease", "renew", "end"):
+            start = int(event["st"])
+            key = (event["n"], start, event["s"])
+            row = self.leases.setdefault(key, {
+                "pool_id": self.pool_id, "number": event["n"], "session_id": event["s"],
+                "started_at_ms": start, "last_renewed_at_ms": start, "expires_at_ms": at,
+                "ended_at_ms": None, "end_reason": None,
+            })
+            if kind == "end":
+                row["ended_at_ms"], row["end_reason"] = at, event.get("r")
+                row["expires_at_ms"] = max(row["expires_at_ms"], at)
+            else:
+                row["last_renewed_at_ms"] = max(row["last_renewed_at_ms"], at)
+                row["expires_at_ms"] = max(row["expires_at_ms"], int(event["x"]))
+        if kind in ("lease", "exhausted") and event.get("p"):
+            visit = _visit_row(event["p"])
+            if visit:
+                if kind == "exhausted":
+                    visit["fallback_reason"] = "pool_exhausted"
+                self.visits.setdefault(visit["session_id"], visit)
+        if kind == "exhausted":
+            self.exhaustions.append(
+                {"pool_id": self.pool_id, "session_id": event["s"], "at_ms": at})
+        if kind in ("lease", "renew") and event.get("u"):
+            url = event["u"]
+            self.page_views.setdefault((event["s"], at, url), {
+                "session_id": event["s"], "url": url, "path": path_of(url), "viewed_at_ms": at})
+        if kind == "retired":
+            self.retired.append(event["n"])
+
+    def write(self, db: Session) -> None:
+        insert_ignoring_duplicates(db, Visit.__table__, list(self.visits.values()), ["session_id"])
+        if self.leases:
+            stmt = dialect_insert(db, Lease.__table__)
+            new = stmt.excluded
+            table = Lease.__table__.c
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["pool_id", "number", "started_at_ms", "session_id"],
+                set_={
+                    "last_renewed_at_ms": greatest(db, table.last_renewed_at_ms,
+                                                   new.last_renewed_at_ms),
+                    "expires_at_ms": greatest(db, table.expires_at_ms, new.expires_at_ms),
+                    "ended_at_ms": func.coalesce(table.ended_at_ms, new.ended_at_ms),
+                    "end_reason": func.coalesce(table.end_reason, new.end_reason),
+                },
+            )
+            db.execute(stmt, list(self.leases.values()))
+        insert_ignoring_duplicates(db, PageView.__table__, list(self.page_views.values()),
+                                   ["session_id", "viewed_at_ms", "url"])
+        insert_ignoring_duplicates(db, PoolExhaustion.__table__, self.exhaustions,
+                                   ["pool_id", "session_id", "at_ms"])
+        for number in self.retired:
+            mark_retired(db, self.pool_id, number)
+
+
+def drain_pool(redis, db: Session, pool_id: int, consumer: str, *, prefix: str,
+               count: int = 1000) -> int:
+    """Record up to ``count`` events of one pool; returns how many were recorded."""
+    stream = pool_keys(pool_id, prefix).events
+    try:
+        # Our own unacknowledged entries first (a failed commit), then others' stale ones.
+        entries = redis.xreadgroup(RECORDER_GROUP, consumer, {stream: "0"}, count=count)
+        entries = entries[0][1] if entries else []
+        if not entries:
+            claimed = redis.xautoclaim(stream, RECORDER_GROUP, consumer, CLAIM_IDLE_MS,
+                                       "0-0", count=count)
+            entries = claimed[1]
+        if not entries:
+            fresh = redis.xreadgroup(RECORDER_GROUP, consumer, {stream: ">"}, count=count)
+            entries = fresh[0][1] if fresh else []
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            return 0  # the pool is not loaded; loading it creates the group
+        raise
+    entries = [(eid, fields) for eid, fields in entries if fields]
+    if not entries:
+        return 0
+    batch = Batch(pool_id)
+    for _, fields in entries:
+        batch.add(fields)
+    batch.write(db)
+    db.commit()
+    ids = [eid for eid, _ in entries]
+    pipe = redis.pipeline(transaction=False)
+    pipe.xack(stream, RECORDER_GROUP, *ids)
+    pipe.xdel(stream, *ids)
+    pipe.execute()
+    return len(entries)

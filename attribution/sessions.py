@@ -1,0 +1,256 @@
+"""The snippet's sessions: start or resume one, and keep its numbers alive.
+
+Starting a session is a pipeline of named steps, each of which may stop with a reason
+the snippet API reports beside a fallback number: ``detect_bot`` (bot), ``pick_pools``
+(no_pool), ``lease`` (pool_exhausted, rate_limited, unavailable). Nothing here writes
+SQL: the lease script records the visit in the pool's event stream, and the recorder
+copies it into SQL off the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from attribution import devices, visits
+from attribution.geo import GeoLocator
+from pools import rules
+from pools.directory import SiteConfig, SiteDirectory
+from pools.errors import PoolError, PoolNotLoaded, PoolUnavailable, WrongSite
+from pools.leases import Lease, LeaseRequest, PoolService
+
+VISITOR_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+GA_CLIENT_ID = re.compile(r"\d{1,20}\.\d{1,20}")
+
+
+class UnknownSession(LookupError):
+    """A session id that this service did not issue for this site."""
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    url: str | None
+    referrer: str | None = None
+    visitor_id: str | None = None
+    session_id: str | None = None
+    ga_client_id: str | None = None
+    user_agent: str = ""
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class NumberEntry:
+    target: str
+    number: str
+    expires_at_ms: int | None = None
+    fallback: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class SessionAnswer:
+    session_id: str
+    visitor_id: str
+    numbers: list[NumberEntry] = field(default_factory=list)
+    renew_in: int = 0
+
+
+class SessionIds:
+    """Session ids that name the session's pools and are signed, so they can't be forged.
+
+    ``<24 hex>.<pool ids joined by ->.<16 hex signature>``: a heartbeat knows which pools
+    to renew without any lookup, and a made-up id is refused instead of renewed.
+    """
+
+    PATTERN = re.compile(r"([0-9a-f]{24})\.((?:\d{1,12}(?:-\d{1,12}){0,15})?)\.([0-9a-f]{16})")
+
+    def __init__(self, secret: bytes):
+        self.secret = secret
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def new(self, pool_ids) -> str:
+        body = f"{secrets.token_hex(12)}.{'-'.join(str(p) for p in pool_ids)}"
+        return f"{body}.{self._sign(body)}"
+
+    def pools(self, session_id: str | None) -> list[int] | None:
+        """The pool ids named by a genuine session id, or None for anything else."""
+        match = self.PATTERN.fullmatch(session_id or "")
+        if not match:
+            return None
+        body = f"{match.group(1)}.{match.group(2)}"
+        if not hmac.compare_digest(self._sign(body), match.group(3)):
+            return None
+        return [int(p) for p in match.group(2).split("-")] if match.group(2) else []
+
+
+@dataclass
+class SessionContext:
+    """What the session steps need; built once per app."""
+
+    pools: PoolService
+    sites: SiteDirectory
+    ids: SessionIds
+    geo: GeoLocator
+    load_pool: Callable[[int, int], bool]
+    rate_limit: int = 30
+    rate_window_ms: int = 60_000
+
+
+# -- steps -------------------------------------------------------------------------------
+
+
+def detect_bot(user_agent: str) -> devices.Device:
+    return devices.describe(user_agent or "")
+
+
+def rate_key_ip(ip: str | None) -> str:
+    """IPv6 visitors are limited per /64: one host can rotate through a whole /64."""
+    if not ip:
+        return "-"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return "-"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+    return str(address)
+
+
+def fallback_entries(targets: dict[str, str], reason: str, skip=()) -> list[NumberEntry]:
+    return [NumberEntry(t, fb, None, True, reason) for t, fb in targets.items() if t not in skip]
+
+
+def entry_for(outcome: Lease | PoolError, target: str, fallback: str) -> NumberEntry:
+    if isinstance(outcome, Lease):
+        return NumberEntry(target, outcome.number, outcome.expires_at_ms)
+    return NumberEntry(target, fallback, None, True, outcome.reason)
+
+
+def renew_in_seconds(entries: list[NumberEntry], now_ms: int) -> int:
+    """Renew at a third of the shortest remaining lease: two chances before it lapses."""
+    remaining = [e.expires_at_ms - now_ms for e in entries if e.expires_at_ms]
+    if not remaining:
+        return 0
+    return max(5, min(300, min(remaining) // 3000))
+
+
+def with_reload(ctx: SessionContext, now_ms: int, pool_ids: list[int],
+                call: Callable[[list[int]], list]) -> list:
+    """Run ``call`` for the pools; any pool Redis has lost is loaded from SQL and retried."""
+    outcomes = call(pool_ids)
+    lost = [pid for pid, out in zip(pool_ids, outcomes, strict=True)
+            if isinstance(out, PoolNotLoaded)]
+    if not lost:
+        return outcomes
+    for pid in lost:
+        try:
+            ctx.load_pool(pid, now_ms)
+        except PoolError:
+            pass  # another process is loading it, or Redis went away again
+    retried = dict(zip(lost, call(lost), strict=True))
+    return [retried.get(pid, out) for pid, out in zip(pool_ids, outcomes, strict=True)]
+
+
+# -- the two entry points ----------------------------------------------------------------
+
+
+def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
+                  now_ms: int) -> SessionAnswer:
+    """Start a session (or resume the one named) and lease a number for each target."""
+    visitor_id = req.visitor_id if req.visitor_id and VISITOR_ID.fullmatch(req.visitor_id) \
+        else "v_" + secrets.token_urlsafe(12)
+    targets = site.targets()
+
+    device = detect_bot(req.user_agent)
+    if device.is_bot:
+        return SessionAnswer(ctx.ids.new([]), visitor_id, fallback_entries(targets, "bot"))
+
+    resumed = ctx.ids.pools(req.session_id)
+    chosen = None
+    if resumed is not None:
+        chosen = {p.target: p for pid in resumed if (p := site.pool(pid)) is not None}
+        session_id, payload = req.session_id, ""
+    if not chosen:
+        visit = visits.capture(req.url, req.referrer, site.keyword_params)
+        chosen = rules.choose(site.pools, visit.facts())
+        session_id = ctx.ids.new(sorted(p.id for p in chosen.values()))
+        payload = _visit_payload(ctx, site, visit, device, req, session_id, visitor_id, now_ms)
+
+    entries = fallback_entries(targets, "no_pool", skip=chosen)
+    picked = list(chosen.values())
+    if picked:
+        ip_key = rate_key_ip(req.ip)
+        url = visits.clip(req.url, visits.MAX_URL_LENGTH) or ""
+
+        def lease(pool_ids: list[int]) -> list:
+            return ctx.pools.lease_many([
+                LeaseRequest(pid, session_id, now_ms, ip_key, visitor_id, ctx.rate_limit,
+                             ctx.rate_window_ms, payload, url) for pid in pool_ids])
+
+        try:
+            outcomes = with_reload(ctx, now_ms, [p.id for p in picked], lease)
+        except PoolUnavailable:
+            outcomes = [PoolUnavailable(p.id) for p in picked]
+        entries += [entry_for(out, p.target, p.fallback)
+                    for p, out in zip(picked, outcomes, strict=True)]
+    entries.sort(key=lambda e: e.target)
+    return SessionAnswer(session_id, visitor_id, entries, renew_in_seconds(entries, now_ms))
+
+
+def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
+              url: str | None = None) -> SessionAnswer:
+    """Renew the session's numbers; a lapsed one comes back as a fallback (``expired``).
+
+    Raises:
+        UnknownSession: the id was not issued by us, or names another site's pools.
+    """
+    pool_ids = ctx.ids.pools(session_id)
+    if pool_ids is None:
+        raise UnknownSession(session_id)
+    if not pool_ids:
+        site = ctx.sites.get(site_key)
+        if site is None:
+            raise UnknownSession(session_id)
+        return SessionAnswer(session_id, "", fallback_entries(site.targets(), "no_pool"))
+
+    page = visits.clip(url, visits.MAX_URL_LENGTH) or ""
+    try:
+        outcomes = with_reload(ctx, now_ms, pool_ids, lambda ids: ctx.pools.renew_many(
+            ids, session_id, site_key, now_ms, page))
+    except PoolUnavailable:
+        site = ctx.sites.get(site_key)
+        if site is None:
+            raise UnknownSession(session_id) from None
+        targets = {p.target: p.fallback for pid in pool_ids if (p := site.pool(pid))}
+        return SessionAnswer(session_id, "", fallback_entries(targets, "unavailable"))
+    if any(isinstance(out, WrongSite) for out in outcomes):
+        raise UnknownSession(session_id)
+    entries = []
+    for out in outcomes:
+        if isinstance(out, Lease):
+            entries.append(NumberEntry(out.target, out.number, out.expires_at_ms))
+        elif out.target:
+            entries.append(NumberEntry(out.target, out.fallback, None, True, out.reason))
+    entries.sort(key=lambda e: e.target)
+    return SessionAnswer(session_id, "", entries, renew_in_seconds(entries, now_ms))
+
+
+def _visit_payload(ctx: SessionContext, site: SiteConfig, visit: visits.Visit,
+                   device: devices.Device, req: SessionRequest, session_id: str,
+                   visitor_id: str, now_ms: int) -> str:
+    row = visit.record(device, ctx.geo.locate(req.ip))
+    ga = req.ga_client_id if req.ga_client_id and GA_CLIENT_ID.fullmatch(req.ga_client_id) else None
+    row.update(session_id=session_id, visitor_id=visitor_id, site_id=site.id,
+               created_at_ms=now_ms, ga_client_id=ga, ip=req.ip,
+               user_agent=(req.user_agent or "")[: devices.MAX_UA_LENGTH] or None,
+               click_id_at_ms=now_ms if visit.click_ids else None)
+    return orjson.dumps(row).decode()

@@ -1,0 +1,159 @@
+"""Visit capture: what a landing request tells us about where the visitor came from.
+
+Pure functions over plain values; the source rules follow common analytics practice:
+source is ``utm_source``, else ``source``/``ref``, else the platform of a click id, else a
+known search engine or the referrer's domain, else ``(direct)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from attribution.devices import Device
+from attribution.geo import NOWHERE, Location
+from attribution.models import CLICK_ID_FIELDS, UTM_FIELDS
+from pools.rules import VisitFacts
+
+MAX_URL_LENGTH = 2048
+MAX_VALUE_LENGTH = 255
+
+# Platform and medium each click id implies when the URL names no utm_medium.
+CLICK_ID_SOURCES = {
+    "gclid": ("google", "cpc"), "gbraid": ("google", "cpc"), "wbraid": ("google", "cpc"),
+    "dclid": ("google", "display"), "msclkid": ("bing", "cpc"),
+    "fbclid": ("facebook", "social"), "ttclid": ("tiktok", "paid_social"),
+    "li_fat_id": ("linkedin", "paid_social"),
+}
+SEARCH_ENGINES = {
+    "google": "google", "bing": "bing", "yahoo": "yahoo", "duckduckgo": "duckduckgo",
+    "baidu": "baidu", "yandex": "yandex", "ecosia": "ecosia", "ask": "ask",
+}
+
+
+@dataclass
+class Visit:
+    """Everything captured at the start of a session (keys match attribution.models.Visit)."""
+
+    landing_url: str | None = None
+    landing_path: str | None = None
+    referrer: str | None = None
+    referrer_domain: str | None = None
+    source: str | None = None
+    medium: str | None = None
+    keyword: str | None = None
+    utm: dict = field(default_factory=dict)
+    click_ids: dict = field(default_factory=dict)
+
+    def facts(self) -> VisitFacts:
+        return VisitFacts(
+            source=self.source, medium=self.medium, campaign=self.utm.get("utm_campaign"),
+            referrer_domain=self.referrer_domain, landing_path=self.landing_path,
+            has_click_id=bool(self.click_ids),
+        )
+
+    def record(self, device: Device, location: Location = NOWHERE) -> dict:
+        """The flat dict stored as the session's row."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("utm", "click_ids")}
+        row.update(self.utm)
+        row.update(self.click_ids)
+        row.update(device_type=device.device_type, browser=device.browser,
+                   browser_version=device.browser_version, os=device.os,
+                   os_version=device.os_version)
+        row.update(country=location.country, region=location.region, city=location.city)
+        return row
+
+
+def clip(value: str | None, limit: int = MAX_VALUE_LENGTH) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value[:limit] or None
+
+
+def domain_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host[4:] if host.startswith("www.") else host
+
+
+def search_engine(domain: str | None) -> str | None:
+    if not domain:
+        return None
+    labels = domain.split(".")
+    for label in labels[:-1]:
+        if label in SEARCH_ENGINES:
+            return SEARCH_ENGINES[label]
+    return None
+
+
+def query_params(url: str) -> dict[str, str]:
+    """First value of each query parameter (some click ids arrive before a ``#``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return {}
+    params: dict[str, str] = {}
+    for query in (parts.query, parts.fragment.partition("?")[2]):
+        for key, value in parse_qsl(query, keep_blank_values=False):
+            params.setdefault(key, value)
+    return params
+
+
+def capture(url: str | None, referrer: str | None, keyword_params=()) -> Visit:
+    """Read source, medium, campaign fields, click ids and keyword from the landing URL."""
+    url = clip(url, MAX_URL_LENGTH)
+    referrer = clip(referrer, MAX_URL_LENGTH)
+    params = query_params(url) if url else {}
+    try:
+        path = urlsplit(url).path or "/" if url else None
+    except ValueError:
+        path = None
+    utm = {name: clip(params[name]) for name in UTM_FIELDS if params.get(name)}
+    # Click ids are case-sensitive tokens: stored exactly as received.
+    click_ids = {name: clip(params[name]) for name in CLICK_ID_FIELDS if params.get(name)}
+    ref_domain = domain_of(referrer)
+    if ref_domain and url and ref_domain == domain_of(url):
+        ref_domain = None  # moving between pages of the same site is not a referral
+
+    source = utm.get("utm_source") or clip(params.get("source")) or clip(params.get("ref"))
+    medium = utm.get("utm_medium")
+    first_click = next(iter(click_ids), None)
+    engine = search_engine(ref_domain)
+    if not source and first_click:
+        source = CLICK_ID_SOURCES[first_click][0]
+    if not source:
+        source = engine or ref_domain or "(direct)"
+    if not medium:
+        if first_click:
+            medium = CLICK_ID_SOURCES[first_click][1]
+        elif engine:
+            medium = "organic"
+        elif ref_domain:
+            medium = "referral"
+        elif source == "(direct)":
+            medium = "(none)"
+
+    keyword = utm.get("utm_term")
+    for name in keyword_params:
+        if keyword:
+            break
+        keyword = clip(params.get(name))
+    return Visit(landing_url=url, landing_path=clip(path, MAX_URL_LENGTH), referrer=referrer,
+                 referrer_domain=ref_domain, source=source, medium=medium, keyword=keyword,
+                 utm=utm, click_ids=click_ids)
+
+
+def path_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).path or "/"
+    except ValueError:
+        return None

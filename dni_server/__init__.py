@@ -1,0 +1,184 @@
+"""The Flask app: a thin web layer over ``pools`` and ``attribution``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import redis
+from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import event
+from sqlalchemy.orm import sessionmaker
+
+from attribution.geo import GeoLocator
+from attribution.sessions import SessionContext, SessionIds
+from dni_server.config import Settings, load_settings
+from dni_server.embedded import embedded_redis_url, instance_lock, sqlite_url, stored_secret
+from dni_server.errors import register_error_handlers
+from dni_server.extensions import db, migrate
+from dni_server.jsonprovider import OrjsonProvider
+from pools import catalog
+from pools.availability import RedisGuard
+from pools.directory import SiteDirectory
+from pools.leases import PoolService
+
+log = logging.getLogger(__name__)
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+@dataclass
+class Services:
+    """Everything the views, CLI and worker share, kept in ``app.extensions["dni"]``."""
+
+    settings: Settings
+    redis_url: str
+    redis: object  # short timeouts: the snippet path
+    redis_admin: object  # patient: admin changes, the worker, the CLI
+    pools: PoolService  # on redis_admin
+    sessions: SessionContext  # on redis
+    session_factory: sessionmaker
+    worker: object | None = None
+
+
+def make_redis(url: str, timeout_s: float):
+    """A client that fails fast instead of retrying: the caller decides what a failure means."""
+    options = dict(decode_responses=True, socket_timeout=timeout_s,
+                   socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    if url.startswith("redis+cluster://"):
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url.replace("redis+cluster://", "redis://", 1), **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | None = None
+               ) -> Flask:
+    """Build the app from ``config`` (default: the environment)."""
+    settings = load_settings(config)
+    env = os.environ if config is None else config
+    instance_path = instance_path or env.get("DNI_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path and os.path.abspath(instance_path))
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    if settings.admin_token is None and settings.embedded_database:
+        settings = dataclasses.replace(
+            settings, admin_token=stored_secret(app.instance_path, "admin_token"))
+    if settings.secret_key is None:
+        settings = dataclasses.replace(
+            settings, secret_key=stored_secret(app.instance_path, "secret_key"))
+    database_url = settings.database_url or sqlite_url(app.instance_path)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+    )
+    app.json = OrjsonProvider(app)
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    if settings.embedded_database or settings.demo:
+        prepare_database(app, settings)
+    start_worker(app, settings)
+    return app
+
+
+def engine_options(database_url: str) -> dict:
+    if database_url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    with app.app_context():
+        engine = db.engine
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+
+    redis_url = settings.redis_url or embedded_redis_url(app.instance_path)
+    fast = make_redis(redis_url, settings.redis_timeout_ms / 1000)
+    patient = make_redis(redis_url, 10.0)
+    admin_pools = PoolService(patient, settings.redis_prefix, RedisGuard(cooloff_seconds=0))
+    lease_pools = PoolService(fast, settings.redis_prefix, RedisGuard())
+
+    def load_pool(pool_id: int, now_ms: int) -> bool:
+        with session_factory() as session:
+            return catalog.load_pool_by_id(session, admin_pools, pool_id, now_ms)
+
+    limit, window = settings.session_rate
+    context = SessionContext(
+        pools=lease_pools,
+        sites=SiteDirectory(session_factory, ttl_seconds=settings.site_cache_seconds),
+        ids=SessionIds(settings.secret_key.encode()),
+        geo=GeoLocator(settings.geoip_db),
+        load_pool=load_pool,
+        rate_limit=limit,
+        rate_window_ms=window * 1000,
+    )
+    app.extensions["redis"] = fast
+    app.extensions["dni"] = Services(settings, redis_url, fast, patient, admin_pools, context,
+                                     session_factory)
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    # WAL lets the web workers read while the recorder writes; several processes share it.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def register_blueprints(app: Flask) -> None:
+    from dni_server.api import admin, sessions, snippet
+    from dni_server.api.cors import enable_cors
+    from dni_server.openapi import bp as openapi_bp
+
+    enable_cors(sessions.bp)
+    app.register_blueprint(sessions.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(snippet.bp)
+    app.register_blueprint(openapi_bp)
+
+
+def register_commands(app: Flask) -> None:
+    from dni_server.cli import dni
+
+    app.cli.add_command(dni)
+
+
+def prepare_database(app: Flask, settings: Settings) -> None:
+    """Bring the embedded database up to date and seed the demo site on an empty one."""
+    from flask_migrate import upgrade
+
+    from dni_server.demo import ensure_demo_site
+
+    with instance_lock(app.instance_path), app.app_context():
+        if settings.embedded_database:
+            upgrade(directory=MIGRATIONS)
+        ensure_demo_site(db.session, app.extensions["dni"].pools)
+
+
+def start_worker(app: Flask, settings: Settings) -> None:
+    """Run the recorder in this process on the embedded default (or with DNI_WORKER=true)."""
+    wanted = settings.worker if settings.worker is not None else settings.embedded_redis
+    if wanted:
+        from dni_server.worker import Worker
+
+        worker = Worker(app)
+        worker.start_thread()
+        app.extensions["dni"].worker = worker

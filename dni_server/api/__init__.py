@@ -1,0 +1,1 @@
+"""HTTP blueprints: the public snippet API, the admin API, and (later) carrier webhooks."""

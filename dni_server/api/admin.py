@@ -1,0 +1,245 @@
+"""The admin API (bearer token): sites, pools, pool numbers, and the sessions they served."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from attribution.models import PageView, Visit
+from dni_server.api.body import json_object
+from dni_server.api.schemas import (
+    NumbersSchema,
+    PoolCreateSchema,
+    PoolNumberSchema,
+    PoolSchema,
+    PoolSettingsSchema,
+    SiteSchema,
+    VisitSchema,
+)
+from dni_server.errors import ApiError, Conflict, Invalid, NotFound, Unauthorized
+from dni_server.extensions import db
+from dni_server.timefmt import iso_ms, now_ms
+from pools import catalog
+from pools.catalog import CatalogError
+from pools.errors import PoolUnavailable
+from pools.models import Lease, Pool, PoolNumber, Site
+
+bp = Blueprint("admin", __name__)
+site_schema = SiteSchema()
+site_update = SiteSchema(partial=True)
+pool_create = PoolCreateSchema()
+pool_update = PoolSettingsSchema()
+pool_schema = PoolSchema()
+numbers_schema = NumbersSchema()
+number_schema = PoolNumberSchema()
+visit_schema = VisitSchema()
+
+
+@bp.before_request
+def require_admin_token():
+    token = current_app.extensions["dni"].settings.admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
+
+
+def services():
+    return current_app.extensions["dni"]
+
+
+def limit_arg(default: int = 100, maximum: int = 1000) -> int:
+    raw = request.args.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise Invalid(f"limit must be a whole number from 1 to {maximum}",
+                      fields={"limit": "out of range"})
+    return int(raw)
+
+
+def catalog_call(fn, *args, **kwargs):
+    """Run a catalog change, turning its failures into API errors and committing it."""
+    try:
+        result = fn(*args, **kwargs)
+        db.session.commit()
+    except CatalogError as exc:
+        db.session.rollback()
+        raise ApiError(str(exc), fields=exc.fields, status=exc.status,
+                       code="invalid" if exc.status == 422 else "not_found") from None
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("that conflicts with an existing record (a number already in use?)") \
+            from None
+    except PoolUnavailable:
+        db.session.rollback()
+        raise ApiError("Redis is unavailable; nothing was changed", status=409,
+                       code="unavailable") from None
+    return result
+
+
+# -- sites -------------------------------------------------------------------------------
+
+
+def get_site(ref) -> Site:
+    site = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        site = db.session.get(Site, int(ref))
+    elif isinstance(ref, str):
+        site = db.session.scalar(select(Site).where(Site.key == ref))
+    if site is None:
+        raise NotFound(f"unknown site {ref!r}", code="unknown_site")
+    return site
+
+
+@bp.post("/v1/sites")
+def create_site():
+    data = site_schema.load(json_object())
+    site = catalog_call(catalog.create_site, db.session, **data)
+    return jsonify(site_schema.dump(site)), 201
+
+
+@bp.get("/v1/sites")
+def list_sites():
+    rows = db.session.scalars(select(Site).order_by(Site.id).limit(limit_arg()))
+    return jsonify(sites=site_schema.dump(rows, many=True))
+
+
+@bp.get("/v1/sites/<int:site_id>")
+def show_site(site_id: int):
+    return jsonify(site_schema.dump(get_site(site_id)))
+
+
+@bp.patch("/v1/sites/<int:site_id>")
+def update_site(site_id: int):
+    site = get_site(site_id)
+    for name, value in site_update.load(json_object()).items():
+        setattr(site, name, value)
+    db.session.commit()
+    services().sessions.sites.invalidate(site.key)
+    return jsonify(site_schema.dump(site))
+
+
+# -- pools -------------------------------------------------------------------------------
+
+
+def get_pool(pool_id: int) -> Pool:
+    pool = db.session.get(Pool, pool_id)
+    if pool is None:
+        raise NotFound(f"unknown pool {pool_id}", code="unknown_pool")
+    return pool
+
+
+def pool_view(pool: Pool) -> dict:
+    out = pool_schema.dump(pool)
+    counts = dict(db.session.execute(
+        select(PoolNumber.status, db.func.count()).where(PoolNumber.pool_id == pool.id)
+        .group_by(PoolNumber.status)).all())
+    out["numbers"] = {status: counts.get(status, 0) for status in ("active", "retiring", "retired")}
+    try:
+        out["live"] = services().pools.status(pool.id, now_ms())
+    except PoolUnavailable:
+        out["live"] = None
+    return out
+
+
+@bp.post("/v1/pools")
+def create_pool():
+    data = pool_create.load(json_object())
+    site = get_site(data.pop("site"))
+    region = data.pop("region")
+    numbers = data.pop("numbers")
+    pool, _ = catalog_call(catalog.create_pool, db.session, services().pools, site,
+                           numbers=numbers, region=region, now_ms=now_ms(), **data)
+    services().sessions.sites.invalidate(site.key)
+    return jsonify(pool_view(pool)), 201
+
+
+@bp.get("/v1/pools")
+def list_pools():
+    query = select(Pool).order_by(Pool.id).limit(limit_arg())
+    if "site" in request.args:
+        query = query.where(Pool.site_id == get_site(request.args["site"]).id)
+    return jsonify(pools=pool_schema.dump(db.session.scalars(query), many=True))
+
+
+@bp.get("/v1/pools/<int:pool_id>")
+def show_pool(pool_id: int):
+    return jsonify(pool_view(get_pool(pool_id)))
+
+
+@bp.patch("/v1/pools/<int:pool_id>")
+def update_pool(pool_id: int):
+    pool = get_pool(pool_id)
+    changes = pool_update.load(json_object())
+    catalog_call(catalog.update_pool, db.session, services().pools, pool, changes,
+                 now_ms=now_ms())
+    services().sessions.sites.invalidate(pool.site.key)
+    return jsonify(pool_view(pool))
+
+
+@bp.post("/v1/pools/<int:pool_id>/numbers")
+def add_numbers(pool_id: int):
+    pool = get_pool(pool_id)
+    data = numbers_schema.load(json_object())
+    report = catalog_call(catalog.add_numbers, db.session, services().pools, pool,
+                          data["numbers"], region=data["region"], now_ms=now_ms())
+    body = {"accepted": report.accepted,
+            "rejected": [{"number": raw, "reason": why} for raw, why in report.rejected]}
+    if not report.accepted:
+        raise Invalid("none of the numbers can be added",
+                      fields={"numbers": {raw: why for raw, why in report.rejected}})
+    return jsonify(body), 201
+
+
+@bp.get("/v1/pools/<int:pool_id>/numbers")
+def list_numbers(pool_id: int):
+    pool = get_pool(pool_id)
+    query = select(PoolNumber).where(PoolNumber.pool_id == pool.id).order_by(PoolNumber.id)
+    if status := request.args.get("status"):
+        query = query.where(PoolNumber.status == status)
+    rows = db.session.scalars(query.limit(limit_arg(1000, 10_000)))
+    return jsonify(numbers=number_schema.dump(rows, many=True))
+
+
+@bp.delete("/v1/pools/<int:pool_id>/numbers/<number>")
+def retire_number(pool_id: int, number: str):
+    """Retire a number; one leased now stays with its visitor until the lease ends."""
+    pool = get_pool(pool_id)
+    row = catalog_call(catalog.retire_number, db.session, services().pools, pool,
+                       number.strip(), now_ms=now_ms())
+    return jsonify(number_schema.dump(row))
+
+
+# -- sessions (what the snippet's visitors did) --------------------------------------------
+
+
+@bp.get("/v1/sessions")
+def list_sessions():
+    query = select(Visit).order_by(Visit.created_at.desc()).limit(limit_arg())
+    if "site" in request.args:
+        query = query.where(Visit.site_id == get_site(request.args["site"]).id)
+    return jsonify(sessions=visit_schema.dump(db.session.scalars(query), many=True))
+
+
+@bp.get("/v1/sessions/<session_id>")
+def show_session(session_id: str):
+    visit = db.session.get(Visit, session_id)
+    if visit is None:
+        raise NotFound("unknown session (new sessions appear within a few seconds)",
+                       code="unknown_session")
+    out = visit_schema.dump(visit)
+    out["pages"] = [
+        {"url": pv.url, "path": pv.path, "viewed_at": iso_ms(pv.viewed_at_ms)}
+        for pv in db.session.scalars(select(PageView).where(PageView.session_id == session_id)
+                                     .order_by(PageView.viewed_at_ms))]
+    out["leases"] = [
+        {"pool_id": ls.pool_id, "number": ls.number, "started_at": iso_ms(ls.started_at_ms),
+         "last_renewed_at": iso_ms(ls.last_renewed_at_ms), "expires_at": iso_ms(ls.expires_at_ms),
+         "ended_at": iso_ms(ls.ended_at_ms), "end_reason": ls.end_reason}
+        for ls in db.session.scalars(select(Lease).where(Lease.session_id == session_id)
+                                     .order_by(Lease.started_at_ms))]
+    return jsonify(out)

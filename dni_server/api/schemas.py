@@ -1,0 +1,184 @@
+"""Request and response schemas; response schemas are whitelists of what each audience sees."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from dni_server.timefmt import iso_ms, iso_utc
+from pools.phones import national_digits
+
+TEXT = 4096
+_short = validate.Length(min=1, max=255)
+
+
+class Loose(Schema):
+    """Requests ignore unknown fields: clients may be newer than the server."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+# -- snippet API -------------------------------------------------------------------------
+
+
+class SessionRequestSchema(Loose):
+    site = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=TEXT))
+    referrer = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(max=TEXT))
+    visitor_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=128))
+    session_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=128))
+    ga_client_id = fields.String(load_default=None, allow_none=True,
+                                 validate=validate.Length(max=64))
+
+
+class HeartbeatRequestSchema(Loose):
+    site = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=TEXT))
+    visitor_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=128))
+
+
+def number_entry(entry) -> dict:
+    """One swap instruction; hand-built because it is on the heartbeat path."""
+    out = {
+        "target": entry.target,
+        "number": entry.number,
+        "expires_at": iso_ms(entry.expires_at_ms) if entry.expires_at_ms else None,
+        "fallback": entry.fallback,
+        "target_national": national_digits(entry.target),
+        "number_national": national_digits(entry.number),
+    }
+    if entry.reason:
+        out["reason"] = entry.reason
+    return out
+
+
+def session_answer(answer) -> dict:
+    return {
+        "session_id": answer.session_id,
+        "visitor_id": answer.visitor_id or None,
+        "numbers": [number_entry(e) for e in answer.numbers],
+        "renew_in": answer.renew_in,
+    }
+
+
+# -- admin API ---------------------------------------------------------------------------
+
+
+class SiteSchema(Loose):
+    id = fields.Integer(dump_only=True)
+    key = fields.String(dump_only=True)
+    name = fields.String(required=True, validate=_short)
+    domains = fields.List(fields.String(validate=_short), load_default=list,
+                          validate=validate.Length(max=100))
+    keyword_params = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
+                                 load_default=list, validate=validate.Length(max=20))
+    timezone = fields.String(load_default="UTC")
+    created_at = fields.Function(lambda site: iso_utc(site.created_at), dump_only=True)
+
+    @validates("timezone")
+    def _timezone(self, value, **_):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(f"unknown time zone {value!r} (use an IANA name)") from None
+
+
+class PoolSettingsSchema(Loose):
+    """Fields a pool can be created or updated with."""
+
+    name = fields.String(validate=_short)
+    destination = fields.String(validate=validate.Length(min=1, max=40))
+    fallback = fields.String(validate=validate.Length(min=1, max=40))
+    lease_seconds = fields.Integer(strict=True, validate=validate.Range(30, 86_400))
+    max_lease_seconds = fields.Integer(strict=True, validate=validate.Range(60, 7 * 86_400))
+    cooldown_seconds = fields.Integer(strict=True, validate=validate.Range(0, 86_400))
+    attribution_window_seconds = fields.Integer(strict=True, validate=validate.Range(0, 30 * 86_400))
+    exhaustion_policy = fields.String(validate=validate.OneOf(["fallback", "reuse_cooling"]))
+    priority = fields.Integer(strict=True, validate=validate.Range(-1000, 1000))
+    rules = fields.Raw()
+
+
+class PoolCreateSchema(PoolSettingsSchema):
+    site = fields.Raw(required=True)
+    name = fields.String(required=True, validate=_short)
+    target = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    destination = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    numbers = fields.List(fields.Raw(), load_default=list, validate=validate.Length(max=10_000))
+    region = fields.String(load_default="US", validate=validate.Length(equal=2))
+
+
+class NumbersSchema(Loose):
+    numbers = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=10_000))
+    region = fields.String(load_default="US", validate=validate.Length(equal=2))
+
+
+class PoolSchema(Schema):
+    id = fields.Integer()
+    site_id = fields.Integer()
+    name = fields.String()
+    target = fields.String()
+    destination = fields.String()
+    fallback = fields.String()
+    lease_seconds = fields.Integer()
+    max_lease_seconds = fields.Integer()
+    cooldown_seconds = fields.Integer()
+    attribution_window_seconds = fields.Integer()
+    exhaustion_policy = fields.String()
+    priority = fields.Integer()
+    rules = fields.Raw()
+    active = fields.Boolean()
+    created_at = fields.Function(lambda pool: iso_utc(pool.created_at))
+
+
+class PoolNumberSchema(Schema):
+    number = fields.String()
+    status = fields.String()
+    added_at = fields.Function(lambda row: iso_utc(row.added_at))
+    retired_at = fields.Function(lambda row: iso_utc(row.retired_at))
+
+
+class VisitSchema(Schema):
+    session_id = fields.String()
+    site_id = fields.Integer()
+    visitor_id = fields.String()
+    created_at = fields.Function(lambda v: iso_utc(v.created_at))
+    landing_url = fields.String()
+    landing_path = fields.String()
+    referrer = fields.String()
+    referrer_domain = fields.String()
+    source = fields.String()
+    medium = fields.String()
+    keyword = fields.String()
+    utm_source = fields.String()
+    utm_medium = fields.String()
+    utm_campaign = fields.String()
+    utm_term = fields.String()
+    utm_content = fields.String()
+    utm_id = fields.String()
+    utm_source_platform = fields.String()
+    utm_creative_format = fields.String()
+    utm_marketing_tactic = fields.String()
+    gclid = fields.String()
+    gbraid = fields.String()
+    wbraid = fields.String()
+    msclkid = fields.String()
+    fbclid = fields.String()
+    ttclid = fields.String()
+    li_fat_id = fields.String()
+    dclid = fields.String()
+    ga_client_id = fields.String()
+    device_type = fields.String()
+    browser = fields.String()
+    browser_version = fields.String()
+    os = fields.String()
+    os_version = fields.String()
+    country = fields.String()
+    region = fields.String()
+    city = fields.String()
+    fallback_reason = fields.String()

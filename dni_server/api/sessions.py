@@ -1,0 +1,47 @@
+"""The public snippet API: start a session, keep it alive. CORS-open, never a 5xx."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from attribution import sessions
+from dni_server.api.body import json_object
+from dni_server.api.schemas import HeartbeatRequestSchema, SessionRequestSchema, session_answer
+from dni_server.errors import NotFound
+from dni_server.timefmt import now_ms
+
+bp = Blueprint("sessions", __name__)
+session_request = SessionRequestSchema()
+heartbeat_request = HeartbeatRequestSchema()
+
+
+def context() -> sessions.SessionContext:
+    return current_app.extensions["dni"].sessions
+
+
+@bp.post("/v1/sessions")
+def create_session():
+    """Start or resume a visit's session and lease its numbers."""
+    body = session_request.load(json_object())
+    ctx = context()
+    site = ctx.sites.get(body["site"])
+    if site is None:
+        raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
+    req = sessions.SessionRequest(
+        url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
+        session_id=body["session_id"], ga_client_id=body["ga_client_id"],
+        user_agent=request.headers.get("User-Agent", ""), ip=request.remote_addr)
+    answer = sessions.start_session(ctx, site, req, now_ms())
+    return jsonify(session_answer(answer))
+
+
+@bp.post("/v1/sessions/<session_id>/heartbeat")
+def heartbeat(session_id: str):
+    """Renew the session's leases; no SQL on this path."""
+    body = heartbeat_request.load(json_object())
+    try:
+        answer = sessions.heartbeat(context(), body["site"], session_id, now_ms(), body["url"])
+    except sessions.UnknownSession:
+        raise NotFound("unknown session", code="unknown_session") from None
+    answer.visitor_id = body["visitor_id"] or ""
+    return jsonify(session_answer(answer))

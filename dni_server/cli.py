@@ -1,0 +1,174 @@
+"""``flask --app wsgi dni ...``: sites, pools, number imports, pool status, the worker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+from tqdm import tqdm
+
+from dni_server.extensions import db
+from dni_server.timefmt import now_ms
+from pools import catalog
+from pools.catalog import CatalogError
+from pools.models import Pool, Site
+
+IMPORT_CHUNK = 1000
+
+
+@click.group()
+def dni():
+    """Manage sites, pools and numbers; run the worker."""
+
+
+def services():
+    return current_app.extensions["dni"]
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def find_site(ref: str) -> Site:
+    site = db.session.get(Site, int(ref)) if ref.isdigit() else db.session.scalar(
+        select(Site).where(Site.key == ref))
+    if site is None:
+        fail(f"no site {ref!r} (give its id or key)")
+    return site
+
+
+@dni.command("create-site")
+@click.argument("name")
+@click.option("--domain", "domains", multiple=True, help="A domain the site's pages live on.")
+@click.option("--keyword-param", "keyword_params", multiple=True,
+              help="Extra URL parameter holding the keyword (e.g. kw).")
+@click.option("--timezone", default="UTC", show_default=True)
+@with_appcontext
+def create_site(name, domains, keyword_params, timezone):
+    """Create a site and print its public key."""
+    site = catalog.create_site(db.session, name=name, domains=domains,
+                               keyword_params=keyword_params, timezone=timezone)
+    db.session.commit()
+    click.echo(f"site {site.id} created, key {site.key}")
+
+
+@dni.command("create-pool")
+@click.option("--site", "site_ref", required=True, help="Site id or key.")
+@click.option("--name", required=True)
+@click.option("--target", required=True, help="The number printed on the page.")
+@click.option("--destination", required=True, help="Where calls are forwarded.")
+@click.option("--fallback", help="Shown when no tracking number can be given (default: target).")
+@click.option("--lease-seconds", type=int, default=300, show_default=True)
+@click.option("--cooldown-seconds", type=int, default=60, show_default=True)
+@click.option("--priority", type=int, default=0, show_default=True)
+@click.option("--rules", help='JSON list, e.g. \'[{"source": "google"}]\'.')
+@click.option("--region", default="US", show_default=True, help="Country for numbers without +.")
+@with_appcontext
+def create_pool(site_ref, name, target, destination, fallback, lease_seconds, cooldown_seconds,
+                priority, rules, region):
+    """Create an empty pool; add numbers with import-numbers."""
+    site = find_site(site_ref)
+    settings = dict(name=name, target=target, destination=destination,
+                    lease_seconds=lease_seconds, cooldown_seconds=cooldown_seconds,
+                    priority=priority, rules=json.loads(rules) if rules else [])
+    if fallback:
+        settings["fallback"] = fallback
+    try:
+        pool, _ = catalog.create_pool(db.session, services().pools, site, region=region,
+                                      now_ms=now_ms(), **settings)
+    except CatalogError as exc:
+        fail(f"{exc}: {json.dumps(exc.fields)}")
+    db.session.commit()
+    click.echo(f"pool {pool.id} created for site {site.key}")
+
+
+def read_numbers(path: str) -> list[tuple[int, str]]:
+    """(line, value) of each row: a ``number`` column if there is one, else the first."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    column, start = 0, 0
+    if "number" in header:
+        column, start = header.index("number"), 1
+    elif rows[0] and not any(ch.isdigit() for ch in rows[0][0]):
+        start = 1  # a header row without a "number" column
+    return [(i + 1, row[column] if len(row) > column else "")
+            for i, row in enumerate(rows[start:], start=start) if any(c.strip() for c in row)]
+
+
+@dni.command("import-numbers")
+@click.argument("pool_id", type=int)
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--region", default="US", show_default=True, help="Country for numbers without +.")
+@with_appcontext
+def import_numbers(pool_id, csv_path, region):
+    """Add the numbers in a CSV file to a pool, reporting each rejected row."""
+    pool = db.session.get(Pool, pool_id)
+    if pool is None:
+        fail(f"no pool {pool_id}")
+    rows = read_numbers(csv_path)
+    accepted, rejected = 0, []
+    with tqdm(total=len(rows), unit="number", file=sys.stderr, desc="importing") as bar:
+        for start in range(0, len(rows), IMPORT_CHUNK):
+            chunk = rows[start:start + IMPORT_CHUNK]
+            report = catalog.add_numbers(db.session, services().pools, pool,
+                                         [value for _, value in chunk], region=region,
+                                         now_ms=now_ms())
+            db.session.commit()
+            accepted += len(report.accepted)
+            lines = {}
+            for line, value in chunk:
+                lines.setdefault(value.strip(), line)
+            rejected += [(lines.get(raw.strip(), "?"), raw, why) for raw, why in report.rejected]
+            bar.update(len(chunk))
+    click.echo(f"{accepted} accepted, {len(rejected)} rejected")
+    for line, raw, why in rejected:
+        click.echo(f"  line {line}: {raw!r}: {why}")
+
+
+@dni.command("pool-status")
+@click.argument("pool_id", type=int, required=False)
+@with_appcontext
+def pool_status(pool_id):
+    """Show each pool's numbers, leases and counters."""
+    query = select(Pool).order_by(Pool.id)
+    if pool_id is not None:
+        query = query.where(Pool.id == pool_id)
+    pools = list(db.session.scalars(query))
+    if not pools:
+        fail("no such pool" if pool_id is not None else "no pools yet")
+    for pool in pools:
+        live = services().pools.status(pool.id, now_ms())
+        click.echo(f"pool {pool.id} {pool.name!r} (site {pool.site.key}) target {pool.target}")
+        click.echo(f"  numbers: {live['idle']} idle ({live['cooling']} cooling down), "
+                   f"{live['busy']} leased, {live['retiring']} retiring"
+                   + ("" if live["loaded"] else "  [not loaded in Redis]"))
+        counters = ", ".join(f"{k} {v}" for k, v in live["counters"].items()) or "none yet"
+        click.echo(f"  counters: {counters}")
+        click.echo(f"  events waiting to be recorded: {live['recorder_backlog']}")
+
+
+@dni.command("worker")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@with_appcontext
+def worker(once):
+    """Record lease history and keep pools loaded (run any number of these)."""
+    from dni_server.worker import Worker
+
+    runner = Worker(current_app._get_current_object())
+    if once:
+        click.echo(f"recorded {runner.run_once()} events")
+        return
+    click.echo(f"worker {runner.consumer} running; Ctrl-C stops it")
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        runner.stop()

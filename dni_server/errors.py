@@ -1,0 +1,84 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "fields"?}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error a client caused; carries its HTTP status and a stable code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, fields: dict | None = None, status: int | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class Invalid(ApiError):
+    status, code = 422, "invalid"
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    body: dict = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
+
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields)
+
+    @app.errorhandler(ValidationError)
+    def validation_error(exc: ValidationError):
+        fields = exc.messages if isinstance(exc.messages, dict) else {"_body": exc.messages}
+        return error_response(422, "invalid", "the request has invalid fields", fields)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        response = error_response(status, HTTP_CODES.get(status, "error"),
+                                  exc.description or exc.name)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # A bug, never the client's fault: log it whole, say little.
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error")

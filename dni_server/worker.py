@@ -1,0 +1,85 @@
+"""The background worker: keeps pools loaded, ends lapsed leases, records lease history.
+
+Run as ``flask --app wsgi dni worker`` (any number of them), or as a thread inside the
+app on the embedded default. Every step is safe to run in several processes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from sqlalchemy import select
+
+from attribution.recorder import drain_pool
+from dni_server.timefmt import now_ms
+from pools import catalog
+from pools.errors import PoolError
+from pools.models import Pool
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, app, interval: float = 0.5, pool_refresh: float = 5.0):
+        self.app = app
+        self.services = app.extensions["dni"]
+        self.interval = interval
+        self.pool_refresh = pool_refresh
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+        self._pool_ids: list[int] = []
+        self._pools_read_at = 0.0
+        self.stop_event = threading.Event()
+
+    def pool_ids(self, db) -> list[int]:
+        if time.monotonic() - self._pools_read_at > self.pool_refresh:
+            self._pool_ids = list(db.scalars(select(Pool.id).where(Pool.active)))
+            self._pools_read_at = time.monotonic()
+        return self._pool_ids
+
+    def run_once(self) -> int:
+        """One pass over every pool; returns how many events were recorded."""
+        pools = self.services.pools
+        recorded = 0
+        with self.services.session_factory() as db:
+            ids = self.pool_ids(db)
+            if not ids:
+                return 0
+            for pool_id, loaded in zip(ids, pools.is_loaded(ids), strict=True):
+                now = now_ms()
+                try:
+                    if not loaded:
+                        catalog.load_pool_by_id(db, pools, pool_id, now)
+                    pools.reclaim(pool_id, now)
+                except PoolError:
+                    continue  # being loaded elsewhere, or Redis is away: next pass
+                while True:
+                    count = drain_pool(pools.redis, db, pool_id, self.consumer,
+                                       prefix=pools.prefix)
+                    recorded += count
+                    if count < 1000:
+                        break
+        return recorded
+
+    def run_forever(self) -> None:
+        pause = self.interval
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+                pause = self.interval
+            except Exception:
+                # Redis or SQL away: events wait in Redis; back off and try again.
+                log.exception("worker pass failed")
+                pause = min(pause * 2, 10.0)
+            self.stop_event.wait(pause)
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name="dni-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stop_event.set()

@@ -1,0 +1,80 @@
+"""Redis key builders: the only place a pool key string is written.
+
+Every key of pool 42 carries the hash tag ``{42}`` so that all of them live in one Redis
+Cluster slot and each Lua script touches exactly one slot.
+
+===========================  ==========  ===============================================
+key                          type        contents
+===========================  ==========  ===============================================
+``dni:pool:{42}:meta``       hash        site key, target, fallback, lease/max-age/cool-down
+                                         in ms, exhaustion policy; absent = not loaded
+``dni:pool:{42}:idle``       sorted set  number -> idle since (ms); lease takes the lowest
+``dni:pool:{42}:busy``       sorted set  number -> lease expiry (ms); reclaim takes <= now
+``dni:pool:{42}:holder``     hash        number -> "session|lease start ms"
+``dni:pool:{42}:session``    hash        session -> number it holds (stickiness)
+``dni:pool:{42}:retiring``   set         leased numbers to retire when their lease ends
+``dni:pool:{42}:stats``      hash        counters: leases, renewals, exhausted, rate_limited,
+                                         released, expired, max_age, retired, peak_busy
+``dni:pool:{42}:events``     stream      lease history for the recorder (consumer group
+                                         ``recorders``); copied into SQL, then deleted
+``dni:pool:{42}:rate:ip:X``  string      new leases from IP X in the current window
+``dni:pool:{42}:rate:vis:X`` string      new leases for visitor id X in the current window
+===========================  ==========  ===============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "dni"
+RECORDER_GROUP = "recorders"
+
+
+@dataclass(frozen=True)
+class PoolKeys:
+    """The keys of one pool, in the order the Lua scripts expect them."""
+
+    meta: str
+    idle: str
+    busy: str
+    holder: str
+    session: str
+    retiring: str
+    stats: str
+    events: str
+
+    def state(self) -> list[str]:
+        """KEYS[1..8] shared by every pool script."""
+        return [self.meta, self.idle, self.busy, self.holder, self.session,
+                self.retiring, self.stats, self.events]
+
+
+def pool_tag(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}:pool:{{{int(pool_id)}}}"
+
+
+def pool_keys(pool_id: int, prefix: str = DEFAULT_PREFIX) -> PoolKeys:
+    tag = pool_tag(pool_id, prefix)
+    return PoolKeys(
+        meta=f"{tag}:meta",
+        idle=f"{tag}:idle",
+        busy=f"{tag}:busy",
+        holder=f"{tag}:holder",
+        session=f"{tag}:session",
+        retiring=f"{tag}:retiring",
+        stats=f"{tag}:stats",
+        events=f"{tag}:events",
+    )
+
+
+def rate_ip_key(pool_id: int, ip: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{pool_tag(pool_id, prefix)}:rate:ip:{ip}"
+
+
+def rate_visitor_key(pool_id: int, visitor_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{pool_tag(pool_id, prefix)}:rate:vis:{visitor_id}"
+
+
+def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Held while one process reloads an emptied pool from SQL."""
+    return f"{pool_tag(pool_id, prefix)}:rebuilding"

@@ -1,0 +1,223 @@
+"""The pool service: lease, renew, release, reclaim and sync, one EVALSHA each.
+
+Every function takes ``now_ms`` from the caller so tests can pin the clock. Nothing here
+touches SQL; the lease history reaches SQL through each pool's event stream
+(see ``pools.recorder``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from redis.exceptions import NoScriptError
+
+from pools import keys as k
+from pools.availability import RedisGuard
+from pools.errors import (
+    LeaseNotHeld,
+    MaxLeaseAgeExceeded,
+    PoolError,
+    PoolExhausted,
+    PoolNotLoaded,
+    RateLimited,
+    UnexpectedReply,
+    WrongSite,
+)
+from pools.scripts import PoolScripts, register_scripts
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A number held by a session until ``expires_at_ms`` unless renewed."""
+
+    pool_id: int
+    number: str
+    expires_at_ms: int
+    started_at_ms: int
+    new: bool
+    target: str | None = None
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    """What the lease script needs to lease one pool's number for one session."""
+
+    pool_id: int
+    session_id: str
+    now_ms: int
+    ip: str = "-"
+    visitor_id: str = "-"
+    rate_limit: int = 0
+    rate_window_ms: int = 60_000
+    payload: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    was_loaded: bool
+    added: int
+    restored: int
+    removed: list[str]
+    retiring: int
+
+
+class PoolService:
+    """Pool operations over one Redis client (plain or cluster)."""
+
+    def __init__(self, redis, prefix: str = k.DEFAULT_PREFIX, guard: RedisGuard | None = None):
+        self.redis = redis
+        self.prefix = prefix
+        self.guard = guard or RedisGuard()
+        self.scripts: PoolScripts = register_scripts(redis)
+
+    def keys(self, pool_id: int) -> k.PoolKeys:
+        return k.pool_keys(pool_id, self.prefix)
+
+    # -- lease -------------------------------------------------------------------------
+
+    def _lease_call(self, req: LeaseRequest) -> tuple[list, list]:
+        keys = self.keys(req.pool_id).state() + [
+            k.rate_ip_key(req.pool_id, req.ip, self.prefix),
+            k.rate_visitor_key(req.pool_id, req.visitor_id, self.prefix),
+        ]
+        args = [req.session_id, req.now_ms, req.rate_limit, req.rate_window_ms, req.payload, req.url]
+        return keys, args
+
+    def lease(self, req: LeaseRequest) -> Lease:
+        """Lease a number from the pool for this session (sticky).
+
+        Returns:
+            The Lease, ``new`` False when the session already held it (then renewed).
+        Raises:
+            PoolExhausted, RateLimited, PoolNotLoaded, or PoolUnavailable (Redis down).
+        """
+        keys, args = self._lease_call(req)
+        reply = self.guard.call(self.scripts.lease, keys=keys, args=args)
+        return _lease_from_reply(req.pool_id, reply)
+
+    def lease_many(self, reqs: list[LeaseRequest]) -> list[Lease | PoolError]:
+        """Lease from several pools in one round trip; each item is a Lease or the PoolError."""
+        if len(reqs) == 1:
+            try:
+                return [self.lease(reqs[0])]
+            except PoolError as exc:
+                if exc.pool_id is None:
+                    raise
+                return [exc]
+        calls = [self._lease_call(req) for req in reqs]
+        replies = self.guard.call(self._pipeline, self.scripts.lease, calls)
+        out: list[Lease | PoolError] = []
+        for req, reply in zip(reqs, replies, strict=True):
+            try:
+                out.append(_lease_from_reply(req.pool_id, reply))
+            except PoolError as exc:
+                out.append(exc)
+        return out
+
+    # -- renew -------------------------------------------------------------------------
+
+    def renew_many(self, pool_ids: list[int], session_id: str, site_key: str, now_ms: int,
+                   url: str = "") -> list[Lease | PoolError]:
+        """Extend the session's lease in each pool; never leases a new number.
+
+        Each item is a Lease, or LeaseNotHeld / MaxLeaseAgeExceeded (carrying the pool's
+        target and fallback), PoolNotLoaded, or WrongSite.
+        """
+        calls = [(self.keys(pid).state(), [session_id, now_ms, site_key, url]) for pid in pool_ids]
+        if len(calls) == 1:
+            replies = [self.guard.call(self.scripts.renew, keys=calls[0][0], args=calls[0][1])]
+        else:
+            replies = self.guard.call(self._pipeline, self.scripts.renew, calls)
+        return [_renewal_from_reply(pid, reply) for pid, reply in zip(pool_ids, replies, strict=True)]
+
+    # -- release, reclaim, sync ---------------------------------------------------------
+
+    def release(self, pool_id: int, session_id: str, now_ms: int) -> bool:
+        """End the session's lease now; False when it held none."""
+        code = self.guard.call(self.scripts.release, keys=self.keys(pool_id).state(),
+                               args=[session_id, now_ms])
+        if code == -1:
+            raise PoolNotLoaded(pool_id)
+        return code == 0
+
+    def reclaim(self, pool_id: int, now_ms: int, limit: int = 1000) -> int:
+        """End every lease of the pool whose expiry has passed; returns how many."""
+        count = self.guard.call(self.scripts.reclaim, keys=self.keys(pool_id).state(),
+                                args=[now_ms, limit])
+        if count == -1:
+            raise PoolNotLoaded(pool_id)
+        return int(count)
+
+    def sync(self, pool_id: int, spec: dict) -> SyncResult:
+        """Apply a pool spec built by ``pools.catalog.pool_spec`` (see sync.lua)."""
+        reply = self.guard.call(self.scripts.sync, keys=self.keys(pool_id).state(),
+                                args=[orjson.dumps(spec).decode()])
+        if int(reply[0]) == -1:
+            raise PoolNotLoaded(pool_id)
+        return SyncResult(bool(reply[0]), int(reply[1]), int(reply[2]), list(reply[5:]), int(reply[4]))
+
+    def is_loaded(self, pool_ids: list[int]) -> list[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in pool_ids:
+            pipe.exists(self.keys(pid).meta)
+        return [bool(x) for x in self.guard.call(pipe.execute)]
+
+    def status(self, pool_id: int, now_ms: int) -> dict:
+        """Live counts and counters of one pool, read from Redis."""
+        keys = self.keys(pool_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.meta)
+        pipe.zcard(keys.idle)
+        pipe.zcard(keys.busy)
+        pipe.scard(keys.retiring)
+        pipe.hgetall(keys.stats)
+        pipe.xlen(keys.events)
+        meta, idle, busy, retiring, stats, backlog = self.guard.call(pipe.execute)
+        cooldown_ms = int(meta.get("cooldown_ms", 0))
+        cooling = self.guard.call(self.redis.zcount, keys.idle, f"({now_ms - cooldown_ms}", "+inf")
+        return {
+            "loaded": bool(meta),
+            "idle": idle,
+            "cooling": cooling,
+            "busy": busy,
+            "retiring": retiring,
+            "counters": {name: int(value) for name, value in sorted(stats.items())},
+            "recorder_backlog": backlog,
+        }
+
+    def _pipeline(self, script, calls: list[tuple[list, list]]) -> list:
+        """Run one script for several pools in one round trip (loading it once if needed)."""
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies) or attempt:
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
+            self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
+
+
+def _lease_from_reply(pool_id: int, reply) -> Lease:
+    code = int(reply[0])
+    if code in (0, 1):
+        return Lease(pool_id, reply[1], int(reply[2]), int(reply[3]), new=code == 0)
+    raise {2: PoolExhausted, 3: RateLimited, -1: PoolNotLoaded}.get(code, UnexpectedReply)(pool_id)
+
+
+def _renewal_from_reply(pool_id: int, reply) -> Lease | PoolError:
+    code = int(reply[0])
+    if code in (-1, -2):
+        return (PoolNotLoaded if code == -1 else WrongSite)(pool_id)
+    target, fallback = reply[4], reply[5]
+    if code == 0:
+        return Lease(pool_id, reply[1], int(reply[2]), int(reply[3]), new=False,
+                     target=target, fallback=fallback)
+    error = {1: LeaseNotHeld, 4: MaxLeaseAgeExceeded}.get(code, UnexpectedReply)
+    return error(pool_id, target=target, fallback=fallback)

@@ -1,0 +1,41 @@
+-- _common.lua: helpers prepended to every pool script when it is registered (not a script
+-- of its own). Every pool script gets the pool's eight state keys first, in this order.
+local K_META, K_IDLE, K_BUSY, K_HOLDER, K_SESSION, K_RETIRING, K_STATS, K_EVENTS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+-- holder values are "session|start_ms"
+local function split_holder(value)
+  if not value then return '', 0 end
+  local sep = string.find(value, '|', 1, true)
+  return string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
+end
+
+-- End the lease on `number` at `at_ms`. The number goes back to idle, idle since `at_ms`,
+-- unless it is being retired, in which case it leaves the pool now that nobody holds it.
+local function end_lease(number, at_ms, reason)
+  local session, start = split_holder(redis.call('HGET', K_HOLDER, number))
+  redis.call('ZREM', K_BUSY, number)
+  redis.call('HDEL', K_HOLDER, number)
+  if session ~= '' and redis.call('HGET', K_SESSION, session) == number then
+    redis.call('HDEL', K_SESSION, session)
+  end
+  redis.call('HINCRBY', K_STATS, reason, 1)
+  redis.call('XADD', K_EVENTS, '*', 't', 'end', 'n', number, 's', session, 'st', start,
+    'at', at_ms, 'r', reason)
+  if redis.call('SREM', K_RETIRING, number) == 1 then
+    redis.call('HINCRBY', K_STATS, 'retired', 1)
+    redis.call('XADD', K_EVENTS, '*', 't', 'retired', 'n', number, 'at', at_ms)
+  else
+    redis.call('ZADD', K_IDLE, at_ms, number)
+  end
+end
+
+-- Leases whose expiry has passed end at their expiry, not at now: the number has been
+-- free since then, and matching must not credit that session with later calls.
+local function reclaim_expired(now_ms, limit)
+  local expired = redis.call('ZRANGEBYSCORE', K_BUSY, '-inf', now_ms, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #expired, 2 do
+    end_lease(expired[i], expired[i + 1], 'expired')
+  end
+  return #expired / 2
+end

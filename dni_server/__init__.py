@@ -145,10 +145,8 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 def register_blueprints(app: Flask) -> None:
     from dni_server.api import admin, sessions, snippet
-    from dni_server.api.cors import enable_cors
     from dni_server.openapi import bp as openapi_bp
 
-    enable_cors(sessions.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(snippet.bp)

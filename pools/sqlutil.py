@@ -25,4 +25,10 @@ def insert_ignoring_duplicates(db: Session, table, rows: list[dict], unique: lis
     """Insert rows, skipping any whose unique key is already there."""
     if rows:
         stmt = dialect_insert(db, table).on_conflict_do_nothing(index_elements=unique)
-        db.execute(stmt, rows)
+        db.execute(stmt, same_keys(rows))
+
+
+def same_keys(rows: list[dict]) -> list[dict]:
+    """Give every row every key: a bulk insert takes its columns from the first row."""
+    keys = set().union(*rows)
+    return [{key: row.get(key) for key in keys} for row in rows]

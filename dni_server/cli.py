@@ -124,10 +124,7 @@ def import_numbers(pool_id, csv_path, region):
                                          now_ms=now_ms())
             db.session.commit()
             accepted += len(report.accepted)
-            lines = {}
-            for line, value in chunk:
-                lines.setdefault(value.strip(), line)
-            rejected += [(lines.get(raw.strip(), "?"), raw, why) for raw, why in report.rejected]
+            rejected += [(chunk[r.position][0], r.raw, r.reason) for r in report.rejected]
             bar.update(len(chunk))
     click.echo(f"{accepted} accepted, {len(rejected)} rejected")
     for line, raw, why in rejected:

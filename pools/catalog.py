@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -35,12 +36,18 @@ class CatalogError(ValueError):
         self.status = status
 
 
+class Rejection(NamedTuple):
+    position: int  # index in the list offered
+    raw: str
+    reason: str
+
+
 @dataclass
 class NumberReport:
     """What became of each number offered to a pool."""
 
     accepted: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
 
 
 def new_site_key() -> str:
@@ -61,26 +68,27 @@ def check_numbers(db: Session, raw_numbers, region: str = "US",
     """Normalise numbers and reject those invalid, repeated, or live in a pool already."""
     report = NumberReport()
     seen: set[str] = set()
-    candidates: list[tuple[str, str]] = []
-    for raw in raw_numbers:
+    candidates: list[tuple[int, str, str]] = []
+    for position, raw in enumerate(raw_numbers):
         try:
             number = normalize(raw, region)
         except InvalidNumber as exc:
-            report.rejected.append((str(raw), str(exc)))
+            report.rejected.append(Rejection(position, str(raw), str(exc)))
             continue
         if number in seen:
-            report.rejected.append((str(raw), f"{number} is listed twice"))
+            report.rejected.append(Rejection(position, str(raw), f"{number} is listed twice"))
             continue
         seen.add(number)
-        candidates.append((str(raw), number))
-    taken = _live_numbers(db, [n for _, n in candidates])
-    for raw, number in candidates:
+        candidates.append((position, str(raw), number))
+    taken = _live_numbers(db, [n for _, _, n in candidates])
+    for position, raw, number in candidates:
         if number in taken:
             owner = taken[number]
             where = "this pool" if owner == exclude_pool_id else f"pool {owner}"
-            report.rejected.append((raw, f"{number} is already in {where}"))
+            report.rejected.append(Rejection(position, raw, f"{number} is already in {where}"))
         else:
             report.accepted.append(number)
+    report.rejected.sort()
     return report
 
 
@@ -132,7 +140,7 @@ def create_pool(db: Session, pools: PoolService, site: Site, *, numbers=(), regi
     if report.rejected:
         raise CatalogError(
             "some numbers cannot be used",
-            {"numbers": {raw: reason for raw, reason in report.rejected}},
+            {"numbers": {r.raw: r.reason for r in report.rejected}},
         )
     pool = Pool(site_id=site.id, **settings)
     db.add(pool)

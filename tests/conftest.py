@@ -17,11 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
+from factories import numbers, record
 from werkzeug.serving import make_server
 
 from dni_server import create_app
 from dni_server.extensions import db
-from factories import numbers, record
 from pools.models import Base
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -242,7 +242,7 @@ def live_service(make_app):
 @pytest.fixture(scope="session")
 def geoip_db(tmp_path_factory) -> str:
     """A small City database built with mmdb-writer on the RFC 5737 documentation ranges."""
-    from mmdb_writer import MMDBWriter, MmdbF64, MmdbU32
+    from mmdb_writer import MmdbF64, MmdbU32, MMDBWriter
     from netaddr import IPSet
 
     writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-City",

@@ -188,10 +188,10 @@ def add_numbers(pool_id: int):
     report = catalog_call(catalog.add_numbers, db.session, services().pools, pool,
                           data["numbers"], region=data["region"], now_ms=now_ms())
     body = {"accepted": report.accepted,
-            "rejected": [{"number": raw, "reason": why} for raw, why in report.rejected]}
+            "rejected": [{"number": r.raw, "reason": r.reason} for r in report.rejected]}
     if not report.accepted:
         raise Invalid("none of the numbers can be added",
-                      fields={"numbers": {raw: why for raw, why in report.rejected}})
+                      fields={"numbers": {r.raw: r.reason for r in report.rejected}})
     return jsonify(body), 201
 
 

@@ -1,5 +1,139 @@
-"""Builds the OpenAPI document from the marshmallow schemas (filled in below)."""
+"""The OpenAPI document, built from the same marshmallow schemas the views use."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from dni_server.api import schemas as s
 
 
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields")
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class NumberEntrySchema(Schema):
+    target = fields.String(required=True, metadata={"description": "the page's number, E.164"})
+    number = fields.String(required=True, metadata={"description": "the number to show, E.164"})
+    expires_at = fields.String(allow_none=True, required=True)
+    fallback = fields.Boolean(required=True)
+    reason = fields.String(metadata={"enum": ["pool_exhausted", "bot", "unavailable", "no_pool",
+                                              "rate_limited", "expired"]})
+    target_national = fields.String()
+    number_national = fields.String()
+
+
+class SessionAnswerSchema(Schema):
+    session_id = fields.String(required=True)
+    visitor_id = fields.String(allow_none=True, required=True)
+    numbers = fields.List(fields.Nested(NumberEntrySchema), required=True)
+    renew_in = fields.Integer(required=True)
+
+
+class NumberReportSchema(Schema):
+    accepted = fields.List(fields.String())
+    rejected = fields.List(fields.Dict())
+
+
+def _json(schema) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ok(schema, status: str = "200", *errors: int) -> dict:
+    responses = {status: {"description": "OK", **_json(schema)}}
+    for code in errors:
+        responses[str(code)] = {"description": "Error", **_json("Error")}
+    return responses
+
+
+ADMIN = [{"bearer": []}]
+# path -> method -> (summary, request schema or None, response schema, success status, errors)
+OPERATIONS = {
+    "/v1/sessions": {
+        "post": ("Start or resume a session and lease its numbers", "SessionRequest",
+                 "SessionAnswer", "200", (400, 404, 413, 422), None),
+        "get": ("List recent sessions (admin)", None, "VisitList", "200", (401, 422), ADMIN),
+    },
+    "/v1/sessions/{session_id}/heartbeat": {
+        "post": ("Renew the session's leases", "HeartbeatRequest", "SessionAnswer", "200",
+                 (400, 404, 413, 422), None),
+    },
+    "/v1/sessions/{session_id}": {
+        "get": ("A session with its pages and leases (admin)", None, "Visit", "200", (401, 404),
+                ADMIN),
+    },
+    "/v1/sites": {
+        "post": ("Create a site", "Site", "Site", "201", (400, 401, 422), ADMIN),
+        "get": ("List sites", None, "SiteList", "200", (401,), ADMIN),
+    },
+    "/v1/sites/{site_id}": {
+        "get": ("Show a site", None, "Site", "200", (401, 404), ADMIN),
+        "patch": ("Update a site", "Site", "Site", "200", (400, 401, 404, 422), ADMIN),
+    },
+    "/v1/pools": {
+        "post": ("Create a pool with its numbers", "PoolCreate", "Pool", "201",
+                 (400, 401, 404, 409, 422), ADMIN),
+        "get": ("List pools", None, "PoolList", "200", (401, 404), ADMIN),
+    },
+    "/v1/pools/{pool_id}": {
+        "get": ("Show a pool with its live state", None, "Pool", "200", (401, 404), ADMIN),
+        "patch": ("Update a pool's settings", "PoolSettings", "Pool", "200",
+                  (400, 401, 404, 409, 422), ADMIN),
+    },
+    "/v1/pools/{pool_id}/numbers": {
+        "post": ("Add numbers (each rejected one is reported)", "Numbers", "NumberReport", "201",
+                 (400, 401, 404, 422), ADMIN),
+        "get": ("List a pool's numbers", None, "PoolNumberList", "200", (401, 404), ADMIN),
+    },
+    "/v1/pools/{pool_id}/numbers/{number}": {
+        "delete": ("Retire a number (a leased one when its lease ends)", None, "PoolNumber",
+                   "200", (401, 404), ADMIN),
+    },
+}
+
+
+@cache
 def build_spec() -> dict:
-    return {"openapi": "3.0.3", "info": {"title": "DNI service", "version": "0.1.0"}, "paths": {}}
+    spec = APISpec(title="DNI and call attribution service", version="1.0.0",
+                   openapi_version="3.0.3", plugins=[MarshmallowPlugin()])
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for name, schema in {
+        "Error": ErrorSchema, "SessionRequest": s.SessionRequestSchema,
+        "HeartbeatRequest": s.HeartbeatRequestSchema, "SessionAnswer": SessionAnswerSchema,
+        "Site": s.SiteSchema, "PoolCreate": s.PoolCreateSchema,
+        "PoolSettings": s.PoolSettingsSchema, "Pool": s.PoolSchema, "Numbers": s.NumbersSchema,
+        "NumberReport": NumberReportSchema, "PoolNumber": s.PoolNumberSchema,
+        "Visit": s.VisitSchema,
+    }.items():
+        spec.components.schema(name, schema=schema)
+    for plural, item, ref in (("VisitList", "sessions", "Visit"), ("SiteList", "sites", "Site"),
+                              ("PoolList", "pools", "Pool"),
+                              ("PoolNumberList", "numbers", "PoolNumber")):
+        spec.components.schema(plural, {"type": "object", "properties": {
+            item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
+    for path, methods in OPERATIONS.items():
+        operations = {}
+        for method, (summary, request, response, status, errors, security) in methods.items():
+            op = {"summary": summary, "responses": _ok(response, status, *errors)}
+            if request:
+                op["requestBody"] = {"required": True, **_json(request)}
+            if security:
+                op["security"] = security
+            params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+            if params:
+                op["parameters"] = [{"name": p, "in": "path", "required": True,
+                                     "schema": {"type": "integer" if p.endswith("_id")
+                                                and p != "session_id" else "string"}}
+                                    for p in params]
+            operations[method] = op
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from factories import make_pool, make_site, numbers, post_session, record
 
 

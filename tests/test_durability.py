@@ -10,10 +10,10 @@ import time
 
 import pytest
 import redis as redis_lib
-from factories import heartbeat, make_pool, make_site, numbers, post_session, record
 from sqlalchemy import select
 
 from dni_server.extensions import db
+from factories import heartbeat, make_pool, make_site, numbers, post_session, record
 from pools.keys import RECORDER_GROUP
 from pools.models import Lease
 
@@ -32,6 +32,7 @@ def test_every_lease_is_recorded_with_start_renewal_and_end(app, client, admin, 
     pool = make_pool(admin, site, lease_seconds=60)
     body = post_session(client, site["key"]).get_json()
     sid = body["session_id"]
+    time.sleep(0.005)  # the renewal must land on a later millisecond than the lease
     heartbeat(client, site["key"], sid)
     record(app)
     [row] = leases(app)

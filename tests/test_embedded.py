@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from factories import post_session, record
 
 from dni_server import create_app
 from dni_server.demo import DEMO_TARGET
+from factories import post_session, record
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import multiprocessing
 
 import pytest
 import redis as redis_lib
-from pool_helpers import SITE, holders, lease, load_pool
 
+from pool_helpers import SITE, holders, lease, load_pool
 from pools.errors import (
     LeaseNotHeld,
     MaxLeaseAgeExceeded,

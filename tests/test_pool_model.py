@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from pool_helpers import SITE, holders, lease, load_pool
 
+from pool_helpers import SITE, holders, lease, load_pool
 from pools.errors import LeaseNotHeld, MaxLeaseAgeExceeded, PoolExhausted
 from pools.leases import Lease, PoolService
 

@@ -7,6 +7,9 @@ import socket
 import time
 
 import pytest
+from sqlalchemy import event
+
+from dni_server.extensions import db
 from factories import (
     GOOGLEBOT_UA,
     IPHONE_UA,
@@ -17,9 +20,6 @@ from factories import (
     post_session,
     record,
 )
-from sqlalchemy import event
-
-from dni_server.extensions import db
 
 LANDING = ("https://plumbing.example/emergency/leak?utm_source=google&utm_medium=cpc"
            "&utm_campaign=spring&utm_content=ad1&utm_id=c123&utm_source_platform=sa360"

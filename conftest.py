@@ -25,10 +25,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tes
 
 from dni_server import create_app  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
-from factories import numbers, record  # noqa: E402
+from factories import ADMIN_TOKEN, AdminClient, numbers, record  # noqa: E402
 from pools.models import Base  # noqa: E402
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key-0123456789"
 OWNED_MARKER = "dni-test-suite:owned"
 
@@ -186,22 +185,7 @@ def client(app):
 @pytest.fixture
 def admin(app):
     """The test client with the admin token."""
-    return AdminClient(app.test_client())
-
-
-class AdminClient:
-    def __init__(self, client):
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    def __getattr__(self, method):
-        call = getattr(self.client, method)
-
-        def with_token(*args, **kwargs):
-            kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
-            return call(*args, **kwargs)
-
-        return with_token
+    return AdminClient(app.test_client(), ADMIN_TOKEN)
 
 
 # -- a live server (browser tests, several processes) ------------------------------------

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pools.models import Base, utcnow
@@ -23,19 +36,9 @@ UTM_FIELDS = (
 CLICK_ID_FIELDS = ("gclid", "gbraid", "wbraid", "msclkid", "fbclid", "ttclid", "li_fat_id", "dclid")
 
 
-class Visit(Base):
-    """A web session: everything known about the visit, captured once at its start."""
+class VisitAttribution:
+    """What a visit tells about where a caller came from; a call copies it from its session."""
 
-    __tablename__ = "visits"
-    __table_args__ = (
-        Index("ix_visits_site_created", "site_id", "created_at"),
-        Index("ix_visits_visitor", "visitor_id"),
-    )
-
-    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
-    visitor_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     landing_url: Mapped[str | None] = mapped_column(Text)
     landing_path: Mapped[str | None] = mapped_column(Text)
     referrer: Mapped[str | None] = mapped_column(Text)
@@ -67,11 +70,31 @@ class Visit(Base):
     browser_version: Mapped[str | None] = mapped_column(String(32))
     os: Mapped[str | None] = mapped_column(String(64))
     os_version: Mapped[str | None] = mapped_column(String(32))
-    user_agent: Mapped[str | None] = mapped_column(Text)
-    ip: Mapped[str | None] = mapped_column(String(45))
     country: Mapped[str | None] = mapped_column(String(2))
     region: Mapped[str | None] = mapped_column(String(16))
     city: Mapped[str | None] = mapped_column(String(128))
+
+
+ATTRIBUTION_FIELDS = tuple(
+    name for name, value in vars(VisitAttribution).items() if not name.startswith("_")
+    and name != "__annotations__")
+
+
+class Visit(VisitAttribution, Base):
+    """A web session: everything known about the visit, captured once at its start."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        Index("ix_visits_site_created", "site_id", "created_at"),
+        Index("ix_visits_visitor", "visitor_id"),
+    )
+
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(String(45))
     fallback_reason: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -89,3 +112,105 @@ class PageView(Base):
     url: Mapped[str] = mapped_column(Text)
     path: Mapped[str | None] = mapped_column(Text)
     viewed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class StaticNumber(Base):
+    """A number printed in one place (a radio spot, a billboard): its calls carry its source."""
+
+    __tablename__ = "static_numbers"
+    __table_args__ = (
+        Index("uq_static_numbers_live_number", "number", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
+    number: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(255))
+    medium: Mapped[str] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255), default=None)
+    label: Mapped[str | None] = mapped_column(String(255), default=None)
+    publisher: Mapped[str | None] = mapped_column(String(200), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
+    qualification: Mapped[dict] = mapped_column(default=dict)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Call(VisitAttribution, Base):
+    """One phone call to a tracking number, with how it was matched and whether it qualifies."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_call_id", name="uq_calls_provider_id"),
+        Index("ix_calls_started", "started_at"),
+        Index("ix_calls_caller", "from_number", "started_at"),
+        Index("ix_calls_site_started", "site_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_call_id: Mapped[str] = mapped_column(String(128))
+    from_number: Mapped[str] = mapped_column(String(64))
+    from_valid: Mapped[bool] = mapped_column(Boolean, default=False)
+    to_number: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str | None] = mapped_column(String(16), default=None)
+    started_at: Mapped[dt.datetime] = mapped_column()
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="ringing")
+    status_rank: Mapped[int] = mapped_column(Integer, default=0)
+    duration: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Talk time from the forwarded leg beats the whole call's length (which includes ringing).
+    talk_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    dial_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    recording_url: Mapped[str | None] = mapped_column(Text, default=None)
+
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), default=None)
+    static_number_id: Mapped[int | None] = mapped_column(ForeignKey("static_numbers.id"),
+                                                         default=None)
+    session_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    method: Mapped[str] = mapped_column(String(16), default="unattributed")
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    explanation: Mapped[dict] = mapped_column(default=dict)
+    campaign: Mapped[str | None] = mapped_column(String(255), default=None)
+    label: Mapped[str | None] = mapped_column(String(255), default=None)
+    publisher: Mapped[str | None] = mapped_column(String(200), default=None)
+
+    caller_country: Mapped[str | None] = mapped_column(String(2), default=None)
+    caller_region: Mapped[str | None] = mapped_column(String(64), default=None)
+    caller_city: Mapped[str | None] = mapped_column(String(128), default=None)
+    repeat_caller: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_call_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    first_touch: Mapped[dict] = mapped_column(default=dict)
+
+    qualified: Mapped[bool] = mapped_column(Boolean, default=False)
+    qualification_failures: Mapped[list] = mapped_column(default=list)
+    disposition: Mapped[str | None] = mapped_column(String(32), default=None)
+    disposition_value: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), default=None)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CallEvent(Base):
+    """Every carrier event as received: the dedupe key, and the evidence behind a call's state."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (UniqueConstraint("provider", "event_key", name="uq_call_events_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    payload: Mapped[dict] = mapped_column(default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 from attribution.geo import GeoLocator
+from attribution.inbox import CallInbox
+from attribution.routes import RouteDirectory
 from attribution.sessions import SessionContext, SessionIds
 from dni_server.config import Settings, load_settings
 from dni_server.embedded import embedded_redis_url, instance_lock, sqlite_url, stored_secret
@@ -42,6 +44,8 @@ class Services:
     pools: PoolService  # on redis_admin
     sessions: SessionContext  # on redis
     session_factory: sessionmaker
+    routes: RouteDirectory  # where each tracking number's calls go
+    inbox: CallInbox  # call events waiting for SQL
     worker: object | None = None
 
 
@@ -130,8 +134,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         rate_window_ms=window * 1000,
     )
     app.extensions["redis"] = fast
-    app.extensions["dni"] = Services(settings, redis_url, fast, patient, admin_pools, context,
-                                     session_factory)
+    app.extensions["dni"] = Services(
+        settings, redis_url, fast, patient, admin_pools, context, session_factory,
+        routes=RouteDirectory(session_factory, fast, settings.redis_prefix),
+        inbox=CallInbox(patient, settings.redis_prefix,
+                        os.path.join(app.instance_path, "call-spool.jsonl")))
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -144,11 +151,13 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def register_blueprints(app: Flask) -> None:
-    from dni_server.api import admin, sessions, snippet
+    from dni_server.api import admin, calls, sessions, snippet, webhooks
     from dni_server.openapi import bp as openapi_bp
 
     app.register_blueprint(sessions.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(calls.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)
 

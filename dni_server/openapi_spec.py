@@ -56,6 +56,15 @@ def _ok(schema, status: str = "200", *errors: int) -> dict:
 
 
 ADMIN = [{"bearer": []}]
+FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+CALL_PROPERTIES = {
+    name: {"type": kind} for name, kind in {
+        "id": "integer", "call_id": "string", "provider": "string", "from": "string",
+        "to": "string", "started_at": "string", "status": "string", "duration": "integer",
+        "attribution": "object", "caller": "object", "qualified": "boolean",
+        "qualification_failures": "array", "revenue": "string", "payout": "string",
+        "explanation": "object"}.items()}
+CALL_PROPERTIES["qualification_failures"]["items"] = {"type": "string"}
 # path -> method -> (summary, request schema or None, response schema, success status, errors)
 OPERATIONS = {
     "/v1/sessions": {
@@ -94,6 +103,30 @@ OPERATIONS = {
                  (400, 401, 404, 422), ADMIN),
         "get": ("List a pool's numbers", None, "PoolNumberList", "200", (401, 404), ADMIN),
     },
+    "/v1/calls": {
+        "post": ("Record a call from any carrier or CDR feed (200 when call_id was seen)",
+                 "CallRequest", "Call", "201", (400, 401, 413, 422), ADMIN),
+        "get": ("The calls log", None, "CallList", "200", (401, 404, 422), ADMIN),
+    },
+    "/v1/calls/{call_ref}": {
+        "get": ("A call with its attribution and the explanation of its match", None, "Call",
+                "200", (401, 404), ADMIN),
+    },
+    "/v1/calls/{call_ref}/disposition": {
+        "post": ("Set the advertiser's disposition (sale, spam, ...)", "Disposition", "Call",
+                 "200", (400, 401, 404, 422), ADMIN),
+    },
+    "/v1/static-numbers": {
+        "post": ("Create a static number for print, radio, TV...", "StaticNumber",
+                 "StaticNumber", "201", (400, 401, 404, 422), ADMIN),
+        "get": ("List static numbers", None, "StaticNumberList", "200", (401,), ADMIN),
+    },
+    "/v1/static-numbers/{static_id}": {
+        "get": ("Show a static number", None, "StaticNumber", "200", (401, 404), ADMIN),
+        "patch": ("Update a static number", "StaticNumber", "StaticNumber", "200",
+                  (400, 401, 404, 422), ADMIN),
+        "delete": ("Retire a static number", None, "StaticNumber", "200", (401, 404), ADMIN),
+    },
     "/v1/pools/{pool_id}/numbers/{number}": {
         "delete": ("Retire a number (a leased one when its lease ends)", None, "PoolNumber",
                    "200", (401, 404), ADMIN),
@@ -112,12 +145,16 @@ def build_spec() -> dict:
         "Site": s.SiteSchema, "PoolCreate": s.PoolCreateSchema,
         "PoolSettings": s.PoolSettingsSchema, "Pool": s.PoolSchema, "Numbers": s.NumbersSchema,
         "NumberReport": NumberReportSchema, "PoolNumber": s.PoolNumberSchema,
-        "Visit": s.VisitSchema,
+        "Visit": s.VisitSchema, "CallRequest": s.CallRequestSchema,
+        "Disposition": s.DispositionSchema, "StaticNumber": s.StaticNumberSchema,
     }.items():
         spec.components.schema(name, schema=schema)
+    spec.components.schema("Call", {"type": "object", "properties": CALL_PROPERTIES})
     for plural, item, ref in (("VisitList", "sessions", "Visit"), ("SiteList", "sites", "Site"),
                               ("PoolList", "pools", "Pool"),
-                              ("PoolNumberList", "numbers", "PoolNumber")):
+                              ("PoolNumberList", "numbers", "PoolNumber"),
+                              ("CallList", "calls", "Call"),
+                              ("StaticNumberList", "static_numbers", "StaticNumber")):
         spec.components.schema(plural, {"type": "object", "properties": {
             item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
     for path, methods in OPERATIONS.items():
@@ -132,8 +169,26 @@ def build_spec() -> dict:
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True,
                                      "schema": {"type": "integer" if p.endswith("_id")
-                                                and p != "session_id" else "string"}}
+                                                and p not in ("session_id",) else "string"}}
                                     for p in params]
             operations[method] = op
         spec.path(path=path, operations=operations)
+    for path, summary, body, reply in WEBHOOKS:
+        spec.path(path=path, operations={"post": {
+            "summary": summary, "requestBody": body,
+            "responses": {reply[0]: {"description": reply[1], **(
+                {"content": {"text/xml": {"schema": {"type": "string"}}}} if reply[0] == "200"
+                else {})}, "403": {"description": "bad or missing signature", **_json("Error")}},
+        }})
     return spec.to_dict()
+
+
+WEBHOOKS = [
+    ("/webhooks/twilio/voice", "Twilio/SignalWire voice webhook: answers TwiML that forwards",
+     FORM, ("200", "TwiML")),
+    ("/webhooks/twilio/status", "Twilio/SignalWire status callback", FORM, ("204", "stored")),
+    ("/webhooks/twilio/dial", "Twilio <Dial action> callback", FORM, ("200", "TwiML")),
+    ("/webhooks/twilio/recording", "Twilio recording status callback", FORM, ("204", "stored")),
+    ("/webhooks/telnyx", "Telnyx Call Control webhook (Ed25519 signed)",
+     {"content": {"application/json": {"schema": {"type": "object"}}}}, ("204", "stored")),
+]

@@ -45,6 +45,7 @@ class Worker:
         pools = self.services.pools
         recorded = 0
         with self.services.session_factory() as db:
+            recorded += self.services.inbox.replay(db, pools)
             ids = self.pool_ids(db)
             if not ids:
                 return 0

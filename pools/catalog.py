@@ -24,7 +24,8 @@ from pools.phones import InvalidNumber, normalize
 EXHAUSTION_POLICIES = ("fallback", "reuse_cooling")
 POOL_SETTINGS = ("name", "destination", "fallback", "lease_seconds", "max_lease_seconds",
                  "cooldown_seconds", "attribution_window_seconds", "exhaustion_policy",
-                 "priority", "rules")
+                 "priority", "rules", "record_calls", "qualification", "revenue", "payout",
+                 "publisher")
 
 
 class CatalogError(ValueError):

@@ -9,6 +9,7 @@ same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -91,6 +93,12 @@ class Pool(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     rules: Mapped[list] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What happens to the calls its numbers receive (see attribution.qualification).
+    record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
+    qualification: Mapped[dict] = mapped_column(default=dict)
+    revenue: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    publisher: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

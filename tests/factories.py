@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
 CHROME_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -62,3 +63,41 @@ def record(app) -> int:
     from dni_server.worker import Worker
 
     return Worker(app).run_once()
+
+
+TWILIO_TOKEN = "twilio-test-auth-token"
+
+
+def twilio_post(client, path: str, params: dict, *, token: str = TWILIO_TOKEN,
+                signature: str | None = None, base: str = "http://localhost"):
+    """POST a form the way Twilio does, signed with the account's auth token."""
+    from twilio.request_validator import RequestValidator
+
+    url = base + path
+    if signature is None:
+        signature = RequestValidator(token).compute_signature(url, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature},
+                       base_url=base)
+
+
+def twilio_call(call_sid: str, to: str, caller: str = "+14158675309", **extra) -> dict:
+    return {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": to,
+            "CallStatus": "ringing", "ApiVersion": "2010-04-01", "Direction": "inbound",
+            **extra}
+
+
+class AdminClient:
+    """A test client that sends the admin token."""
+
+    def __init__(self, client, token: str):
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def __getattr__(self, method):
+        call = getattr(self.client, method)
+
+        def with_token(*args, **kwargs):
+            kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
+            return call(*args, **kwargs)
+
+        return with_token

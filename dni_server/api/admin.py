@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from attribution.models import PageView, Visit
+from dni_server.api.auth import admin_only
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
     NumbersSchema,
@@ -19,7 +18,7 @@ from dni_server.api.schemas import (
     SiteSchema,
     VisitSchema,
 )
-from dni_server.errors import ApiError, Conflict, Invalid, NotFound, Unauthorized
+from dni_server.errors import ApiError, Conflict, Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.timefmt import iso_ms, now_ms
 from pools import catalog
@@ -27,7 +26,7 @@ from pools.catalog import CatalogError
 from pools.errors import PoolUnavailable
 from pools.models import Lease, Pool, PoolNumber, Site
 
-bp = Blueprint("admin", __name__)
+bp = admin_only(Blueprint("admin", __name__))
 site_schema = SiteSchema()
 site_update = SiteSchema(partial=True)
 pool_create = PoolCreateSchema()
@@ -36,17 +35,6 @@ pool_schema = PoolSchema()
 numbers_schema = NumbersSchema()
 number_schema = PoolNumberSchema()
 visit_schema = VisitSchema()
-
-
-@bp.before_request
-def require_admin_token():
-    token = current_app.extensions["dni"].settings.admin_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
 
 
 def services():

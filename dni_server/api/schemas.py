@@ -6,6 +6,7 @@ import zoneinfo
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
+from attribution.qualification import validate_rules as validate_qualification
 from dni_server.timefmt import iso_ms, iso_utc
 from pools.phones import national_digits
 
@@ -18,6 +19,18 @@ class Loose(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+
+def _money(value) -> None:
+    if not 0 <= value <= 10_000_000:
+        raise ValidationError("must be an amount from 0 to 10,000,000")
+
+
+def _qualification(value) -> None:
+    try:
+        validate_qualification(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 # -- snippet API -------------------------------------------------------------------------
@@ -89,7 +102,17 @@ class SiteSchema(Loose):
             raise ValidationError(f"unknown time zone {value!r} (use an IANA name)") from None
 
 
-class PoolSettingsSchema(Loose):
+class MoneyRules(Loose):
+    """Fields shared by pools and static numbers: recording, qualification, money."""
+
+    record_calls = fields.Boolean()
+    qualification = fields.Raw(validate=_qualification)
+    revenue = fields.Decimal(places=2, validate=_money, as_string=True)
+    payout = fields.Decimal(places=2, validate=_money, as_string=True)
+    publisher = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class PoolSettingsSchema(MoneyRules):
     """Fields a pool can be created or updated with."""
 
     name = fields.String(validate=_short)
@@ -132,6 +155,11 @@ class PoolSchema(Schema):
     exhaustion_policy = fields.String()
     priority = fields.Integer()
     rules = fields.Raw()
+    record_calls = fields.Boolean()
+    qualification = fields.Raw()
+    revenue = fields.Decimal(as_string=True)
+    payout = fields.Decimal(as_string=True)
+    publisher = fields.String()
     active = fields.Boolean()
     created_at = fields.Function(lambda pool: iso_utc(pool.created_at))
 
@@ -182,3 +210,49 @@ class VisitSchema(Schema):
     region = fields.String()
     city = fields.String()
     fallback_reason = fields.String()
+
+
+# -- calls and static numbers ------------------------------------------------------------
+
+
+class CallRequestSchema(Loose):
+    call_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    from_ = fields.String(required=True, data_key="from", validate=validate.Length(min=1, max=64))
+    to = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    started_at = fields.AwareDateTime(required=True, format="iso")
+    duration = fields.Integer(strict=True, load_default=None, allow_none=True,
+                              validate=validate.Range(0, 7 * 86_400))
+    status = fields.String(load_default="completed", validate=validate.OneOf(
+        ["ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]))
+    recording_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"})
+    caller_country = fields.String(load_default=None, allow_none=True,
+                                   validate=validate.Length(max=2))
+    caller_region = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(max=64))
+    caller_city = fields.String(load_default=None, allow_none=True,
+                                validate=validate.Length(max=128))
+
+
+class DispositionSchema(Loose):
+    disposition = fields.String(required=True, validate=validate.OneOf(sorted(
+        ["sale", "qualified_lead", "appointment", "lead", "voicemail", "other", "spam",
+         "not_a_lead", "wrong_number", "duplicate"])))
+    value = fields.Decimal(load_default=None, allow_none=True, places=2, validate=_money,
+                           as_string=True)
+
+
+class StaticNumberSchema(MoneyRules):
+    id = fields.Integer(dump_only=True)
+    site = fields.Raw(load_only=True, load_default=None, allow_none=True)
+    site_id = fields.Integer(dump_only=True)
+    number = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    destination = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    source = fields.String(required=True, validate=_short)
+    medium = fields.String(required=True, validate=_short)
+    campaign = fields.String(allow_none=True, validate=validate.Length(max=255))
+    label = fields.String(allow_none=True, validate=validate.Length(max=255))
+    timezone = fields.String(load_default="UTC")
+    region = fields.String(load_only=True, load_default="US", validate=validate.Length(equal=2))
+    status = fields.String(dump_only=True)
+    created_at = fields.Function(lambda row: iso_utc(row.created_at), dump_only=True)
+    retired_at = fields.Function(lambda row: iso_utc(row.retired_at), dump_only=True)

@@ -1,0 +1,265 @@
+"""Calls: ingest carrier events (idempotently), match, and qualify.
+
+Every carrier's webhook becomes a ``CallEventIn``; ``ingest`` stores it once (the same
+event delivered twice is one event), creates the call on the first event it sees, applies
+state in order (a late ``ringing`` never overwrites ``completed``), and re-evaluates
+qualification whenever the duration or disposition changes. Calls are never dropped:
+one to an unknown number is kept as unattributed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attribution import callers, qualification
+from attribution.matching import Match, match_call
+from attribution.models import ATTRIBUTION_FIELDS, Call, CallEvent, StaticNumber, Visit
+from attribution.recorder import drain_pool
+from pools.errors import PoolError
+from pools.leases import PoolService
+from pools.models import Pool, Site
+from pools.phones import InvalidNumber, normalize
+
+log = logging.getLogger(__name__)
+
+# Order of call states: a state never replaces one of a higher rank.
+STATUS_RANK = {"queued": 1, "initiated": 1, "ringing": 1, "in-progress": 2, "answered": 2,
+               "completed": 3, "busy": 3, "no-answer": 3, "failed": 3, "canceled": 3}
+TERMINAL = {s for s, rank in STATUS_RANK.items() if rank == 3}
+FIRST_TOUCH_FIELDS = ("source", "medium", "campaign", "keyword", "gclid", "msclkid", "fbclid",
+                      "landing_path", "method", "session_id")
+
+
+@dataclass
+class CallEventIn:
+    """One carrier event, in the carrier-neutral form ``ingest`` takes."""
+
+    provider: str
+    provider_call_id: str
+    event_key: str
+    kind: str
+    occurred_at: dt.datetime
+    from_raw: str | None = None
+    to_raw: str | None = None
+    status: str | None = None
+    sequence: int | None = None
+    duration: int | None = None
+    answered_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    recording_url: str | None = None
+    leg: str = "call"  # "call" (the caller's leg) or "forward" (the leg to the destination)
+    caller_country: str | None = None
+    caller_region: str | None = None
+    caller_city: str | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a tracking number's calls go, and whether to record them."""
+
+    destination: str | None
+    record: bool = False
+
+
+def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
+           ) -> tuple[Call, bool]:
+    """Store one event; returns the call and whether this event was new."""
+    seen = db.scalar(select(CallEvent).where(CallEvent.provider == event.provider,
+                                             CallEvent.event_key == event.event_key))
+    if seen is not None:
+        return db.get(Call, seen.call_id), False
+    call = db.scalar(select(Call).where(Call.provider == event.provider,
+                                        Call.provider_call_id == event.provider_call_id))
+    if call is None:
+        call = _new_call(db, event, pools)
+    try:
+        with db.begin_nested():
+            db.add(CallEvent(call_id=call.id, provider=event.provider, event_key=event.event_key,
+                             kind=event.kind, occurred_at=event.occurred_at,
+                             payload=event.payload))
+    except IntegrityError:
+        return call, False  # the same event, delivered concurrently
+    apply_event(call, event)
+    requalify(db, call)
+    db.flush()
+    return call, True
+
+
+def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Call:
+    try:
+        to_number = normalize(event.to_raw or "", "US")
+    except InvalidNumber:
+        to_number = (event.to_raw or "unknown")[:64]
+    caller = callers.identify(event.from_raw, country=event.caller_country,
+                              region=event.caller_region, city=event.caller_city)
+    call = Call(provider=event.provider, provider_call_id=event.provider_call_id,
+                from_number=caller.number, from_valid=caller.valid, to_number=to_number,
+                started_at=event.occurred_at, status="ringing", status_rank=0,
+                caller_country=caller.country,
+                caller_region=caller.region, caller_city=caller.city, explanation={})
+    match = _match(db, to_number, event.occurred_at, pools)
+    attribute(db, call, match)
+    _link_previous_calls(db, call)
+    try:
+        with db.begin_nested():
+            db.add(call)
+            db.flush()
+    except IntegrityError:
+        # Another worker created it a moment ago: use theirs.
+        existing = db.scalar(select(Call).where(Call.provider == event.provider,
+                                                Call.provider_call_id == event.provider_call_id))
+        if existing is None:
+            raise
+        return existing
+    return call
+
+
+def _match(db: Session, number: str, at: dt.datetime, pools: PoolService | None) -> Match:
+    at_ms = int(at.timestamp() * 1000)
+    if pools is not None:
+        _record_recent_leases(db, number, pools)
+    return match_call(db, number, at_ms, pools)
+
+
+def _record_recent_leases(db: Session, number: str, pools: PoolService) -> None:
+    """Copy the pool's pending lease events into SQL first, so a visit seconds old is found."""
+    from pools.models import PoolNumber
+
+    pool_id = db.scalar(select(PoolNumber.pool_id).where(PoolNumber.number == number,
+                                                         PoolNumber.status != "retired"))
+    if pool_id is None:
+        return
+    try:
+        pools.guard.call(drain_pool, pools.redis, db, pool_id, "calls", prefix=pools.prefix)
+    except PoolError:
+        pass  # Redis is away: the SQL history is what we have
+
+
+def attribute(db: Session, call: Call, match: Match) -> None:
+    """Copy the attribution the match points at onto the call."""
+    call.method, call.confidence = match.method, match.confidence
+    call.session_id, call.pool_id = match.session_id, match.pool_id
+    call.static_number_id = match.static_number_id
+    call.explanation = match.explanation
+    if match.session_id:
+        visit = db.get(Visit, match.session_id)
+        if visit is not None:
+            for name in ATTRIBUTION_FIELDS:
+                setattr(call, name, getattr(visit, name))
+            call.campaign = visit.utm_campaign
+            call.site_id = visit.site_id
+        else:
+            match.explanation.setdefault("steps", []).append(
+                "the session's visit is not recorded yet; attribution fields stay empty")
+    if match.static_number_id:
+        static = db.get(StaticNumber, match.static_number_id)
+        call.source, call.medium, call.campaign = static.source, static.medium, static.campaign
+        call.label, call.publisher, call.site_id = static.label, static.publisher, static.site_id
+        call.destination = static.destination
+    if match.pool_id:
+        pool = db.get(Pool, match.pool_id)
+        call.site_id = call.site_id or pool.site_id
+        call.publisher = pool.publisher
+        call.destination = pool.destination
+        if match.method == "fallback":
+            call.source, call.medium, call.campaign = channel_of(pool)
+
+
+def channel_of(pool: Pool) -> tuple[str | None, str | None, str | None]:
+    """The channel a pool's rules describe, when they name exactly one."""
+    if len(pool.rules or []) != 1:
+        return None, None, None
+    rule = pool.rules[0]
+
+    def single(name):
+        values = rule.get(name) or []
+        return values[0] if len(values) == 1 and "*" not in values[0] else None
+
+    return single("source"), single("medium"), single("campaign")
+
+
+def _link_previous_calls(db: Session, call: Call) -> None:
+    """Mark a repeat caller and keep the first call's attribution as first touch."""
+    if not call.from_valid:
+        return
+    first = db.scalar(select(Call).where(Call.from_number == call.from_number,
+                                         Call.started_at < call.started_at)
+                      .order_by(Call.started_at).limit(1))
+    if first is None:
+        return
+    call.repeat_caller = True
+    call.first_call_id = first.id
+    call.first_touch = {name: getattr(first, name) for name in FIRST_TOUCH_FIELDS} | {
+        "call_id": first.id, "started_at": first.started_at.isoformat()}
+
+
+def apply_event(call: Call, event: CallEventIn) -> None:
+    """Apply an event's state if it is newer; terminal states never regress.
+
+    Events of the caller's leg set the call's status; events of the forwarded leg say
+    whether the business answered and for how long they talked.
+    """
+    if event.leg == "forward":
+        if event.status in ("in-progress", "answered", "completed") and not call.answered_at:
+            call.answered_at = event.answered_at or event.occurred_at
+        if event.status in TERMINAL:
+            call.dial_status = event.status
+        if event.duration is not None:
+            call.duration, call.talk_time = event.duration, True
+    else:
+        if event.status in STATUS_RANK:
+            rank = STATUS_RANK[event.status] * 100_000 + min(max(event.sequence or 0, 0), 99_999)
+            if rank >= (call.status_rank or 0):
+                call.status, call.status_rank = event.status, rank
+        if event.answered_at and not call.answered_at:
+            call.answered_at = event.answered_at
+        if event.duration is not None and not call.talk_time:
+            call.duration = max(event.duration, call.duration or 0)
+    if event.ended_at and call.status in TERMINAL and not call.ended_at:
+        call.ended_at = event.ended_at
+    if call.provider == "telnyx" and call.answered_at and call.ended_at:
+        # Telnyx sends no duration: talk time runs from answer to hang-up, whatever
+        # order those events arrived in.
+        call.duration = max(0, int((call.ended_at - call.answered_at).total_seconds()))
+    if event.recording_url:
+        call.recording_url = event.recording_url
+
+
+def requalify(db: Session, call: Call) -> None:
+    """Evaluate the pool's or static number's rules; set revenue and payout when billable."""
+    owner = (db.get(StaticNumber, call.static_number_id) if call.static_number_id
+             else db.get(Pool, call.pool_id) if call.pool_id else None)
+    if owner is None:
+        call.qualified, call.qualification_failures = False, ["unattributed"]
+        call.revenue = call.payout = Decimal("0")
+        return
+    site = db.get(Site, call.site_id) if call.site_id else None
+    timezone = site.timezone if site else getattr(owner, "timezone", "UTC")
+    previous = None
+    if call.from_valid:
+        query = select(Call.started_at).where(Call.from_number == call.from_number,
+                                              Call.started_at < call.started_at)
+        if call.id is not None:
+            query = query.where(Call.id != call.id)
+        previous = db.scalar(query.order_by(Call.started_at.desc()).limit(1))
+    area = call.from_number[2:5] if call.from_valid and call.from_number.startswith("+1") else None
+    facts = qualification.CallFacts(
+        duration=call.duration, started_at=call.started_at, caller_country=call.caller_country,
+        caller_region=call.caller_region, area_code=area, previous_call_at=previous,
+        timezone=timezone, disposition=call.disposition)
+    call.qualified, call.qualification_failures = qualification.evaluate(
+        owner.qualification or {}, facts)
+    if call.qualified:
+        value = call.disposition_value
+        call.revenue = value if value is not None else owner.revenue
+        call.payout = owner.payout
+    else:
+        call.revenue = call.payout = Decimal("0")

@@ -1,0 +1,147 @@
+"""Match a call to the visit that held the dialled number at the moment of the call.
+
+Given tracking number N and call start T (design.md section 5):
+
+1. N is an active static number: its source, medium, campaign and label.
+2. N is a pool number: the lease of N whose interval [start, last renewal + lease_seconds]
+   contains T (the latest such lease: a number released early and leased again belongs to
+   its new holder); else the last lease of N that ended before T, if nobody held N since
+   and T is inside the pool's attribution window (lower confidence).
+3. N is a pool's fallback number: channel-level attribution from that pool's rules.
+4. Otherwise unattributed: the call is kept all the same.
+
+Redis is asked first for N's live holder, because the recorder copies leases into SQL a
+moment after they happen; without Redis, the SQL lease history alone decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from attribution.models import StaticNumber
+from pools.errors import PoolError
+from pools.leases import PoolService
+from pools.models import Lease, Pool, PoolNumber
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE = {"session": 1.0, "session_expired": 0.6, "static": 1.0, "fallback": 0.3,
+              "unattributed": 0.0}
+CANDIDATES = 5  # leases of N considered, latest first
+
+
+@dataclass
+class Match:
+    method: str
+    confidence: float
+    session_id: str | None = None
+    pool_id: int | None = None
+    static_number_id: int | None = None
+    explanation: dict = field(default_factory=dict)
+
+
+def _lease_view(lease: Lease, verdict: str) -> dict:
+    return {"session_id": lease.session_id, "started_at_ms": lease.started_at_ms,
+            "last_renewed_at_ms": lease.last_renewed_at_ms,
+            "covers_until_ms": lease.expires_at_ms, "ended_at_ms": lease.ended_at_ms,
+            "end_reason": lease.end_reason, "verdict": verdict}
+
+
+def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None = None) -> Match:
+    """Decide who the call to ``number`` at ``at_ms`` belongs to, and say why."""
+    at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
+    static = db.scalar(select(StaticNumber).where(
+        StaticNumber.number == number, StaticNumber.created_at <= at,
+        or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at)))
+    if static is not None:
+        return Match("static", CONFIDENCE["static"], static_number_id=static.id, explanation={
+            "steps": [f"{number} is static number {static.id} ({static.label or static.source})"]})
+
+    member = db.scalar(select(PoolNumber).where(
+        PoolNumber.number == number, PoolNumber.added_at <= at,
+        or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at)
+    ).order_by(PoolNumber.added_at.desc()).limit(1))
+    if member is not None:
+        return _match_pool_number(db, member.pool, number, at_ms, pools)
+
+    fallback_pools = list(db.scalars(select(Pool).where(Pool.fallback == number)))
+    if len(fallback_pools) == 1:
+        pool = fallback_pools[0]
+        return Match("fallback", CONFIDENCE["fallback"], pool_id=pool.id, explanation={
+            "steps": [f"{number} is the fallback number of pool {pool.id}: no session, "
+                      "channel-level attribution from the pool's rules"]})
+    steps = [f"{number} is not a tracking number at that time"]
+    if fallback_pools:
+        steps = [f"{number} is the fallback of pools "
+                 f"{', '.join(str(p.id) for p in fallback_pools)}: ambiguous, not attributed"]
+    return Match("unattributed", 0.0, explanation={"steps": steps})
+
+
+def _match_pool_number(db: Session, pool: Pool, number: str, at_ms: int,
+                       pools: PoolService | None) -> Match:
+    steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
+    live = _live_holder(pools, pool.id, number, at_ms, steps)
+    candidates = list(db.scalars(
+        select(Lease).where(Lease.number == number, Lease.started_at_ms <= at_ms)
+        .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES)))
+    considered: list[dict] = []
+    if live is not None and (not candidates or live[1] >= candidates[0].started_at_ms):
+        session_id, start = live
+        considered.append({"session_id": session_id, "started_at_ms": start,
+                           "verdict": "live holder in Redis when the call arrived: chosen"})
+        for lease in candidates:
+            considered.append(_lease_view(lease, "older"))
+        return Match("session", CONFIDENCE["session"], session_id, pool.id, explanation={
+            "steps": steps, "leases": considered})
+
+    chosen: Match | None = None
+    for i, lease in enumerate(candidates):
+        if chosen is not None:
+            considered.append(_lease_view(lease, "older"))
+        elif lease.started_at_ms <= at_ms <= lease.expires_at_ms:
+            considered.append(_lease_view(lease, "interval contains the call: chosen"))
+            chosen = Match("session", CONFIDENCE["session"], lease.session_id, pool.id)
+        elif i == 0:
+            gap_ms = at_ms - lease.expires_at_ms  # past the end of its covered interval
+            window_ms = pool.attribution_window_seconds * 1000
+            if gap_ms <= window_ms:
+                considered.append(_lease_view(lease, (
+                    f"ended {gap_ms // 1000}s before the call, inside the "
+                    f"{pool.attribution_window_seconds}s window, not leased since: chosen")))
+                chosen = Match("session_expired", CONFIDENCE["session_expired"],
+                               lease.session_id, pool.id)
+            else:
+                considered.append(_lease_view(lease, (
+                    f"ended {gap_ms // 1000}s before the call, outside the "
+                    f"{pool.attribution_window_seconds}s window")))
+        else:
+            considered.append(_lease_view(lease, "older"))
+    if chosen is None:
+        if not candidates:
+            steps.append("no lease of this number started before the call")
+        chosen = Match("unattributed", 0.0, pool_id=pool.id)
+    chosen.explanation = {"steps": steps, "leases": considered}
+    return chosen
+
+
+def _live_holder(pools: PoolService | None, pool_id: int, number: str, at_ms: int,
+                 steps: list[str]) -> tuple[str, int] | None:
+    """The session holding ``number`` in Redis now, if its lease began by ``at_ms``."""
+    if pools is None:
+        return None
+    try:
+        value = pools.guard.call(pools.redis.hget, pools.keys(pool_id).holder, number)
+    except PoolError:
+        steps.append("Redis unavailable: matched from the SQL lease history")
+        return None
+    if not value:
+        return None
+    session_id, _, start = value.partition("|")
+    if int(start) > at_ms:
+        return None
+    return session_id, int(start)

@@ -1,0 +1,163 @@
+"""Carrier webhooks: Twilio (and SignalWire) form posts, Telnyx Call Control JSON.
+
+A webhook is checked, forwarded and stored, in that order of importance: a forged one
+gets 403 and stores nothing; a genuine one is forwarded even when SQL is down (its event
+then waits in the call inbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from attribution import carriers
+from attribution.calls import CallEventIn, Route, ingest
+from dni_server.errors import ApiError
+from dni_server.extensions import db
+from pools.models import utcnow
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+def services():
+    return current_app.extensions["dni"]
+
+
+def public_url() -> str:
+    """The URL the carrier called, as it signed it (``DNI_PUBLIC_URL`` behind a proxy)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw:
+        raw = quote(request.path) + (f"?{request.query_string.decode()}"
+                                     if request.query_string else "")
+    base = services().settings.public_url or request.host_url.rstrip("/")
+    return base + raw
+
+
+def callback_url(path: str) -> str:
+    return (services().settings.public_url or request.host_url.rstrip("/")) + path
+
+
+def store(event: CallEventIn) -> str:
+    """Store the event now, or keep it in the inbox if SQL is down; never lose it."""
+    try:
+        ingest(db.session, event, pools=services().pools)
+        db.session.commit()
+        return "stored"
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("SQL unavailable: call event %s kept in the inbox", event.event_key)
+        return services().inbox.push(event)
+
+
+# -- Twilio ------------------------------------------------------------------------------
+
+
+def twilio_webhook(kind: str) -> CallEventIn | None:
+    token = services().settings.twilio_auth_token
+    if not token:
+        raise Forbidden("Twilio webhooks are off: set DNI_TWILIO_AUTH_TOKEN")
+    signature = (request.headers.get("X-Twilio-Signature")
+                 or request.headers.get("X-SignalWire-Signature", ""))
+    try:
+        carriers.check_twilio_signature(token, public_url(), request.form, signature)
+    except carriers.SignatureError as exc:
+        raise Forbidden(str(exc)) from None
+    return carriers.twilio_event(request.form, kind, utcnow())
+
+
+def twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype="text/xml")
+
+
+def forward(route: Route, event: CallEventIn) -> VoiceResponse:
+    response = VoiceResponse()
+    if not route.destination:
+        response.say("Sorry, this number is not in service.")
+        response.hangup()
+        return response
+    # Show the business the real caller; a caller id Twilio would refuse (error 13214)
+    # is replaced by the tracking number.
+    caller = event.from_raw if (event.from_raw or "").startswith("+") else event.to_raw
+    recording = {"record": "record-from-answer-dual",
+                 "recording_status_callback": callback_url("/webhooks/twilio/recording")
+                 } if route.record else {}
+    dial = Dial(action=callback_url("/webhooks/twilio/dial"), method="POST", timeout=25,
+                caller_id=caller, answer_on_bridge=True, **recording)
+    dial.number(route.destination, status_callback=callback_url("/webhooks/twilio/status"),
+                status_callback_event="initiated ringing answered completed",
+                status_callback_method="POST")
+    response.append(dial)
+    return response
+
+
+@bp.post("/webhooks/twilio/voice")
+def twilio_voice():
+    """A call to a tracking number: forward it, then record and match it."""
+    event = twilio_webhook("voice")
+    if event is None:
+        raise ApiError("CallSid is required", status=422, code="invalid")
+    route = services().routes.route(event.to_raw)
+    store(event)
+    return twiml(forward(route, event))
+
+
+@bp.post("/webhooks/twilio/status")
+def twilio_status():
+    event = twilio_webhook("status")
+    if event is not None:
+        store(event)
+    return Response(status=204)
+
+
+@bp.post("/webhooks/twilio/dial")
+def twilio_dial():
+    """The forwarded leg ended: record how, and end the caller's call."""
+    event = twilio_webhook("dial")
+    if event is not None:
+        store(event)
+    response = VoiceResponse()
+    response.hangup()
+    return twiml(response)
+
+
+@bp.post("/webhooks/twilio/recording")
+def twilio_recording():
+    event = twilio_webhook("recording")
+    if event is not None and event.recording_url:
+        store(event)
+    return Response(status=204)
+
+
+# -- Telnyx ------------------------------------------------------------------------------
+
+
+@bp.post("/webhooks/telnyx")
+def telnyx():
+    key = services().settings.telnyx_public_key
+    if not key:
+        raise Forbidden("Telnyx webhooks are off: set DNI_TELNYX_PUBLIC_KEY")
+    raw = request.get_data(cache=True)  # the exact bytes that were signed
+    try:
+        carriers.check_telnyx_signature(key, raw, request.headers.get("telnyx-signature-ed25519"),
+                                        request.headers.get("telnyx-timestamp"))
+    except carriers.SignatureError as exc:
+        raise Forbidden(str(exc)) from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError("the body is not valid JSON", code="malformed_json") from None
+    event = carriers.telnyx_event(body, utcnow())
+    if event is None:
+        return Response(status=204)  # not a call event: acknowledged, nothing to store
+    store(event)
+    return Response(status=204)

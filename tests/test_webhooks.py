@@ -1,0 +1,316 @@
+"""Carrier webhooks: signatures (vendor test vectors), forwarding TwiML, idempotency, order."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+
+from attribution.carriers import SignatureError, check_telnyx_signature, check_twilio_signature
+from attribution.models import Call, CallEvent
+from dni_server.extensions import db
+from factories import (
+    ADMIN_TOKEN,
+    TWILIO_TOKEN,
+    AdminClient,
+    make_pool,
+    make_site,
+    numbers,
+    post_session,
+    twilio_call,
+    twilio_post,
+)
+
+VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+VECTOR_PARAMS = {"CallSid": "CA1234567890ABCDE", "Digits": "1234", "From": "+14158675309",
+                 "To": "+18005551212", "Caller": "+14158675309"}
+TELNYX_SEED = bytes(range(32))
+TELNYX_PUBLIC = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+
+
+# -- signature test vectors (integrations.md 1.4 and 1.7) ---------------------------------
+
+
+@pytest.mark.parametrize("url, signature", [
+    (VECTOR_URL, "RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+    ("https://mycompany.com:443/myapp.php?foo=1&bar=2", "kvajT1Ptam85bY51eRf/AJRuM3w="),
+    ("http://mycompany.com:80/myapp.php?foo=1&bar=2", "0ZXoZLH/DfblKGATFgpif+LLRf4="),
+    ("http://mycompany.com:1234/myapp.php?foo=1&bar=2", "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="),
+])
+def test_twilio_vectors(url, signature):
+    check_twilio_signature("12345", url, VECTOR_PARAMS, signature)
+
+
+def test_twilio_vector_port_tolerance_and_forgery():
+    # Twilio may sign with or without the default port: both are accepted.
+    check_twilio_signature("12345", "https://mycompany.com:443/myapp.php?foo=1&bar=2",
+                           VECTOR_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    with pytest.raises(SignatureError):
+        check_twilio_signature("12345", VECTOR_URL, dict(VECTOR_PARAMS, Digits="9"),
+                               "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    with pytest.raises(SignatureError):
+        check_twilio_signature("wrong", VECTOR_URL, VECTOR_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+
+
+def test_twilio_vector_multi_valued_params():
+    from werkzeug.datastructures import MultiDict
+
+    params = MultiDict([("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"),
+                        ("Digits", "1234"), ("Digits", "1234")])
+    check_twilio_signature("12345", VECTOR_URL, params, "IK+Dwps556ElfBT0I3Rgjkr1wJU=")
+
+
+def test_twilio_vector_json_body_hash():
+    url = VECTOR_URL + ("&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e"
+                        "6620")
+    check_twilio_signature("12345", url, '{"property": "value", "boolean": true}',
+                           "a9nBmqA0ju/hNViExpshrM61xv4=")
+
+
+def test_telnyx_vector():
+    body = (b'{"data":{"event_type":"call.hangup","id":"0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",'
+            b'"occurred_at":"2026-01-01T00:00:00.000000Z","payload":{"call_control_id":"v3:abc",'
+            b'"hangup_cause":"normal_clearing"},"record_type":"event"}}')
+    signature = ("QkWDL4ksfK4Q4hF3UIIXHxRAjqddLLv5Z+95CbLrxmZ3l48qaedw/BjvuP+gsmI9OudgkduUBI1L/"
+                 "Hq7WnPBCg==")
+    check_telnyx_signature(TELNYX_PUBLIC, body, signature, "1767225600", now=1767225600 + 299)
+    with pytest.raises(SignatureError, match="too far"):
+        check_telnyx_signature(TELNYX_PUBLIC, body, signature, "1767225600", now=1767225600 + 301)
+    with pytest.raises(SignatureError):
+        check_telnyx_signature(TELNYX_PUBLIC, body + b" ", signature, "1767225600",
+                               now=1767225600)
+
+
+# -- Twilio webhooks ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def twilio_app(make_app):
+    return make_app(DNI_TWILIO_AUTH_TOKEN=TWILIO_TOKEN)
+
+
+@pytest.fixture
+def tclient(twilio_app):
+    return twilio_app.test_client()
+
+
+@pytest.fixture
+def pool(twilio_app):
+    admin = AdminClient(twilio_app.test_client(), ADMIN_TOKEN)
+    site = make_site(admin)
+    return make_pool(admin, site, numbers=numbers(2), record_calls=True) | {"site_key": site["key"]}
+
+
+def calls_in(app) -> list[Call]:
+    with app.app_context():
+        return list(db.session.scalars(select(Call)))
+
+
+def events_in(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(CallEvent))
+
+
+def test_voice_webhook_forwards_with_twiml_and_records(twilio_app, tclient, pool):
+    response = twilio_post(tclient, "/webhooks/twilio/voice",
+                           twilio_call("CA" + "1" * 32, numbers(1)[0]))
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    dial = ET.fromstring(response.data).find("Dial")
+    assert dial.get("answerOnBridge") == "true"
+    assert dial.get("callerId") == "+14158675309"
+    assert dial.get("action") == "http://localhost/webhooks/twilio/dial"
+    assert dial.get("record") == "record-from-answer-dual"
+    assert dial.get("recordingStatusCallback") == "http://localhost/webhooks/twilio/recording"
+    number = dial.find("Number")
+    assert number.text == "+12125550199"
+    assert number.get("statusCallback") == "http://localhost/webhooks/twilio/status"
+    assert number.get("statusCallbackEvent") == "initiated ringing answered completed"
+    [call] = calls_in(twilio_app)
+    assert (call.provider_call_id, call.to_number, call.status) == ("CA" + "1" * 32,
+                                                                    numbers(1)[0], "ringing")
+
+
+def test_invalid_caller_id_is_replaced_by_the_tracking_number(tclient, pool):
+    response = twilio_post(tclient, "/webhooks/twilio/voice",
+                           twilio_call("CA" + "2" * 32, numbers(1)[0], caller="anonymous"))
+    assert ET.fromstring(response.data).find("Dial").get("callerId") == numbers(1)[0]
+
+
+def test_unknown_number_is_kept_and_answered_politely(twilio_app, tclient, pool):
+    response = twilio_post(tclient, "/webhooks/twilio/voice",
+                           twilio_call("CA" + "3" * 32, "+12125550123"))
+    root = ET.fromstring(response.data)
+    assert root.find("Say") is not None and root.find("Hangup") is not None
+    [call] = calls_in(twilio_app)
+    assert call.method == "unattributed"
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "bm9wZQ=="}])
+def test_forged_or_missing_signature_is_403_and_stores_nothing(twilio_app, tclient, pool,
+                                                              headers):
+    params = twilio_call("CA" + "4" * 32, numbers(1)[0])
+    response = tclient.post("/webhooks/twilio/voice", data=params, headers=headers)
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "forbidden"
+    signed_other = twilio_post(tclient, "/webhooks/twilio/voice", params, token="other-token")
+    assert signed_other.status_code == 403
+    assert calls_in(twilio_app) == [] and events_in(twilio_app) == 0
+
+
+def test_signature_is_checked_against_the_public_url_behind_a_proxy(make_app):
+    app = make_app(DNI_TWILIO_AUTH_TOKEN=TWILIO_TOKEN, DNI_PUBLIC_URL="https://dni.example.com")
+    client = app.test_client()
+    params = twilio_call("CA" + "5" * 32, "+12125550123")
+    # Signed for the public URL Twilio called, received on an internal address.
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+        "https://dni.example.com/webhooks/twilio/voice?x=%20y", params)
+    ok = client.post("/webhooks/twilio/voice?x=%20y", data=params,
+                     headers={"X-Twilio-Signature": signature}, base_url="http://10.0.0.5:8000")
+    assert ok.status_code == 200
+    # A signature over the internal address is not what Twilio sends: refused.
+    internal = RequestValidator(TWILIO_TOKEN).compute_signature(
+        "http://10.0.0.5:8000/webhooks/twilio/voice?x=%20y", params)
+    refused = client.post("/webhooks/twilio/voice?x=%20y", data=params,
+                          headers={"X-Twilio-Signature": internal},
+                          base_url="http://10.0.0.5:8000")
+    assert refused.status_code == 403
+
+
+def test_twilio_webhooks_are_off_without_a_token(client):
+    assert client.post("/webhooks/twilio/voice", data={"CallSid": "CA1"}).status_code == 403
+
+
+def test_the_same_webhook_delivered_many_times_is_one_call(twilio_app, tclient, pool):
+    params = twilio_call("CA" + "6" * 32, numbers(1)[0])
+    answers = {twilio_post(tclient, "/webhooks/twilio/voice", params).get_data() for _ in range(20)}
+    assert len(answers) == 1
+    status = twilio_call("CA" + "6" * 32, numbers(1)[0], CallStatus="completed",
+                         CallDuration="80", SequenceNumber="3", CallbackSource="call-progress-events")
+    for _ in range(5):
+        twilio_post(tclient, "/webhooks/twilio/status", status)
+    [call] = calls_in(twilio_app)
+    assert call.duration == 80 and events_in(twilio_app) == 2
+
+
+def test_status_callbacks_out_of_order_never_regress(twilio_app, tclient, pool):
+    sid = "CA" + "7" * 32
+    twilio_post(tclient, "/webhooks/twilio/voice", twilio_call(sid, numbers(1)[0]))
+
+    def status(state, seq, **extra):
+        return twilio_post(tclient, "/webhooks/twilio/status", twilio_call(
+            sid, numbers(1)[0], CallStatus=state, SequenceNumber=str(seq),
+            Timestamp="Sun, 25 Mar 2018 09:53:19 +0000", **extra))
+
+    assert status("completed", 3, CallDuration="49", Duration="1").status_code == 204
+    status("in-progress", 2)
+    status("ringing", 1)
+    [call] = calls_in(twilio_app)
+    assert call.status == "completed"
+    assert call.duration == 49  # CallDuration, not the billed minutes in Duration
+    assert call.ended_at.isoformat() == "2018-03-25T09:53:19+00:00"
+
+
+def test_the_forwarded_leg_gives_talk_time_and_answer(twilio_app, tclient, pool):
+    sid = "CA" + "8" * 32
+    twilio_post(tclient, "/webhooks/twilio/voice", twilio_call(sid, numbers(1)[0]))
+    child = "CA" + "9" * 32
+    for seq, state, extra in [(0, "initiated", {}), (1, "ringing", {}), (2, "in-progress", {}),
+                              (3, "completed", {"CallDuration": "61"})]:
+        twilio_post(tclient, "/webhooks/twilio/status", twilio_call(
+            child, "+12125550199", ParentCallSid=sid, CallStatus=state,
+            SequenceNumber=str(seq), **extra))
+    # The caller's own leg ends later and is longer (it includes the ringing).
+    twilio_post(tclient, "/webhooks/twilio/status", twilio_call(
+        sid, numbers(1)[0], CallStatus="completed", CallDuration="75", SequenceNumber="1"))
+    dial = twilio_post(tclient, "/webhooks/twilio/dial", twilio_call(
+        sid, numbers(1)[0], DialCallStatus="completed", DialCallSid=child,
+        DialCallDuration="61", DialBridged="true"))
+    assert ET.fromstring(dial.data).find("Hangup") is not None
+    recording = twilio_post(tclient, "/webhooks/twilio/recording", {
+        "CallSid": sid, "RecordingSid": "RE1", "RecordingUrl": "https://api.twilio.com/rec/RE1",
+        "RecordingStatus": "completed"})
+    assert recording.status_code == 204
+    [call] = calls_in(twilio_app)
+    assert (call.status, call.dial_status, call.duration) == ("completed", "completed", 61)
+    assert call.answered_at is not None
+    assert call.recording_url == "https://api.twilio.com/rec/RE1"
+
+
+# -- Telnyx ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def telnyx_app(make_app):
+    return make_app(DNI_TELNYX_PUBLIC_KEY=TELNYX_PUBLIC)
+
+
+def telnyx_post(client, body: dict, *, key: bytes = TELNYX_SEED, at: int | None = None):
+    raw = json.dumps(body).encode()
+    stamp = str(int(time.time()) if at is None else at)
+    signature = Ed25519PrivateKey.from_private_bytes(key).sign(stamp.encode() + b"|" + raw)
+    return client.post("/webhooks/telnyx", data=raw, headers={
+        "Content-Type": "application/json", "telnyx-timestamp": stamp,
+        "telnyx-signature-ed25519": base64.b64encode(signature).decode()})
+
+
+def telnyx_event(kind: str, event_id: str, at: str, **payload) -> dict:
+    return {"data": {"record_type": "event", "event_type": kind, "id": event_id,
+                     "occurred_at": at, "payload": {
+                         "call_control_id": "v3:ctl", "call_leg_id": "leg-1",
+                         "call_session_id": "sess-1", "from": "+14158675309",
+                         "to": numbers(1)[0], "direction": "incoming", **payload}},
+            "meta": {"attempt": 1}}
+
+
+def test_telnyx_events_in_any_order_give_the_duration(telnyx_app):
+    admin = AdminClient(telnyx_app.test_client(), ADMIN_TOKEN)
+    make_pool(admin, make_site(admin), numbers=numbers(1))
+    client = telnyx_app.test_client()
+    hangup = telnyx_event("call.hangup", "e3", "2026-05-01T10:02:05.000000Z",
+                          hangup_cause="normal_clearing", hangup_source="caller")
+    answered = telnyx_event("call.answered", "e2", "2026-05-01T10:00:55.500000Z")
+    initiated = telnyx_event("call.initiated", "e1", "2026-05-01T10:00:50Z", state="parked")
+    for body in (hangup, answered, hangup, initiated, answered):
+        assert telnyx_post(client, body).status_code == 204
+    [call] = calls_in(telnyx_app)
+    assert call.provider == "telnyx" and call.provider_call_id == "sess-1"
+    assert (call.status, call.duration) == ("completed", 69)
+    assert events_in(telnyx_app) == 3
+
+
+def test_telnyx_forged_or_stale_is_403(telnyx_app):
+    client = telnyx_app.test_client()
+    body = telnyx_event("call.initiated", "x1", "2026-05-01T10:00:50Z")
+    assert telnyx_post(client, body, key=bytes(32)).status_code == 403
+    assert telnyx_post(client, body, at=int(time.time()) - 301).status_code == 403
+    assert client.post("/webhooks/telnyx", json=body).status_code == 403
+    assert calls_in(telnyx_app) == []
+
+
+def test_telnyx_non_call_events_are_acknowledged(telnyx_app):
+    client = telnyx_app.test_client()
+    assert telnyx_post(client, {"data": {"event_type": "message.sent", "payload": {}}}) \
+        .status_code == 204
+    assert telnyx_post(client, {"unexpected": True}).status_code == 204
+    assert calls_in(telnyx_app) == []
+
+
+def test_session_numbers_can_be_called_through_telnyx(telnyx_app):
+    admin = AdminClient(telnyx_app.test_client(), ADMIN_TOKEN)
+    site = make_site(admin)
+    make_pool(admin, site, numbers=numbers(1))
+    session = post_session(telnyx_app.test_client(), site["key"],
+                           "https://x.example/?utm_source=bing&msclkid=M1").get_json()
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    telnyx_post(telnyx_app.test_client(), telnyx_event("call.initiated", "s1", now))
+    [call] = calls_in(telnyx_app)
+    assert call.session_id == session["session_id"] and call.msclkid == "M1"

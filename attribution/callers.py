@@ -8,6 +8,22 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, geocoder
 
 
+# The geocoder names North American regions in full when it knows no city ("California")
+# and by code otherwise ("Mountain View, CA"); regions are stored as codes either way.
+NANP_REGIONS = dict(pair.split(":") for pair in (
+    "Alabama:AL;Alaska:AK;Arizona:AZ;Arkansas:AR;California:CA;Colorado:CO;Connecticut:CT;"
+    "Delaware:DE;Florida:FL;Georgia:GA;Hawaii:HI;Idaho:ID;Illinois:IL;Indiana:IN;Iowa:IA;"
+    "Kansas:KS;Kentucky:KY;Louisiana:LA;Maine:ME;Maryland:MD;Massachusetts:MA;Michigan:MI;"
+    "Minnesota:MN;Mississippi:MS;Missouri:MO;Montana:MT;Nebraska:NE;Nevada:NV;"
+    "New Hampshire:NH;New Jersey:NJ;New Mexico:NM;New York:NY;North Carolina:NC;"
+    "North Dakota:ND;Ohio:OH;Oklahoma:OK;Oregon:OR;Pennsylvania:PA;Rhode Island:RI;"
+    "South Carolina:SC;South Dakota:SD;Tennessee:TN;Texas:TX;Utah:UT;Vermont:VT;Virginia:VA;"
+    "Washington:WA;West Virginia:WV;Wisconsin:WI;Wyoming:WY;Washington D.C.:DC;"
+    "Puerto Rico:PR;Alberta:AB;British Columbia:BC;Manitoba:MB;New Brunswick:NB;"
+    "Newfoundland and Labrador:NL;Nova Scotia:NS;Ontario:ON;Prince Edward Island:PE;"
+    "Quebec:QC;Saskatchewan:SK").split(";"))
+
+
 @dataclass(frozen=True)
 class Caller:
     number: str  # E.164, or the raw value (clipped) when it is not a phone number
@@ -41,6 +57,8 @@ def identify(raw: str | None, *, country: str | None = None, region: str | None 
         # The geocoder says "Mountain View, CA" for US numbers, a region name elsewhere.
         city, _, state = place.rpartition(", ")
         region = state or place or None
+        if country in ("US", "CA"):
+            region = NANP_REGIONS.get(region, region)
         city = city or None
     return Caller(number, True, _clean(country), _clean(region), _clean(city))
 

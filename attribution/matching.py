@@ -55,17 +55,21 @@ def _lease_view(lease: Lease, verdict: str) -> dict:
 def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None = None) -> Match:
     """Decide who the call to ``number`` at ``at_ms`` belongs to, and say why."""
     at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
+    # A number entered after the fact still counts (CDR imports); a retired one does not.
     static = db.scalar(select(StaticNumber).where(
-        StaticNumber.number == number, StaticNumber.created_at <= at,
-        or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at)))
+        StaticNumber.number == number,
+        or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
+        .order_by(StaticNumber.created_at.desc()).limit(1))
     if static is not None:
         return Match("static", CONFIDENCE["static"], static_number_id=static.id, explanation={
             "steps": [f"{number} is static number {static.id} ({static.label or static.source})"]})
 
-    member = db.scalar(select(PoolNumber).where(
-        PoolNumber.number == number, PoolNumber.added_at <= at,
+    members = list(db.scalars(select(PoolNumber).where(
+        PoolNumber.number == number,
         or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at)
-    ).order_by(PoolNumber.added_at.desc()).limit(1))
+    ).order_by(PoolNumber.added_at.desc())))
+    # The pool it served at that time; a number moved between pools has one row per pool.
+    member = next((m for m in members if m.added_at <= at), members[-1] if members else None)
     if member is not None:
         return _match_pool_number(db, member.pool, number, at_ms, pools)
 

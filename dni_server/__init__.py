@@ -101,7 +101,9 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
 def engine_options(database_url: str) -> dict:
     if database_url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_timeout": 5}
+    # Fail fast when the database is away: webhooks then keep events in the inbox.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_timeout": 5,
+            "connect_args": {"connect_timeout": 3}}
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:

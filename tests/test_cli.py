@@ -68,3 +68,28 @@ def test_errors_are_clear(app, tmp_path):
     assert "no site" in run(app, "create-pool", "--site", "nope", "--name", "x", "--target",
                             "+18005550100", "--destination", "+12125550199").output
     assert "no pools yet" in run(app, "pool-status").output
+
+
+def test_import_calls_reports_each_row(app, admin, tmp_path):
+    site = admin.post("/v1/sites", json={"name": "S"}).json
+    admin.post("/v1/static-numbers", json={"number": "+18005550102", "source": "print",
+                                           "medium": "offline", "destination": "+12125550199"})
+    csv_file = tmp_path / "calls.csv"
+    csv_file.write_text(
+        "call_id,from,to,started_at,duration,status\n"
+        "c1,+14158675309,+18005550102,2026-05-04T14:00:00Z,75,completed\n"
+        "c2,+14158675309,+12125550123,2026-05-04T15:00:00Z,10,completed\n"
+        "c3,+14158675309,+18005550102,not a time,10,completed\n"
+        "c1,+14158675309,+18005550102,2026-05-04T14:00:00Z,75,completed\n")
+    result = run(app, "import-calls", str(csv_file))
+    assert result.exit_code == 0, result.output
+    assert "1 attributed, 1 unattributed, 1 repeated, 1 rejected" in result.output
+    assert "line 2: c1: static (print/offline)" in result.output
+    assert "line 4: rejected: started_at" in result.output
+    assert "line 5: c1: already imported" in result.output
+    assert len(admin.get("/v1/calls").json["calls"]) == 2
+    assert site["key"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,caller\n1,2\n")
+    assert "needs the columns call_id, from, to, started_at" in run(
+        app, "import-calls", str(bad)).output

@@ -45,7 +45,7 @@ class Match:
     explanation: dict = field(default_factory=dict)
 
 
-def _lease_view(lease: Lease, verdict: str) -> dict:
+def _lease_view(lease, verdict: str) -> dict:
     return {"session_id": lease.session_id, "started_at_ms": lease.started_at_ms,
             "last_renewed_at_ms": lease.last_renewed_at_ms,
             "covers_until_ms": lease.expires_at_ms, "ended_at_ms": lease.ended_at_ms,
@@ -64,14 +64,14 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
         return Match("static", CONFIDENCE["static"], static_number_id=static.id, explanation={
             "steps": [f"{number} is static number {static.id} ({static.label or static.source})"]})
 
-    members = list(db.scalars(select(PoolNumber).where(
+    members = db.execute(select(Pool, PoolNumber.added_at).join(PoolNumber).where(
         PoolNumber.number == number,
         or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at)
-    ).order_by(PoolNumber.added_at.desc())))
+    ).order_by(PoolNumber.added_at.desc())).all()
     # The pool it served at that time; a number moved between pools has one row per pool.
     member = next((m for m in members if m.added_at <= at), members[-1] if members else None)
     if member is not None:
-        return _match_pool_number(db, member.pool, number, at_ms, pools)
+        return _match_pool_number(db, member.Pool, number, at_ms, pools)
 
     fallback_pools = list(db.scalars(select(Pool).where(Pool.fallback == number)))
     if len(fallback_pools) == 1:
@@ -90,9 +90,12 @@ def _match_pool_number(db: Session, pool: Pool, number: str, at_ms: int,
                        pools: PoolService | None) -> Match:
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
     live = _live_holder(pools, pool.id, number, at_ms, steps)
-    candidates = list(db.scalars(
-        select(Lease).where(Lease.number == number, Lease.started_at_ms <= at_ms)
-        .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES)))
+    # Plain rows, not ORM objects: this runs for every call, over millions of leases.
+    candidates = db.execute(
+        select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms,
+               Lease.expires_at_ms, Lease.ended_at_ms, Lease.end_reason)
+        .where(Lease.number == number, Lease.started_at_ms <= at_ms)
+        .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES)).all()
     considered: list[dict] = []
     if live is not None and (not candidates or live[1] >= candidates[0].started_at_ms):
         session_id, start = live

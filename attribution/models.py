@@ -121,6 +121,7 @@ class StaticNumber(Base):
     __table_args__ = (
         Index("uq_static_numbers_live_number", "number", unique=True,
               sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+        Index("ix_static_numbers_number", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

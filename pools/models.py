@@ -121,6 +121,7 @@ class PoolNumber(Base):
             sqlite_where=text("status != 'retired'"),
             postgresql_where=text("status != 'retired'"),
         ),
+        Index("ix_pool_numbers_number", "number"),  # matching looks numbers up at any status
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

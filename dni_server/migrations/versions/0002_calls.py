@@ -150,11 +150,13 @@ def upgrade():
         batch_op.add_column(sa.Column('revenue', sa.Numeric(precision=12, scale=2), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('payout', sa.Numeric(precision=12, scale=2), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('publisher', sa.String(length=200), nullable=True))
-
-
+    op.create_index('ix_static_numbers_number', 'static_numbers', ['number'])
+    op.create_index('ix_pool_numbers_number', 'pool_numbers', ['number'])
 
 
 def downgrade():
+    op.drop_index('ix_pool_numbers_number', table_name='pool_numbers')
+    op.drop_index('ix_static_numbers_number', table_name='static_numbers')
 
     with op.batch_alter_table('pools', schema=None) as batch_op:
         batch_op.drop_column('publisher')

@@ -1,0 +1,164 @@
+"""How long matching a call to a visit takes as the lease history grows.
+
+Builds a lease history of 10,000, 100,000 and 1,000,000 leases over 1,000 pool numbers
+(on SQLite and on PostgreSQL), then matches calls at random numbers and times and prints
+p50/p99 per size and the growth from the smallest to the largest history.
+Targets (issue 4): p99 under 5 ms, growth under 1.5x.
+
+    python bench/matching.py [--db sqlite|postgres|both] [--sizes 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+import sqlalchemy as sa
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from attribution.matching import match_call  # noqa: E402
+from dni_server import create_app  # noqa: E402
+from dni_server.extensions import db  # noqa: E402
+from pools.models import Lease, Pool, PoolNumber, Site  # noqa: E402
+
+NUMBERS = 1000
+LEASE_MS = 300_000
+SPACING_MS = 600_000  # a lease every 10 minutes per number, half of them idle time
+BASE_MS = 1_700_000_000_000
+PG_BASE = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def fictional(i: int) -> str:
+    return f"+1650{200 + i // 10000:03d}{i % 10000:04d}"
+
+
+def build_history(session, total: int) -> None:
+    """One site, one pool of NUMBERS numbers, ``total`` leases spread over them."""
+    site = Site(key=f"site_bench_{uuid.uuid4().hex[:8]}", name="bench", domains=[],
+                keyword_params=[])
+    session.add(site)
+    session.flush()
+    pool = Pool(site_id=site.id, name="bench", target="+18005550100",
+                destination="+12125550199", fallback="+18005550100")
+    session.add(pool)
+    session.flush()
+    session.execute(sa.insert(PoolNumber), [
+        {"pool_id": pool.id, "number": fictional(i)} for i in range(NUMBERS)])
+    per_number = total // NUMBERS
+    batch = []
+    for round_ in range(per_number):
+        start = BASE_MS + round_ * SPACING_MS
+        for i in range(NUMBERS):
+            begun = start + (i * 97) % SPACING_MS // 2  # numbers do not all turn over together
+            batch.append({"pool_id": pool.id, "number": fictional(i),
+                          "session_id": f"s{round_}-{i}", "started_at_ms": begun,
+                          "last_renewed_at_ms": begun, "expires_at_ms": begun + LEASE_MS,
+                          "ended_at_ms": begun + LEASE_MS, "end_reason": "expired"})
+        if len(batch) >= 50_000:
+            session.execute(sa.insert(Lease), batch)
+            batch = []
+    if batch:
+        session.execute(sa.insert(Lease), batch)
+    session.commit()
+    return per_number
+
+
+def time_matches(session, per_number: int, samples: int, rng: random.Random) -> list[float]:
+    span = per_number * SPACING_MS
+    timings = []
+    for _ in range(samples):
+        number = fictional(rng.randrange(NUMBERS))
+        at = BASE_MS + rng.randrange(span)
+        started = time.perf_counter_ns()
+        match = match_call(session, number, at)
+        timings.append((time.perf_counter_ns() - started) / 1e6)
+        assert match.method in ("session", "session_expired", "unattributed")
+    return timings
+
+
+def database(engine_name: str, workdir: str):
+    if engine_name == "sqlite":
+        return f"sqlite:///{workdir}/bench.sqlite3", None
+    name = f"dni_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return PG_BASE.rsplit("/", 1)[0] + "/" + name, (admin, name)
+
+
+def drop(handle) -> None:
+    if handle is None:
+        return
+    admin, name = handle
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def run(engine_name: str, sizes: list[int], samples: int) -> list[dict]:
+    results = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as workdir:
+            url, handle = database(engine_name, workdir)
+            try:
+                app = create_app({"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/13",
+                                  "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": "x" * 20,
+                                  "DNI_SECRET_KEY": "y" * 20}, instance_path=workdir)
+                with app.app_context():
+                    from flask_migrate import upgrade
+
+                    from dni_server import MIGRATIONS
+
+                    upgrade(directory=MIGRATIONS)
+                    started = time.perf_counter()
+                    per_number = build_history(db.session, size)
+                    built = time.perf_counter() - started
+                    if engine_name == "postgres":
+                        db.session.execute(sa.text("ANALYZE"))
+                        db.session.commit()
+                    rng = random.Random(size)
+                    time_matches(db.session, per_number, 200, rng)  # warm caches
+                    timings = sorted(time_matches(db.session, per_number, samples, rng))
+                    db.session.remove()
+                    db.engine.dispose()
+            finally:
+                drop(handle)
+        p50 = statistics.median(timings)
+        p99 = timings[int(len(timings) * 0.99) - 1]
+        results.append({"db": engine_name, "leases": size, "p50_ms": p50, "p99_ms": p99,
+                        "build_s": built})
+        print(f"  {engine_name:8} {size:>9,} leases  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
+              f"  (history built in {built:.1f} s)", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--samples", type=int, default=2000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    engines = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    print(f"matching a call to the lease history ({NUMBERS:,} numbers, {args.samples} calls "
+          "per size)")
+    for engine_name in engines:
+        results = run(engine_name, sizes, args.samples)
+        first, last = results[0], results[-1]
+        growth = last["p99_ms"] / first["p99_ms"]
+        print(f"  {engine_name}: p99 at {last['leases']:,} = {last['p99_ms']:.3f} ms "
+              f"(target < 5 ms: {'PASS' if last['p99_ms'] < 5 else 'ABOVE'}); growth "
+              f"{first['leases']:,} -> {last['leases']:,} = {growth:.2f}x "
+              f"(target < 1.5x: {'PASS' if growth < 1.5 else 'ABOVE'})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, geocoder
 
-
 # The geocoder names North American regions in full when it knows no city ("California")
 # and by code otherwise ("Mountain View, CA"); regions are stored as codes either way.
 NANP_REGIONS = dict(pair.split(":") for pair in (

@@ -12,14 +12,17 @@ import binascii
 import datetime as dt
 import email.utils
 import hashlib
+import logging
 import time
 
+import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from twilio.request_validator import RequestValidator
 
 from attribution.calls import CallEventIn
 
+log = logging.getLogger(__name__)
 TELNYX_TOLERANCE_SECONDS = 300
 TELNYX_HANGUP_STATUS = {"normal_clearing": "completed", "originator_cancel": "canceled",
                         "user_busy": "busy", "no_answer": "no-answer", "timeout": "no-answer",
@@ -140,6 +143,8 @@ def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
         return None
     occurred = _iso(data.get("occurred_at")) or now
     status = {"call.initiated": "ringing", "call.answered": "in-progress"}.get(kind)
+    # The leg Telnyx dials when we transfer the call is "outgoing": it is the forward.
+    leg = "forward" if payload.get("direction") == "outgoing" else "call"
     if kind == "call.hangup":
         status = TELNYX_HANGUP_STATUS.get(payload.get("hangup_cause"), "completed")
     event_id = data.get("id") or hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
@@ -147,5 +152,23 @@ def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
         provider="telnyx", provider_call_id=str(sid)[:128], event_key=f"event:{event_id}"[:200],
         kind=kind, occurred_at=occurred, from_raw=payload.get("from"), to_raw=payload.get("to"),
         status=status, answered_at=occurred if kind == "call.answered" else None,
-        ended_at=occurred if kind == "call.hangup" else None, payload=body,
+        ended_at=occurred if kind == "call.hangup" else None, leg=leg, payload=body,
     )
+
+
+def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, caller_id: str,
+                    command_id: str) -> bool:
+    """Ask Telnyx to connect the call to ``to``; ``command_id`` makes a retry harmless."""
+    try:
+        response = requests.post(
+            f"{api_url}/calls/{call_control_id}/actions/transfer", timeout=3,
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"to": to, "from": caller_id, "command_id": command_id})
+    except requests.RequestException as exc:
+        log.error("Telnyx transfer of %s failed: %s", call_control_id, exc)
+        return False
+    if response.status_code >= 300:
+        log.error("Telnyx refused the transfer of %s: %s %s", call_control_id,
+                  response.status_code, response.text[:300])
+        return False
+    return True

@@ -71,6 +71,8 @@ class Settings:
     geoip_db: str | None = None
     twilio_auth_token: str | None = None
     telnyx_public_key: str | None = None
+    telnyx_api_key: str | None = None
+    telnyx_api_url: str = "https://api.telnyx.com/v2"
     redis_prefix: str = "dni"
     redis_timeout_ms: int = 50
     session_rate: tuple[int, int] = (30, 60)
@@ -125,9 +127,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"DNI_GEOIP_DB names no readable file: {raw!r}")
         values["geoip_db"] = raw
     for name, key in (("DNI_TWILIO_AUTH_TOKEN", "twilio_auth_token"),
-                      ("DNI_TELNYX_PUBLIC_KEY", "telnyx_public_key")):
+                      ("DNI_TELNYX_PUBLIC_KEY", "telnyx_public_key"),
+                      ("DNI_TELNYX_API_KEY", "telnyx_api_key")):
         if (raw := get(name)) is not None:
             values[key] = raw.strip()
+    if (raw := get("DNI_TELNYX_API_URL")) is not None:
+        values["telnyx_api_url"] = parse_url("DNI_TELNYX_API_URL", raw,
+                                             ("http://", "https://")).rstrip("/")
     if (raw := get("DNI_REDIS_PREFIX")) is not None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", raw):
             raise ConfigError(f"DNI_REDIS_PREFIX must be 1-32 of A-Z a-z 0-9 _ . -, got {raw!r}")

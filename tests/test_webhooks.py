@@ -314,3 +314,58 @@ def test_session_numbers_can_be_called_through_telnyx(telnyx_app):
     telnyx_post(telnyx_app.test_client(), telnyx_event("call.initiated", "s1", now))
     [call] = calls_in(telnyx_app)
     assert call.session_id == session["session_id"] and call.msclkid == "M1"
+
+
+class TransferReceiver:
+    """A local stand-in for Telnyx's call-command API that checks each request strictly."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append((self.path, self.headers["Authorization"], body))
+                ok = (self.path.endswith("/actions/transfer")
+                      and self.headers["Authorization"] == "Bearer KEY_test"
+                      and body["to"].startswith("+") and "command_id" in body)
+                self.send_response(200 if ok else 422)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"data": {"result": "ok"}}' if ok else b'{"errors": []}')
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v2"
+
+
+def test_telnyx_calls_are_transferred_to_the_destination(make_app):
+    receiver = TransferReceiver()
+    try:
+        app = make_app(DNI_TELNYX_PUBLIC_KEY=TELNYX_PUBLIC, DNI_TELNYX_API_KEY="KEY_test",
+                       DNI_TELNYX_API_URL=receiver.url)
+        admin = AdminClient(app.test_client(), ADMIN_TOKEN)
+        make_pool(admin, make_site(admin), numbers=numbers(1))
+        client = app.test_client()
+        initiated = telnyx_event("call.initiated", "t1", "2026-05-01T10:00:50Z")
+        assert telnyx_post(client, initiated).status_code == 204
+        assert receiver.received == [("/v2/calls/v3:ctl/actions/transfer", "Bearer KEY_test",
+                                      {"to": "+12125550199", "from": "+14158675309",
+                                       "command_id": "t1"})]
+        # The transferred leg's own events describe the forward, not a new call.
+        outgoing = telnyx_event("call.answered", "t2", "2026-05-01T10:00:58Z",
+                                direction="outgoing", call_control_id="v3:legb")
+        telnyx_post(client, outgoing)
+        telnyx_post(client, telnyx_event("call.hangup", "t3", "2026-05-01T10:02:00Z",
+                                         hangup_cause="normal_clearing"))
+        [call] = calls_in(app)
+        assert (call.status, call.duration) == ("completed", 62)
+        assert len(receiver.received) == 1
+    finally:
+        receiver.server.shutdown()

@@ -159,5 +159,19 @@ def telnyx():
     event = carriers.telnyx_event(body, utcnow())
     if event is None:
         return Response(status=204)  # not a call event: acknowledged, nothing to store
+    if event.kind == "call.initiated" and event.leg == "call":
+        telnyx_forward(event, body["data"])
     store(event)
     return Response(status=204)
+
+
+def telnyx_forward(event: CallEventIn, data: dict) -> None:
+    """Connect a new incoming call to its destination with Telnyx's transfer command."""
+    settings = services().settings
+    route = services().routes.route(event.to_raw)
+    control_id = data["payload"].get("call_control_id")
+    if not (settings.telnyx_api_key and route.destination and control_id):
+        return
+    caller = event.from_raw if (event.from_raw or "").startswith("+") else event.to_raw
+    carriers.telnyx_transfer(settings.telnyx_api_url, settings.telnyx_api_key, control_id,
+                             route.destination, caller, command_id=str(data.get("id")))

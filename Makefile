@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := snippet/node_modules/.installed
 
-.PHONY: run test lint format snippet bench clean
+.PHONY: run test lint format snippet bench chromium clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -12,10 +13,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+$(NODE_STAMP): snippet/package.json snippet/package-lock.json
+	cd snippet && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+# Browser tests drive Debian's chromium (never a browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP) chromium
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -24,12 +36,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 
-snippet:
-	cd snippet && npm ci --no-audit --no-fund && npm run build
+snippet: $(NODE_STAMP)
+	cd snippet && npm run build
 
 bench: $(STAMP)
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
 
 clean:
-	rm -rf $(VENV) instance
+	rm -rf $(VENV) instance snippet/node_modules

@@ -22,6 +22,7 @@ from attribution import callers, qualification
 from attribution.matching import Match, match_call
 from attribution.models import ATTRIBUTION_FIELDS, Call, CallEvent, StaticNumber, Visit
 from attribution.recorder import drain_pool
+from attribution.zones import local_day
 from pools.errors import PoolError
 from pools.leases import PoolService
 from pools.models import Pool, Site
@@ -107,6 +108,7 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
                 caller_region=caller.region, caller_city=caller.city, explanation={})
     match = _match(db, to_number, event.occurred_at, pools)
     attribute(db, call, match)
+    call.local_day = local_day(call.started_at, zone_of(db, call))
     _link_previous_calls(db, call)
     try:
         with db.begin_nested():
@@ -171,6 +173,15 @@ def attribute(db: Session, call: Call, match: Match) -> None:
         call.destination = pool.destination
         if match.method == "fallback":
             call.source, call.medium, call.campaign = channel_of(pool)
+
+
+def zone_of(db: Session, call: Call) -> str:
+    """The time zone a call is reported in: its site's, else its static number's, else UTC."""
+    if call.site_id:
+        return db.get(Site, call.site_id).timezone
+    if call.static_number_id:
+        return db.get(StaticNumber, call.static_number_id).timezone
+    return "UTC"
 
 
 def channel_of(pool: Pool) -> tuple[str | None, str | None, str | None]:
@@ -241,8 +252,7 @@ def requalify(db: Session, call: Call) -> None:
         call.qualified, call.qualification_failures = False, ["unattributed"]
         call.revenue = call.payout = Decimal("0")
         return
-    site = db.get(Site, call.site_id) if call.site_id else None
-    timezone = site.timezone if site else getattr(owner, "timezone", "UTC")
+    timezone = zone_of(db, call)
     previous = None
     if call.from_valid:
         query = select(Call.started_at).where(Call.from_number == call.from_number,

@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -87,12 +88,14 @@ class Visit(VisitAttribution, Base):
     __table_args__ = (
         Index("ix_visits_site_created", "site_id", "created_at"),
         Index("ix_visits_visitor", "visitor_id"),
+        Index("ix_visits_site_day", "site_id", "local_day"),
     )
 
     session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
     visitor_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    local_day: Mapped[dt.date | None] = mapped_column(Date, default=None)  # in the site's zone
     user_agent: Mapped[str | None] = mapped_column(Text)
     ip: Mapped[str | None] = mapped_column(String(45))
     fallback_reason: Mapped[str | None] = mapped_column(String(32))
@@ -152,6 +155,8 @@ class Call(VisitAttribution, Base):
         Index("ix_calls_started", "started_at"),
         Index("ix_calls_caller", "from_number", "started_at"),
         Index("ix_calls_site_started", "site_id", "started_at"),
+        Index("ix_calls_site_day", "site_id", "local_day"),
+        Index("ix_calls_day", "local_day"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -162,6 +167,8 @@ class Call(VisitAttribution, Base):
     to_number: Mapped[str] = mapped_column(String(64))
     destination: Mapped[str | None] = mapped_column(String(16), default=None)
     started_at: Mapped[dt.datetime] = mapped_column()
+    # The call's date where its site is (reports group and filter by it in that zone).
+    local_day: Mapped[dt.date | None] = mapped_column(Date, default=None)
     answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="ringing")

@@ -12,14 +12,15 @@ import logging
 
 import orjson
 from redis.exceptions import ResponseError
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attribution.models import PageView, Visit
 from attribution.visits import path_of
+from attribution.zones import local_day
 from pools.catalog import mark_retired
 from pools.keys import RECORDER_GROUP, pool_keys
-from pools.models import Lease, PoolExhaustion
+from pools.models import Lease, PoolExhaustion, Site
 from pools.sqlutil import dialect_insert, greatest, insert_ignoring_duplicates
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,12 @@ class Batch:
             self.retired.append(event["n"])
 
     def write(self, db: Session) -> None:
+        if self.visits:
+            site_ids = {v["site_id"] for v in self.visits.values() if v.get("site_id")}
+            zones = dict(db.execute(select(Site.id, Site.timezone).where(Site.id.in_(site_ids))).all())
+            for visit in self.visits.values():
+                if visit.get("created_at"):
+                    visit["local_day"] = local_day(visit["created_at"], zones.get(visit["site_id"]))
         insert_ignoring_duplicates(db, Visit.__table__, list(self.visits.values()), ["session_id"])
         if self.leases:
             stmt = dialect_insert(db, Lease.__table__)

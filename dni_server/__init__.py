@@ -153,12 +153,13 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def register_blueprints(app: Flask) -> None:
-    from dni_server.api import admin, calls, sessions, snippet, webhooks
+    from dni_server.api import admin, calls, reports, sessions, snippet, webhooks
     from dni_server.openapi import bp as openapi_bp
 
     app.register_blueprint(sessions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(calls.bp)
+    app.register_blueprint(reports.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)

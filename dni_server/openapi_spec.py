@@ -180,7 +180,34 @@ def build_spec() -> dict:
                 {"content": {"text/xml": {"schema": {"type": "string"}}}} if reply[0] == "200"
                 else {})}, "403": {"description": "bad or missing signature", **_json("Error")}},
         }})
+    spec.path(path="/v1/reports/attribution", operations={"get": {
+        "summary": "Source-attribution report (JSON rows of dimensions and metrics, or CSV)",
+        "security": ADMIN,
+        "parameters": [{"name": name, "in": "query", "required": False,
+                        "description": text, "schema": {"type": "string"}}
+                       for name, text in REPORT_PARAMETERS],
+        "responses": {
+            "200": {"description": "the report", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "rows": {"type": "array", "items": {"type": "object", "properties": {
+                        "dimensions": {"type": "object"}, "metrics": {"type": "object"}}}},
+                    "totals": {"type": "object"}, "query": {"type": "object"}}}},
+                "text/csv": {"schema": {"type": "string"}}}},
+            "401": {"description": "Error", **_json("Error")},
+            "422": {"description": "Error", **_json("Error")}},
+    }})
     return spec.to_dict()
+
+
+REPORT_PARAMETERS = [
+    ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
+    ("end", "last local day, YYYY-MM-DD (default: today)"),
+    ("group_by", "comma-separated dimensions, e.g. source,medium or day"),
+    ("metrics", "comma-separated metrics (default: all)"),
+    ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
+    ("caller", "first_time or repeat"), ("publisher", "publisher label"),
+    ("format", "json (default) or csv"),
+]
 
 
 WEBHOOKS = [

@@ -217,8 +217,12 @@ class LiveService:
 
 @pytest.fixture
 def live_service(make_app):
-    """The real app served over HTTP on a free 127.0.0.1 port, in a thread."""
-    app = make_app()
+    """The real app served over HTTP on a free 127.0.0.1 port, in a thread.
+
+    Its Redis timeout is patient: on a loaded 2-core machine that also runs Chromium, the
+    production 50 ms would now and then answer a (correct, but unwanted here) fallback.
+    """
+    app = make_app(DNI_REDIS_TIMEOUT_MS="2000")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -51,6 +51,7 @@ def test_new_session_leases_a_number_and_captures_the_visit(app, client, admin, 
     assert entry["number"] in numbers(3)
     assert entry["fallback"] is False and "reason" not in entry
     assert entry["target_national"] == "8005550100"
+    assert 299 <= entry["expires_in"] <= 300
     assert body["renew_in"] == 100  # a third of the default 300 s lease
     assert body["visitor_id"].startswith("v_")
 
@@ -158,7 +159,7 @@ def test_a_target_without_a_matching_pool_gets_its_fallback(admin, client, site)
     body = post_session(client, site["key"], "https://x.example/").get_json()
     assert body["numbers"] == [{
         "target": "+18005550100", "number": "+18005550102", "expires_at": None,
-        "fallback": True, "reason": "no_pool", "target_national": "8005550100",
+        "expires_in": None, "fallback": True, "reason": "no_pool", "target_national": "8005550100",
         "number_national": "8005550102"}]
     assert body["renew_in"] == 0
 

@@ -56,12 +56,18 @@ class HeartbeatRequestSchema(Loose):
                                validate=validate.Length(max=128))
 
 
-def number_entry(entry) -> dict:
-    """One swap instruction; hand-built because it is on the heartbeat path."""
+def number_entry(entry, now_ms: int) -> dict:
+    """One swap instruction; hand-built because it is on the heartbeat path.
+
+    ``expires_in`` (seconds) lets the snippet judge expiry without trusting the visitor's
+    clock, which may be minutes off.
+    """
     out = {
         "target": entry.target,
         "number": entry.number,
         "expires_at": iso_ms(entry.expires_at_ms) if entry.expires_at_ms else None,
+        "expires_in": max(0, (entry.expires_at_ms - now_ms) // 1000)
+        if entry.expires_at_ms else None,
         "fallback": entry.fallback,
         "target_national": national_digits(entry.target),
         "number_national": national_digits(entry.number),
@@ -71,11 +77,11 @@ def number_entry(entry) -> dict:
     return out
 
 
-def session_answer(answer) -> dict:
+def session_answer(answer, now_ms: int) -> dict:
     return {
         "session_id": answer.session_id,
         "visitor_id": answer.visitor_id or None,
-        "numbers": [number_entry(e) for e in answer.numbers],
+        "numbers": [number_entry(e, now_ms) for e in answer.numbers],
         "renew_in": answer.renew_in,
     }
 

@@ -33,17 +33,19 @@ def create_session():
         url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
         session_id=body["session_id"], ga_client_id=body["ga_client_id"],
         user_agent=request.headers.get("User-Agent", ""), ip=request.remote_addr)
-    answer = sessions.start_session(ctx, site, req, now_ms())
-    return jsonify(session_answer(answer))
+    now = now_ms()
+    answer = sessions.start_session(ctx, site, req, now)
+    return jsonify(session_answer(answer, now))
 
 
 @bp.post("/v1/sessions/<session_id>/heartbeat")
 def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
     body = heartbeat_request.load(json_object())
+    now = now_ms()
     try:
-        answer = sessions.heartbeat(context(), body["site"], session_id, now_ms(), body["url"])
+        answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"])
     except sessions.UnknownSession:
         raise NotFound("unknown session", code="unknown_session") from None
     answer.visitor_id = body["visitor_id"] or ""
-    return jsonify(session_answer(answer))
+    return jsonify(session_answer(answer, now))

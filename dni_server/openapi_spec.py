@@ -98,6 +98,11 @@ OPERATIONS = {
         "patch": ("Update a pool's settings", "PoolSettings", "Pool", "200",
                   (400, 401, 404, 409, 422), ADMIN),
     },
+    "/v1/pools/{pool_id}/health": {
+        "get": ("Pool health (query: start, end, target): utilisation per hour, peak leases, "
+                "exhaustion, recommended size with its reasoning", None, "PoolHealth", "200",
+                (401, 404, 422), ADMIN),
+    },
     "/v1/pools/{pool_id}/numbers": {
         "post": ("Add numbers (each rejected one is reported)", "Numbers", "NumberReport", "201",
                  (400, 401, 404, 422), ADMIN),
@@ -150,6 +155,7 @@ def build_spec() -> dict:
     }.items():
         spec.components.schema(name, schema=schema)
     spec.components.schema("Call", {"type": "object", "properties": CALL_PROPERTIES})
+    spec.components.schema("PoolHealth", {"type": "object"})
     for plural, item, ref in (("VisitList", "sessions", "Visit"), ("SiteList", "sites", "Site"),
                               ("PoolList", "pools", "Pool"),
                               ("PoolNumberList", "numbers", "PoolNumber"),

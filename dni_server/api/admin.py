@@ -231,3 +231,26 @@ def show_session(session_id: str):
         for ls in db.session.scalars(select(Lease).where(Lease.session_id == session_id)
                                      .order_by(Lease.started_at_ms))]
     return jsonify(out)
+
+
+@bp.get("/v1/pools/<int:pool_id>/health")
+def pool_health(pool_id: int):
+    """Utilisation per hour, peaks, exhaustion and a recommended size, from the history."""
+    import datetime as dt
+
+    from attribution.pool_health import health
+
+    pool = get_pool(pool_id)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        end = dt.datetime.fromisoformat(request.args["end"]) if "end" in request.args else now
+        start = (dt.datetime.fromisoformat(request.args["start"]) if "start" in request.args
+                 else end - dt.timedelta(days=7))
+        target = float(request.args.get("target", "0.01"))
+    except ValueError as exc:
+        raise Invalid(f"bad parameter: {exc}", fields={"start/end/target": str(exc)}) from None
+    start, end = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (start, end))
+    if end <= start or not 0 < target < 1:
+        raise Invalid("end must be after start, and 0 < target < 1",
+                      fields={"end": "before start"} if end <= start else {"target": "range"})
+    return jsonify(health(db.session, pool, start, end, target))

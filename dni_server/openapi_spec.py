@@ -98,6 +98,14 @@ OPERATIONS = {
         "patch": ("Update a pool's settings", "PoolSettings", "Pool", "200",
                   (400, 401, 404, 409, 422), ADMIN),
     },
+    "/v1/tokens": {
+        "post": ("Create a token (admin, read_only, or publisher); the secret is shown once",
+                 "Token", "Token", "201", (400, 401, 403, 422), ADMIN),
+        "get": ("List tokens (never their secrets)", None, "TokenList", "200", (401, 403), ADMIN),
+    },
+    "/v1/tokens/{token_id}": {
+        "delete": ("Revoke a token", None, "Token", "200", (401, 403, 404), ADMIN),
+    },
     "/v1/pools/{pool_id}/health": {
         "get": ("Pool health (query: start, end, target): utilisation per hour, peak leases, "
                 "exhaustion, recommended size with its reasoning", None, "PoolHealth", "200",
@@ -152,6 +160,7 @@ def build_spec() -> dict:
         "NumberReport": NumberReportSchema, "PoolNumber": s.PoolNumberSchema,
         "Visit": s.VisitSchema, "CallRequest": s.CallRequestSchema,
         "Disposition": s.DispositionSchema, "StaticNumber": s.StaticNumberSchema,
+        "Token": s.TokenSchema,
     }.items():
         spec.components.schema(name, schema=schema)
     spec.components.schema("Call", {"type": "object", "properties": CALL_PROPERTIES})
@@ -160,7 +169,8 @@ def build_spec() -> dict:
                               ("PoolList", "pools", "Pool"),
                               ("PoolNumberList", "numbers", "PoolNumber"),
                               ("CallList", "calls", "Call"),
-                              ("StaticNumberList", "static_numbers", "StaticNumber")):
+                              ("StaticNumberList", "static_numbers", "StaticNumber"),
+                              ("TokenList", "tokens", "Token")):
         spec.components.schema(plural, {"type": "object", "properties": {
             item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
     for path, methods in OPERATIONS.items():

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from attribution.models import PageView, Visit
-from dni_server.api.auth import admin_only
+from dni_server.api.auth import admin_only, deny_publishers, publisher_scope
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
     NumbersSchema,
@@ -16,6 +16,7 @@ from dni_server.api.schemas import (
     PoolSchema,
     PoolSettingsSchema,
     SiteSchema,
+    TokenSchema,
     VisitSchema,
 )
 from dni_server.errors import ApiError, Conflict, Invalid, NotFound
@@ -24,7 +25,7 @@ from dni_server.timefmt import iso_ms, now_ms
 from pools import catalog
 from pools.catalog import CatalogError
 from pools.errors import PoolUnavailable
-from pools.models import Lease, Pool, PoolNumber, Site
+from pools.models import Lease, Pool, PoolNumber, Site, utcnow
 
 bp = admin_only(Blueprint("admin", __name__))
 site_schema = SiteSchema()
@@ -35,6 +36,7 @@ pool_schema = PoolSchema()
 numbers_schema = NumbersSchema()
 number_schema = PoolNumberSchema()
 visit_schema = VisitSchema()
+token_schema = TokenSchema()
 
 
 def services():
@@ -72,7 +74,10 @@ def catalog_call(fn, *args, **kwargs):
 # -- sites -------------------------------------------------------------------------------
 
 
-def get_site(ref) -> Site:
+def get_site(ref, lookup_only: bool = False) -> Site:
+    """A site by id or key; publisher tokens may only name one to filter by it."""
+    if not lookup_only:
+        deny_publishers()
     site = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         site = db.session.get(Site, int(ref))
@@ -92,12 +97,14 @@ def create_site():
 
 @bp.get("/v1/sites")
 def list_sites():
+    deny_publishers()
     rows = db.session.scalars(select(Site).order_by(Site.id).limit(limit_arg()))
     return jsonify(sites=site_schema.dump(rows, many=True))
 
 
 @bp.get("/v1/sites/<int:site_id>")
 def show_site(site_id: int):
+    deny_publishers()
     return jsonify(site_schema.dump(get_site(site_id)))
 
 
@@ -116,7 +123,8 @@ def update_site(site_id: int):
 
 def get_pool(pool_id: int) -> Pool:
     pool = db.session.get(Pool, pool_id)
-    if pool is None:
+    scope = publisher_scope()
+    if pool is None or (scope is not None and pool.publisher != scope):
         raise NotFound(f"unknown pool {pool_id}", code="unknown_pool")
     return pool
 
@@ -149,8 +157,10 @@ def create_pool():
 @bp.get("/v1/pools")
 def list_pools():
     query = select(Pool).order_by(Pool.id).limit(limit_arg())
+    if (scope := publisher_scope()) is not None:
+        query = query.where(Pool.publisher == scope)
     if "site" in request.args:
-        query = query.where(Pool.site_id == get_site(request.args["site"]).id)
+        query = query.where(Pool.site_id == get_site(request.args["site"], lookup_only=True).id)
     return jsonify(pools=pool_schema.dump(db.session.scalars(query), many=True))
 
 
@@ -207,6 +217,7 @@ def retire_number(pool_id: int, number: str):
 
 @bp.get("/v1/sessions")
 def list_sessions():
+    deny_publishers()
     query = select(Visit).order_by(Visit.created_at.desc()).limit(limit_arg())
     if "site" in request.args:
         query = query.where(Visit.site_id == get_site(request.args["site"]).id)
@@ -215,6 +226,7 @@ def list_sessions():
 
 @bp.get("/v1/sessions/<session_id>")
 def show_session(session_id: str):
+    deny_publishers()
     visit = db.session.get(Visit, session_id)
     if visit is None:
         raise NotFound("unknown session (new sessions appear within a few seconds)",
@@ -254,3 +266,47 @@ def pool_health(pool_id: int):
         raise Invalid("end must be after start, and 0 < target < 1",
                       fields={"end": "before start"} if end <= start else {"target": "range"})
     return jsonify(health(db.session, pool, start, end, target))
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+@bp.post("/v1/tokens")
+def create_token():
+    """A new token, shown once: admin, read_only, or publisher (with its publisher label)."""
+    from dni_server.api.auth import require_admin
+    from dni_server.tokens import create_token as make
+
+    require_admin()
+    data = token_schema.load(json_object())
+    if (data["scope"] == "publisher") != bool(data["publisher"]):
+        raise Invalid("a publisher token names its publisher, and only it does",
+                      fields={"publisher": "required with scope publisher, else not allowed"})
+    row, secret = make(db.session, data["name"], data["scope"], data["publisher"])
+    db.session.commit()
+    return jsonify(token_schema.dump(row) | {"token": secret}), 201
+
+
+@bp.get("/v1/tokens")
+def list_tokens():
+    from dni_server.api.auth import require_admin
+    from dni_server.tokens import ApiToken
+
+    require_admin()
+    rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id))
+    return jsonify(tokens=token_schema.dump(rows, many=True))
+
+
+@bp.delete("/v1/tokens/<int:token_id>")
+def revoke_token(token_id: int):
+    from dni_server.api.auth import require_admin
+    from dni_server.tokens import ApiToken
+
+    require_admin()
+    row = db.session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"unknown token {token_id}", code="unknown_token")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.session.commit()
+    return jsonify(token_schema.dump(row))

@@ -1,23 +1,53 @@
-"""The admin bearer token, compared in constant time."""
+"""Bearer tokens on the admin API: who is asking, and what they may see and change."""
 
 from __future__ import annotations
 
-import hmac
+from flask import Blueprint, current_app, g, request
 
-from flask import Blueprint, current_app, request
+from dni_server.errors import ApiError, Unauthorized
+from dni_server.extensions import db
+from dni_server.tokens import Principal, principal_for
 
-from dni_server.errors import Unauthorized
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def require_admin_token() -> None:
-    token = current_app.extensions["dni"].settings.admin_token
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+def authenticate() -> None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
+    found = None
+    if scheme.lower() == "bearer":
+        found = principal_for(db.session, given.strip(),
+                              current_app.extensions["dni"].settings.admin_token)
+    if found is None:
+        raise Unauthorized("a valid token is required: Authorization: Bearer <token>")
+    if request.method not in READ_METHODS and not found.can_write:
+        raise Forbidden(f"a {found.scope} token cannot make changes")
+    g.principal = found
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def publisher_scope() -> str | None:
+    """The publisher a request is limited to, or None for admin and read-only tokens."""
+    return g.principal.publisher if g.principal.scope == "publisher" else None
+
+
+def deny_publishers() -> None:
+    if g.principal.scope == "publisher":
+        raise Forbidden("a publisher token cannot see this")
+
+
+def require_admin() -> None:
+    if g.principal.scope != "admin":
+        raise Forbidden("an admin token is required")
 
 
 def admin_only(bp: Blueprint) -> Blueprint:
-    bp.before_request(require_admin_token)
+    """Every route of ``bp`` needs a token; only admin tokens may change anything."""
+    bp.before_request(authenticate)
     return bp

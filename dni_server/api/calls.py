@@ -11,7 +11,7 @@ from sqlalchemy import select
 from attribution.calls import CallEventIn, ingest, requalify
 from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber
 from dni_server.api.admin import catalog_call, get_site, limit_arg
-from dni_server.api.auth import admin_only
+from dni_server.api.auth import admin_only, publisher_scope
 from dni_server.api.body import json_object
 from dni_server.api.schemas import CallRequestSchema, DispositionSchema, StaticNumberSchema
 from dni_server.errors import Invalid, NotFound
@@ -61,7 +61,8 @@ def get_call(call_ref: str) -> Call:
     call = db.session.get(Call, int(call_ref)) if call_ref.isdigit() else None
     if call is None:
         call = db.session.scalar(select(Call).where(Call.provider_call_id == call_ref))
-    if call is None:
+    scope = publisher_scope()
+    if call is None or (scope is not None and call.publisher != scope):
         raise NotFound(f"unknown call {call_ref!r}", code="unknown_call")
     return call
 
@@ -89,8 +90,10 @@ def create_call():
 @bp.get("/v1/calls")
 def list_calls():
     query = select(Call).order_by(Call.started_at.desc(), Call.id.desc()).limit(limit_arg())
+    if (scope := publisher_scope()) is not None:
+        query = query.where(Call.publisher == scope)
     if "site" in request.args:
-        query = query.where(Call.site_id == get_site(request.args["site"]).id)
+        query = query.where(Call.site_id == get_site(request.args["site"], lookup_only=True).id)
     if "qualified" in request.args:
         query = query.where(Call.qualified.is_(request.args["qualified"] in ("1", "true")))
     return jsonify(calls=[call_view(c) for c in db.session.scalars(query)])
@@ -117,7 +120,8 @@ def set_disposition(call_ref: str):
 
 def get_static(static_id: int) -> StaticNumber:
     row = db.session.get(StaticNumber, static_id)
-    if row is None:
+    scope = publisher_scope()
+    if row is None or (scope is not None and row.publisher != scope):
         raise NotFound(f"unknown static number {static_id}", code="unknown_static_number")
     return row
 
@@ -170,6 +174,8 @@ def _add(row):
 @bp.get("/v1/static-numbers")
 def list_static_numbers():
     query = select(StaticNumber).order_by(StaticNumber.id).limit(limit_arg())
+    if (scope := publisher_scope()) is not None:
+        query = query.where(StaticNumber.publisher == scope)
     if status := request.args.get("status"):
         query = query.where(StaticNumber.status == status)
     return jsonify(static_numbers=static_schema.dump(db.session.scalars(query), many=True))

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from attribution import reports
 from dni_server.api.admin import get_site
-from dni_server.api.auth import admin_only
+from dni_server.api.auth import admin_only, publisher_scope
 from dni_server.errors import Invalid
 from dni_server.extensions import db
 
@@ -37,7 +37,7 @@ def report_query() -> reports.ReportQuery:
     start = _date("start", end - dt.timedelta(days=29))
     filters: dict = {}
     if "site" in request.args:
-        filters["site"] = get_site(request.args["site"]).id
+        filters["site"] = get_site(request.args["site"], lookup_only=True).id
     if "pool" in request.args:
         if not request.args["pool"].isdigit():
             raise Invalid("pool must be a pool id", fields={"pool": "not an id"})
@@ -51,6 +51,8 @@ def report_query() -> reports.ReportQuery:
         filters["caller"] = request.args["caller"]
     if "publisher" in request.args:
         filters["publisher"] = request.args["publisher"]
+    if (scope := publisher_scope()) is not None:
+        filters["publisher"] = scope  # a publisher sees its own calls, whatever it asks
     return reports.ReportQuery(start=start, end=end,
                                group_by=_list("group_by", ["source", "medium"]),
                                metrics=_list("metrics", list(reports.ALL_METRICS)),

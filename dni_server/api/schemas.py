@@ -262,3 +262,14 @@ class StaticNumberSchema(MoneyRules):
     status = fields.String(dump_only=True)
     created_at = fields.Function(lambda row: iso_utc(row.created_at), dump_only=True)
     retired_at = fields.Function(lambda row: iso_utc(row.retired_at), dump_only=True)
+
+
+class TokenSchema(Loose):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=_short)
+    scope = fields.String(required=True, validate=validate.OneOf(["admin", "read_only",
+                                                                  "publisher"]))
+    publisher = fields.String(load_default=None, allow_none=True,
+                              validate=validate.Length(min=1, max=200))
+    created_at = fields.Function(lambda row: iso_utc(row.created_at), dump_only=True)
+    revoked_at = fields.Function(lambda row: iso_utc(row.revoked_at), dump_only=True)

@@ -39,9 +39,11 @@ format: $(STAMP)
 snippet: $(NODE_STAMP)
 	cd snippet && npm run build
 
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
+	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/snippet_swap.py
 
 clean:
 	rm -rf $(VENV) instance snippet/node_modules

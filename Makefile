@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := snippet/node_modules/.installed
+DASH_STAMP := dni_server/dashboard/ui/node_modules/.installed
 
-.PHONY: run test lint format snippet bench chromium clean
+.PHONY: run test lint format snippet dashboard bench chromium clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -17,6 +18,10 @@ $(NODE_STAMP): snippet/package.json snippet/package-lock.json
 	cd snippet && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+$(DASH_STAMP): dni_server/dashboard/ui/package.json dni_server/dashboard/ui/package-lock.json
+	cd dni_server/dashboard/ui && npm ci --no-audit --no-fund --loglevel=error
+	touch $(DASH_STAMP)
+
 # Browser tests drive Debian's chromium (never a browser download).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -26,7 +31,7 @@ chromium:
 run: $(STAMP)
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: $(STAMP) $(NODE_STAMP) chromium
+test: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
@@ -39,6 +44,9 @@ format: $(STAMP)
 snippet: $(NODE_STAMP)
 	cd snippet && npm run build
 
+dashboard: $(DASH_STAMP)
+	cd dni_server/dashboard/ui && npm run build
+
 bench: $(STAMP) chromium
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
@@ -46,4 +54,4 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/snippet_swap.py
 
 clean:
-	rm -rf $(VENV) instance snippet/node_modules
+	rm -rf $(VENV) instance snippet/node_modules dni_server/dashboard/ui/node_modules

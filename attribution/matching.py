@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from attribution.models import StaticNumber
@@ -45,6 +45,13 @@ class Match:
     explanation: dict = field(default_factory=dict)
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """Rows of a UNION come back raw: SQLite's datetimes have no zone (they are UTC)."""
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def _lease_view(lease, verdict: str) -> dict:
     return {"session_id": lease.session_id, "started_at_ms": lease.started_at_ms,
             "last_renewed_at_ms": lease.last_renewed_at_ms,
@@ -55,23 +62,28 @@ def _lease_view(lease, verdict: str) -> dict:
 def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None = None) -> Match:
     """Decide who the call to ``number`` at ``at_ms`` belongs to, and say why."""
     at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
-    # A number entered after the fact still counts (CDR imports); a retired one does not.
-    static = db.scalar(select(StaticNumber).where(
+    # One round trip for both kinds of tracking number. A number entered after the fact
+    # still counts (CDR imports); a retired one does not.
+    static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
+                         StaticNumber.created_at.label("since")).where(
         StaticNumber.number == number,
         or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
-        .order_by(StaticNumber.created_at.desc()).limit(1))
-    if static is not None:
+    pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
+                       PoolNumber.added_at.label("since")).where(
+        PoolNumber.number == number,
+        or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
+    found = db.execute(union_all(static_rows, pool_rows)).all()
+    statics = sorted((r for r in found if r.kind == "static"), key=lambda r: r.since)
+    if statics:
+        static = db.get(StaticNumber, statics[-1].id)
         return Match("static", CONFIDENCE["static"], static_number_id=static.id, explanation={
             "steps": [f"{number} is static number {static.id} ({static.label or static.source})"]})
 
-    members = db.execute(select(Pool, PoolNumber.added_at).join(PoolNumber).where(
-        PoolNumber.number == number,
-        or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at)
-    ).order_by(PoolNumber.added_at.desc())).all()
     # The pool it served at that time; a number moved between pools has one row per pool.
-    member = next((m for m in members if m.added_at <= at), members[-1] if members else None)
+    members = sorted((r for r in found if r.kind == "pool"), key=lambda r: r.since, reverse=True)
+    member = next((m for m in members if _aware(m.since) <= at), members[-1] if members else None)
     if member is not None:
-        return _match_pool_number(db, member.Pool, number, at_ms, pools)
+        return _match_pool_number(db, db.get(Pool, member.id), number, at_ms, pools)
 
     fallback_pools = list(db.scalars(select(Pool).where(Pool.fallback == number)))
     if len(fallback_pools) == 1:

@@ -153,6 +153,7 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def register_blueprints(app: Flask) -> None:
+    from dni_server import dashboard
     from dni_server.api import admin, calls, reports, sessions, snippet, webhooks
     from dni_server.openapi import bp as openapi_bp
 
@@ -163,6 +164,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(dashboard.bp)
 
 
 def register_commands(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -15,8 +16,8 @@ from dni_server.extensions import db
 bp = admin_only(Blueprint("reports", __name__))
 
 
-def _date(name: str, default: dt.date) -> dt.date:
-    raw = request.args.get(name)
+def _date(args: Mapping, name: str, default: dt.date) -> dt.date:
+    raw = args.get(name)
     if raw is None:
         return default
     try:
@@ -25,37 +26,38 @@ def _date(name: str, default: dt.date) -> dt.date:
         raise Invalid(f"{name} must be a date, YYYY-MM-DD", fields={name: "not a date"}) from None
 
 
-def _list(name: str, default: list[str]) -> list[str]:
-    raw = request.args.get(name)
+def _list(args: Mapping, name: str, default: list[str]) -> list[str]:
+    raw = args.get(name)
     return [part.strip() for part in raw.split(",") if part.strip()] if raw else default
 
 
-def report_query() -> reports.ReportQuery:
-    """Build a ReportQuery from the query string (shared with the dashboard)."""
+def report_query(args: Mapping | None = None) -> reports.ReportQuery:
+    """Build a ReportQuery from the query string, or ``args`` (the dashboard's cleaned form)."""
+    args = request.args if args is None else args
     today = dt.datetime.now(dt.UTC).date()
-    end = _date("end", today)
-    start = _date("start", end - dt.timedelta(days=29))
+    end = _date(args, "end", today)
+    start = _date(args, "start", end - dt.timedelta(days=29))
     filters: dict = {}
-    if "site" in request.args:
-        filters["site"] = get_site(request.args["site"], lookup_only=True).id
-    if "pool" in request.args:
-        if not request.args["pool"].isdigit():
+    if "site" in args:
+        filters["site"] = get_site(args["site"], lookup_only=True).id
+    if "pool" in args:
+        if not args["pool"].isdigit():
             raise Invalid("pool must be a pool id", fields={"pool": "not an id"})
-        filters["pool"] = int(request.args["pool"])
-    if "qualified" in request.args:
-        value = request.args["qualified"].lower()
+        filters["pool"] = int(args["pool"])
+    if "qualified" in args:
+        value = args["qualified"].lower()
         if value not in ("true", "false", "1", "0"):
             raise Invalid("qualified must be true or false", fields={"qualified": value})
         filters["qualified"] = value in ("true", "1")
-    if "caller" in request.args:
-        filters["caller"] = request.args["caller"]
-    if "publisher" in request.args:
-        filters["publisher"] = request.args["publisher"]
+    if "caller" in args:
+        filters["caller"] = args["caller"]
+    if "publisher" in args:
+        filters["publisher"] = args["publisher"]
     if (scope := publisher_scope()) is not None:
         filters["publisher"] = scope  # a publisher sees its own calls, whatever it asks
     return reports.ReportQuery(start=start, end=end,
-                               group_by=_list("group_by", ["source", "medium"]),
-                               metrics=_list("metrics", list(reports.ALL_METRICS)),
+                               group_by=_list(args, "group_by", ["source", "medium"]),
+                               metrics=_list(args, "metrics", list(reports.ALL_METRICS)),
                                filters=filters)
 
 

@@ -1,0 +1,63 @@
+"""Template filters: metrics and times as people read them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dni_server.dashboard import bp
+
+MONEY = {"revenue", "payout", "margin"}
+RATES = {"qualification_rate", "calls_per_session"}
+SECONDS = {"total_talk_time", "average_talk_time"}
+LABELS = {"qualified_calls": "Qualified", "unique_callers": "Unique callers",
+          "first_time_callers": "First-time", "answered_calls": "Answered",
+          "total_talk_time": "Talk time", "average_talk_time": "Avg talk",
+          "qualification_rate": "Qual. rate", "calls_per_session": "Calls / session"}
+
+
+@bp.app_template_filter("metric")
+def metric(value, name: str) -> str:
+    if value is None:
+        return "–"
+    if name in MONEY:
+        return f"{float(value):,.2f}"
+    if name == "qualification_rate":
+        return f"{float(value):.1%}"
+    if name in RATES:
+        return f"{float(value):.3f}"
+    if name in SECONDS:
+        return duration(value)
+    return f"{int(value):,}"
+
+
+@bp.app_template_filter("metric_label")
+def metric_label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+@bp.app_template_filter("duration")
+def duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(float(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@bp.app_template_filter("when")
+def when(moment) -> str:
+    if moment is None:
+        return "–"
+    if isinstance(moment, int | float):  # epoch milliseconds (lease history)
+        moment = dt.datetime.fromtimestamp(moment / 1000, dt.UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_template_filter("web_link")
+def web_link(url) -> str | None:
+    """The URL if it is http(s), else None: nothing else is rendered as a link."""
+    if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
+        return url
+    return None

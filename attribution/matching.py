@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import literal, or_, select, union_all
+from sqlalchemy import literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from attribution.models import StaticNumber
@@ -65,11 +65,13 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     # One round trip for both kinds of tracking number. A number entered after the fact
     # still counts (CDR imports); a retired one does not.
     static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
-                         StaticNumber.created_at.label("since")).where(
+                         StaticNumber.created_at.label("since"), null().label("name"),
+                         null().label("window")).where(
         StaticNumber.number == number,
         or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
     pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
-                       PoolNumber.added_at.label("since")).where(
+                       PoolNumber.added_at.label("since"), Pool.name.label("name"),
+                       Pool.attribution_window_seconds.label("window")).join(Pool).where(
         PoolNumber.number == number,
         or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
     found = db.execute(union_all(static_rows, pool_rows)).all()
@@ -83,7 +85,8 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     members = sorted((r for r in found if r.kind == "pool"), key=lambda r: r.since, reverse=True)
     member = next((m for m in members if _aware(m.since) <= at), members[-1] if members else None)
     if member is not None:
-        return _match_pool_number(db, db.get(Pool, member.id), number, at_ms, pools)
+        return _match_pool_number(db, PoolRef(member.id, member.name, member.window), number,
+                                  at_ms, pools)
 
     fallback_pools = list(db.scalars(select(Pool).where(Pool.fallback == number)))
     if len(fallback_pools) == 1:
@@ -98,7 +101,16 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     return Match("unattributed", 0.0, explanation={"steps": steps})
 
 
-def _match_pool_number(db: Session, pool: Pool, number: str, at_ms: int,
+@dataclass(frozen=True)
+class PoolRef:
+    """What matching needs of a pool."""
+
+    id: int
+    name: str
+    attribution_window_seconds: int
+
+
+def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
                        pools: PoolService | None) -> Match:
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
     live = _live_holder(pools, pool.id, number, at_ms, steps)

@@ -12,8 +12,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("DNI_THREADS", "1"))
 timeout = 30
 graceful_timeout = 10
-max_requests = 20_000
-max_requests_jitter = 2_000
+# Recycling workers costs a full app import each time (about 2 s of CPU); off unless asked.
+max_requests = int(os.environ.get("DNI_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 errorlog = "-"
 accesslog = os.environ.get("DNI_ACCESS_LOG") or None  # "-" for stdout; off by default
 loglevel = os.environ.get("DNI_LOG_LEVEL", "info")

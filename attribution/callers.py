@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, geocoder
+from phonenumbers import NumberParseException, PhoneNumberFormat
 
 # The geocoder names North American regions in full when it knows no city ("California")
 # and by code otherwise ("Mountain View, CA"); regions are stored as codes either way.
@@ -51,6 +51,10 @@ def identify(raw: str | None, *, country: str | None = None, region: str | None 
         return Caller(text[:64] or "unknown", False, _clean(country), _clean(region), _clean(city))
     number = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
     if not (country or region or city):
+        # Imported here: its data takes over half a second to load, which every web
+        # worker would otherwise pay at start even though only calls need it.
+        from phonenumbers import geocoder
+
         country = phonenumbers.region_code_for_number(parsed)
         place = geocoder.description_for_number(parsed, "en")
         # The geocoder says "Mountain View, CA" for US numbers, a region name elsewhere.

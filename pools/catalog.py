@@ -22,6 +22,7 @@ from pools.models import Lease, Pool, PoolNumber, Site, utcnow
 from pools.phones import InvalidNumber, normalize
 
 EXHAUSTION_POLICIES = ("fallback", "reuse_cooling")
+SYNC_CHUNK = 1000  # numbers per sync call: each Lua call stays short
 POOL_SETTINGS = ("name", "destination", "fallback", "lease_seconds", "max_lease_seconds",
                  "cooldown_seconds", "attribution_window_seconds", "exhaustion_policy",
                  "priority", "rules", "record_calls", "qualification", "revenue", "payout",
@@ -148,7 +149,7 @@ def create_pool(db: Session, pools: PoolService, site: Site, *, numbers=(), regi
     db.flush()
     db.add_all(PoolNumber(pool_id=pool.id, number=n) for n in report.accepted)
     db.flush()
-    sync_pool(db, pools, pool, now_ms)
+    load_pool(db, pools, pool, now_ms)
     return pool, report
 
 
@@ -159,7 +160,7 @@ def update_pool(db: Session, pools: PoolService, pool: Pool, changes: dict, *,
     for name in changes:
         setattr(pool, name, clean[name])
     db.flush()
-    sync_pool(db, pools, pool, now_ms)
+    sync_pool(db, pools, pool, now_ms, "meta")
     return pool
 
 
@@ -170,7 +171,9 @@ def add_numbers(db: Session, pools: PoolService, pool: Pool, raw_numbers, *,
     if report.accepted:
         db.add_all(PoolNumber(pool_id=pool.id, number=n) for n in report.accepted)
         db.flush()
-        sync_pool(db, pools, pool, now_ms)
+        for start in range(0, len(report.accepted), SYNC_CHUNK):
+            sync_pool(db, pools, pool, now_ms, "add",
+                      active=report.accepted[start:start + SYNC_CHUNK])
     return report
 
 
@@ -184,7 +187,7 @@ def retire_number(db: Session, pools: PoolService, pool: Pool, number: str, *,
         raise CatalogError(f"{number} is not a live number of pool {pool.id}", status=404)
     row.status = "retiring"
     db.flush()
-    result = sync_pool(db, pools, pool, now_ms)
+    result = sync_pool(db, pools, pool, now_ms, "retire", retired=[number])
     if number in result.removed:
         row.status, row.retired_at = "retired", utcnow()
     db.flush()
@@ -200,12 +203,14 @@ def mark_retired(db: Session, pool_id: int, number: str) -> None:
         row.status, row.retired_at = "retired", utcnow()
 
 
-def pool_spec(db: Session, pool: Pool, now_ms: int, *, load: bool) -> dict:
-    """The pool as sync.lua wants it; ``load`` adds the history an empty Redis needs."""
-    active = list(db.scalars(select(PoolNumber.number).where(
-        PoolNumber.pool_id == pool.id, PoolNumber.status == "active")))
+def pool_spec(db: Session, pool: Pool, now_ms: int, *, load: bool, active=(),
+              retired=(), mode: str = "meta") -> dict:
+    """The change as sync.lua wants it; ``load`` sends the whole pool and its live leases."""
+    if load:
+        active = list(db.scalars(select(PoolNumber.number).where(
+            PoolNumber.pool_id == pool.id, PoolNumber.status == "active")))
     spec = {
-        "mode": "load" if load else "update",
+        "mode": "load" if load else mode,
         "meta": {
             "site": pool.site.key,
             "target": pool.target,
@@ -215,7 +220,8 @@ def pool_spec(db: Session, pool: Pool, now_ms: int, *, load: bool) -> dict:
             "cooldown_ms": pool.cooldown_seconds * 1000,
             "policy": pool.exhaustion_policy,
         },
-        "active": active,
+        "active": list(active),
+        "retired": list(retired),
         "idle_since": {},
         "leases": [],
     }
@@ -238,10 +244,13 @@ def pool_spec(db: Session, pool: Pool, now_ms: int, *, load: bool) -> dict:
     return spec
 
 
-def sync_pool(db: Session, pools: PoolService, pool: Pool, now_ms: int) -> SyncResult:
-    """Push the pool's settings and numbers to Redis, loading it in full if Redis is empty."""
+def sync_pool(db: Session, pools: PoolService, pool: Pool, now_ms: int, mode: str = "meta",
+              *, active=(), retired=()) -> SyncResult:
+    """Push one change (settings, new numbers, retired numbers) to Redis; if Redis has lost
+    the pool, load all of it instead (which includes the change, already in SQL)."""
     try:
-        return pools.sync(pool.id, pool_spec(db, pool, now_ms, load=False))
+        return pools.sync(pool.id, pool_spec(db, pool, now_ms, load=False, mode=mode,
+                                             active=active, retired=retired))
     except PoolNotLoaded:
         return load_pool(db, pools, pool, now_ms)
 

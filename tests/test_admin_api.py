@@ -154,3 +154,16 @@ def test_sessions_list_shows_recent_visits(app, admin, client):
     listed = admin.get(f"/v1/sessions?site={site['key']}").json["sessions"]
     assert [(s["session_id"], s["source"]) for s in listed] == [(sid, "radio")]
     assert admin.get("/v1/sessions?limit=0").status_code == 422
+
+
+def test_admin_bodies_may_carry_thousands_of_numbers(admin, client):
+    """The public API keeps its small body limit; the admin API takes 10,000-number lists."""
+    site = make_site(admin)
+    pool = make_pool(admin, site, numbers=numbers(1))
+    many = numbers(3000, start=200)
+    response = admin.post(f"/v1/pools/{pool['id']}/numbers", json={"numbers": many})
+    assert response.status_code == 201, response.json
+    assert len(response.json["accepted"]) == 3000
+    assert admin.get(f"/v1/pools/{pool['id']}").json["live"]["idle"] == 3001
+    big = client.post("/v1/sessions", json={"site": site["key"], "url": "x" * 20_000})
+    assert big.status_code == 413

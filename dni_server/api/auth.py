@@ -9,6 +9,8 @@ from dni_server.extensions import db
 from dni_server.tokens import Principal, principal_for
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Admin bodies may list up to 10,000 numbers; the public API keeps DNI_MAX_BODY_BYTES.
+ADMIN_MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
 class Forbidden(ApiError):
@@ -16,6 +18,8 @@ class Forbidden(ApiError):
 
 
 def authenticate() -> None:
+    request.max_content_length = max(ADMIN_MAX_BODY_BYTES,
+                                     current_app.config["MAX_CONTENT_LENGTH"] or 0)
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     found = None
     if scheme.lower() == "bearer":

@@ -51,6 +51,7 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/webhook_throughput.py
 	$(BIN)/python bench/snippet_swap.py
 
 clean:

@@ -1,0 +1,174 @@
+"""Twilio voice-webhook throughput as a ratio to a bare Flask endpoint (issue 4).
+
+Starts the service and the bare app under the same gunicorn settings (the harness in
+api_throughput.py), creates a pool, signs N distinct Twilio voice webhooks (one new call
+each, as Twilio would send them), and alternates wrk runs of the bare endpoint and the
+webhook. Each webhook is checked, matched, stored with its event and answered with TwiML,
+so this is the whole cost of a call arriving. Prints req/s, p50/p99 and the ratio.
+
+    python bench/webhook_throughput.py [--db postgres|sqlite] [--seconds 10] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+from bench.api_throughput import (  # noqa: E402
+    BenchPool,
+    Gunicorn,
+    bench_redis_url,
+    claim_redis,
+    create_database,
+    log,
+    migrate,
+    write_lua,
+)
+
+TOKEN = "bench-twilio-token"
+WEBHOOK_LUA = r"""
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+local i = 0
+bad = 0  -- global: done() reads each thread's count
+request = function()
+  i = i + 1
+  local r = REQUESTS[(i - 1) % #REQUESTS + 1]
+  return wrk.format("POST", "/webhooks/twilio/voice", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Twilio-Signature"] = r[2]}, r[1])
+end
+response = function(status, headers, body)
+  if status ~= 200 or not string.find(body, "<Dial", 1, true) then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  local b = 0
+  for _, t in ipairs(threads) do b = b + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.3f %.3f %.3f %d %d\n", summary.requests,
+    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    b, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def signed_calls(port: int, numbers: list[str], count: int) -> list[tuple[str, str]]:
+    """(form body, signature) for ``count`` distinct calls, signed as Twilio signs them."""
+    validator = RequestValidator(TOKEN)
+    url = f"http://127.0.0.1:{port}/webhooks/twilio/voice"
+    rng = random.Random(4)
+    out = []
+    for i in range(count):
+        params = {"CallSid": f"CA{secrets.token_hex(16)}", "AccountSid": "AC" + "0" * 32,
+                  "From": f"+1415555{i % 10000:04d}", "To": rng.choice(numbers),
+                  "CallStatus": "ringing", "ApiVersion": "2010-04-01", "Direction": "inbound"}
+        out.append((urlencode(params), validator.compute_signature(url, params)))
+    return out
+
+
+def write_webhook_lua(path: Path, requests: list[tuple[str, str]]) -> Path:
+    rows = ",\n".join(f"  {{{json.dumps(body)}, {json.dumps(sig)}}}" for body, sig in requests)
+    path.write_text(f"REQUESTS = {{\n{rows}\n}}\n{WEBHOOK_LUA}")
+    return path
+
+
+def run_wrk(port: int, script: Path, seconds: float, connections: int) -> dict:
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s",
+                          "--timeout", "10s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            n, secs, p50, p99, bad, errors = line.split()[1:]
+            return {"rps": int(n) / float(secs), "p50": float(p50), "p99": float(p99),
+                    "bad": int(bad), "errors": int(errors), "requests": int(n)}
+        if line.startswith("BENCH_RESULT "):  # the harness's own script (bare endpoint)
+            data = json.loads(line.split(" ", 1)[1])
+            return {"rps": data["requests"] / (data["duration_us"] / 1e6),
+                    "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
+                    "bad": data.get("non_2xx", 0), "errors": 0, "requests": data["requests"]}
+    raise RuntimeError(f"wrk printed no result:\n{out}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="dni-webhook-bench-"))
+        stack.callback(shutil.rmtree, tmp, True)
+        redis_url = bench_redis_url()
+        rdb = claim_redis(redis_url)
+        stack.callback(rdb.close)
+        stack.callback(rdb.flushdb)
+        database_url = create_database(args.db, tmp, stack, args.postgres_url)
+        admin = secrets.token_hex(16)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DNI_")}
+        env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                    "DNI_ADMIN_TOKEN": admin, "DNI_SECRET_KEY": secrets.token_hex(16),
+                    "DNI_INSTANCE_PATH": str(tmp / "instance"), "DNI_WORKER": "false",
+                    "DNI_TWILIO_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "2",
+                    "BENCH_REDIS_URL": redis_url})
+        migrate(env)
+        service = Gunicorn("service", "wsgi:app", env, tmp)
+        stack.callback(service.stop)
+        bare = Gunicorn("bare", "bench.bare_app:app", env, tmp)
+        stack.callback(bare.stop)
+        service.wait_ready()
+        bare.wait_ready()
+        pool = BenchPool(service.port, admin, rdb)
+        numbers = [f"+1650{200 + i // 10000:03d}{i % 10000:04d}" for i in range(pool.size)]
+        # Enough distinct calls that no run repeats one (a repeat is the cheap idempotent path).
+        calls = signed_calls(service.port, numbers, 30_000)
+        webhook_lua = write_webhook_lua(tmp / "webhook.lua", calls)
+        bare_lua = write_lua(tmp / "bare.lua", [("/bare", json.dumps({"site": "x"}),
+                                                 "Mozilla/5.0")])
+        results: dict[str, list[dict]] = {"bare": [], "webhook": []}
+        offset = 0
+        for _ in range(args.rounds):
+            for kind in ("bare", "webhook"):
+                server, script = (bare, bare_lua) if kind == "bare" else (service, webhook_lua)
+                if kind == "webhook":
+                    # Each round starts further into the list: no call is sent twice.
+                    calls = calls[offset:] + calls[:offset]
+                    write_webhook_lua(webhook_lua, calls)
+                run_wrk(server.port, script, 2, args.connections)  # warm-up, discarded
+                result = run_wrk(server.port, script, args.seconds, args.connections)
+                offset = result["requests"] + 2_000
+                results[kind].append(result)
+                log(f"  {kind:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.1f} ms  "
+                    f"p99 {result['p99']:6.1f} ms  bad {result['bad']}  "
+                    f"errors {result['errors']}")
+        bare_rps = statistics.median(r["rps"] for r in results["bare"])
+        hook = results["webhook"]
+        hook_rps = statistics.median(r["rps"] for r in hook)
+        print(f"webhook throughput ({args.db}): {hook_rps:.0f} req/s, "
+              f"p50 {statistics.median(r['p50'] for r in hook):.1f} ms, "
+              f"p99 {statistics.median(r['p99'] for r in hook):.1f} ms; bare {bare_rps:.0f} "
+              f"req/s; ratio {hook_rps / bare_rps:.2f}; bad answers "
+              f"{sum(r['bad'] for r in hook)}, socket errors {sum(r['errors'] for r in hook)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

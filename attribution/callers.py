@@ -31,10 +31,10 @@ class Caller:
     region: str | None = None
     city: str | None = None
 
-    @property
-    def area_code(self) -> str | None:
-        """The NANP area code of a +1 number (used by geography rules)."""
-        return self.number[2:5] if self.valid and self.number.startswith("+1") else None
+
+def area_code(number: str, valid: bool) -> str | None:
+    """The NANP area code of a valid +1 number (geography rules test it)."""
+    return number[2:5] if valid and number.startswith("+1") else None
 
 
 def identify(raw: str | None, *, country: str | None = None, region: str | None = None,

@@ -21,9 +21,7 @@ from sqlalchemy.orm import Session
 from attribution import callers, qualification
 from attribution.matching import Match, match_call
 from attribution.models import ATTRIBUTION_FIELDS, Call, CallEvent, StaticNumber, Visit
-from attribution.recorder import drain_pool
 from attribution.zones import local_day
-from pools.errors import PoolError
 from pools.leases import PoolService
 from pools.models import Pool, Site
 from pools.phones import InvalidNumber, normalize
@@ -106,7 +104,7 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
                 started_at=event.occurred_at, status="ringing", status_rank=0,
                 caller_country=caller.country,
                 caller_region=caller.region, caller_city=caller.city, explanation={})
-    match = _match(db, to_number, event.occurred_at, pools)
+    match = match_call(db, to_number, int(event.occurred_at.timestamp() * 1000), pools)
     attribute(db, call, match)
     call.local_day = local_day(call.started_at, zone_of(db, call))
     _link_previous_calls(db, call)
@@ -122,27 +120,6 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
             raise
         return existing
     return call
-
-
-def _match(db: Session, number: str, at: dt.datetime, pools: PoolService | None) -> Match:
-    at_ms = int(at.timestamp() * 1000)
-    if pools is not None:
-        _record_recent_leases(db, number, pools)
-    return match_call(db, number, at_ms, pools)
-
-
-def _record_recent_leases(db: Session, number: str, pools: PoolService) -> None:
-    """Copy the pool's pending lease events into SQL first, so a visit seconds old is found."""
-    from pools.models import PoolNumber
-
-    pool_id = db.scalar(select(PoolNumber.pool_id).where(PoolNumber.number == number,
-                                                         PoolNumber.status != "retired"))
-    if pool_id is None:
-        return
-    try:
-        pools.guard.call(drain_pool, pools.redis, db, pool_id, "calls", prefix=pools.prefix)
-    except PoolError:
-        pass  # Redis is away: the SQL history is what we have
 
 
 def attribute(db: Session, call: Call, match: Match) -> None:
@@ -260,11 +237,11 @@ def requalify(db: Session, call: Call) -> None:
         if call.id is not None:
             query = query.where(Call.id != call.id)
         previous = db.scalar(query.order_by(Call.started_at.desc()).limit(1))
-    area = call.from_number[2:5] if call.from_valid and call.from_number.startswith("+1") else None
     facts = qualification.CallFacts(
         duration=call.duration, started_at=call.started_at, caller_country=call.caller_country,
-        caller_region=call.caller_region, area_code=area, previous_call_at=previous,
-        timezone=timezone, disposition=call.disposition)
+        caller_region=call.caller_region,
+        area_code=callers.area_code(call.from_number, call.from_valid),
+        previous_call_at=previous, timezone=timezone, disposition=call.disposition)
     call.qualified, call.qualification_failures = qualification.evaluate(
         owner.qualification or {}, facts)
     if call.qualified:

@@ -24,6 +24,7 @@ from sqlalchemy import literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from attribution.models import StaticNumber
+from attribution.recorder import drain_pool
 from pools.errors import PoolError
 from pools.leases import PoolService
 from pools.models import Lease, Pool, PoolNumber
@@ -113,6 +114,7 @@ class PoolRef:
 def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
                        pools: PoolService | None) -> Match:
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
+    _record_pending_leases(db, pools, pool.id)
     live = _live_holder(pools, pool.id, number, at_ms, steps)
     # Plain rows, not ORM objects: this runs for every call, over millions of leases.
     candidates = db.execute(
@@ -158,6 +160,16 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
         chosen = Match("unattributed", 0.0, pool_id=pool.id)
     chosen.explanation = {"steps": steps, "leases": considered}
     return chosen
+
+
+def _record_pending_leases(db: Session, pools: PoolService | None, pool_id: int) -> None:
+    """Copy the pool's pending lease events into SQL first, so a lease seconds old is found."""
+    if pools is None:
+        return
+    try:
+        pools.guard.call(drain_pool, pools.redis, db, pool_id, "calls", prefix=pools.prefix)
+    except PoolError:
+        pass  # Redis is away: the SQL history is what we have
 
 
 def _live_holder(pools: PoolService | None, pool_id: int, number: str, at_ms: int,

@@ -234,12 +234,8 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
         return SessionAnswer(session_id, "", fallback_entries(targets, "unavailable"))
     if any(isinstance(out, WrongSite) for out in outcomes):
         raise UnknownSession(session_id)
-    entries = []
-    for out in outcomes:
-        if isinstance(out, Lease):
-            entries.append(NumberEntry(out.target, out.number, out.expires_at_ms))
-        elif out.target:
-            entries.append(NumberEntry(out.target, out.fallback, None, True, out.reason))
+    # Renewal outcomes, leases and refusals alike, carry their pool's target and fallback.
+    entries = [entry_for(out, out.target, out.fallback) for out in outcomes if out.target]
     entries.sort(key=lambda e: e.target)
     return SessionAnswer(session_id, "", entries, renew_in_seconds(entries, now_ms))
 

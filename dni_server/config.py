@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ConfigError(ValueError):
@@ -80,7 +80,6 @@ class Settings:
     proxy_hops: int = 0
     worker: bool | None = None
     site_cache_seconds: int = 5
-    extra: dict = field(default_factory=dict)
 
     @property
     def embedded_redis(self) -> bool:

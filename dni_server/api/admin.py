@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from attribution.models import PageView, Visit
-from dni_server.api.auth import admin_only, deny_publishers, publisher_scope
+from dni_server.api.auth import deny_publishers, scoped, token_required, visible
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
     NumbersSchema,
@@ -27,7 +27,7 @@ from pools.catalog import CatalogError
 from pools.errors import PoolUnavailable
 from pools.models import Lease, Pool, PoolNumber, Site, utcnow
 
-bp = admin_only(Blueprint("admin", __name__))
+bp = token_required(Blueprint("admin", __name__))
 site_schema = SiteSchema()
 site_update = SiteSchema(partial=True)
 pool_create = PoolCreateSchema()
@@ -123,8 +123,7 @@ def update_site(site_id: int):
 
 def get_pool(pool_id: int) -> Pool:
     pool = db.session.get(Pool, pool_id)
-    scope = publisher_scope()
-    if pool is None or (scope is not None and pool.publisher != scope):
+    if not visible(pool):
         raise NotFound(f"unknown pool {pool_id}", code="unknown_pool")
     return pool
 
@@ -156,9 +155,7 @@ def create_pool():
 
 @bp.get("/v1/pools")
 def list_pools():
-    query = select(Pool).order_by(Pool.id).limit(limit_arg())
-    if (scope := publisher_scope()) is not None:
-        query = query.where(Pool.publisher == scope)
+    query = scoped(select(Pool).order_by(Pool.id).limit(limit_arg()), Pool.publisher)
     if "site" in request.args:
         query = query.where(Pool.site_id == get_site(request.args["site"], lookup_only=True).id)
     return jsonify(pools=pool_schema.dump(db.session.scalars(query), many=True))

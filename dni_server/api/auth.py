@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
 
-from dni_server.errors import ApiError, Unauthorized
+from dni_server.errors import Forbidden, Unauthorized
 from dni_server.extensions import db
 from dni_server.tokens import Principal, principal_for
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Admin bodies may list up to 10,000 numbers; the public API keeps DNI_MAX_BODY_BYTES.
 ADMIN_MAX_BODY_BYTES = 2 * 1024 * 1024
-
-
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
 
 
 def authenticate() -> None:
@@ -41,6 +37,18 @@ def publisher_scope() -> str | None:
     return g.principal.publisher if g.principal.scope == "publisher" else None
 
 
+def visible(row) -> bool:
+    """Whether the caller may see ``row`` (which carries a publisher label)."""
+    scope = publisher_scope()
+    return row is not None and (scope is None or row.publisher == scope)
+
+
+def scoped(query, publisher_column):
+    """``query`` limited to the caller's publisher, when the caller has one."""
+    scope = publisher_scope()
+    return query if scope is None else query.where(publisher_column == scope)
+
+
 def deny_publishers() -> None:
     if g.principal.scope == "publisher":
         raise Forbidden("a publisher token cannot see this")
@@ -51,7 +59,7 @@ def require_admin() -> None:
         raise Forbidden("an admin token is required")
 
 
-def admin_only(bp: Blueprint) -> Blueprint:
+def token_required(bp: Blueprint) -> Blueprint:
     """Every route of ``bp`` needs a token; only admin tokens may change anything."""
     bp.before_request(authenticate)
     return bp

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from attribution.calls import CallEventIn, ingest, requalify
 from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber
 from dni_server.api.admin import catalog_call, get_site, limit_arg
-from dni_server.api.auth import admin_only, publisher_scope
+from dni_server.api.auth import scoped, token_required, visible
 from dni_server.api.body import json_object
 from dni_server.api.schemas import CallRequestSchema, DispositionSchema, StaticNumberSchema
 from dni_server.errors import Invalid, NotFound
@@ -20,7 +20,7 @@ from dni_server.timefmt import iso_utc
 from pools.models import utcnow
 from pools.phones import InvalidNumber, normalize
 
-bp = admin_only(Blueprint("calls", __name__))
+bp = token_required(Blueprint("calls", __name__))
 call_request = CallRequestSchema()
 disposition_request = DispositionSchema()
 static_schema = StaticNumberSchema()
@@ -61,8 +61,7 @@ def get_call(call_ref: str) -> Call:
     call = db.session.get(Call, int(call_ref)) if call_ref.isdigit() else None
     if call is None:
         call = db.session.scalar(select(Call).where(Call.provider_call_id == call_ref))
-    scope = publisher_scope()
-    if call is None or (scope is not None and call.publisher != scope):
+    if not visible(call):
         raise NotFound(f"unknown call {call_ref!r}", code="unknown_call")
     return call
 
@@ -89,9 +88,8 @@ def create_call():
 
 @bp.get("/v1/calls")
 def list_calls():
-    query = select(Call).order_by(Call.started_at.desc(), Call.id.desc()).limit(limit_arg())
-    if (scope := publisher_scope()) is not None:
-        query = query.where(Call.publisher == scope)
+    query = scoped(select(Call).order_by(Call.started_at.desc(), Call.id.desc())
+                   .limit(limit_arg()), Call.publisher)
     if "site" in request.args:
         query = query.where(Call.site_id == get_site(request.args["site"], lookup_only=True).id)
     if "qualified" in request.args:
@@ -120,8 +118,7 @@ def set_disposition(call_ref: str):
 
 def get_static(static_id: int) -> StaticNumber:
     row = db.session.get(StaticNumber, static_id)
-    scope = publisher_scope()
-    if row is None or (scope is not None and row.publisher != scope):
+    if not visible(row):
         raise NotFound(f"unknown static number {static_id}", code="unknown_static_number")
     return row
 
@@ -173,9 +170,8 @@ def _add(row):
 
 @bp.get("/v1/static-numbers")
 def list_static_numbers():
-    query = select(StaticNumber).order_by(StaticNumber.id).limit(limit_arg())
-    if (scope := publisher_scope()) is not None:
-        query = query.where(StaticNumber.publisher == scope)
+    query = scoped(select(StaticNumber).order_by(StaticNumber.id).limit(limit_arg()),
+                   StaticNumber.publisher)
     if status := request.args.get("status"):
         query = query.where(StaticNumber.status == status)
     return jsonify(static_numbers=static_schema.dump(db.session.scalars(query), many=True))

@@ -9,11 +9,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from attribution import reports
 from dni_server.api.admin import get_site
-from dni_server.api.auth import admin_only, publisher_scope
+from dni_server.api.auth import publisher_scope, token_required
 from dni_server.errors import Invalid
 from dni_server.extensions import db
 
-bp = admin_only(Blueprint("reports", __name__))
+bp = token_required(Blueprint("reports", __name__))
 
 
 def _date(args: Mapping, name: str, default: dt.date) -> dt.date:

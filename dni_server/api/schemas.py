@@ -21,6 +21,12 @@ class Loose(Schema):
         unknown = EXCLUDE
 
 
+def optional_text(max_length: int) -> fields.String:
+    """A string a request may leave out or send as null."""
+    return fields.String(load_default=None, allow_none=True,
+                         validate=validate.Length(max=max_length))
+
+
 def _money(value) -> None:
     if not 0 <= value <= 10_000_000:
         raise ValidationError("must be an amount from 0 to 10,000,000")
@@ -38,22 +44,17 @@ def _qualification(value) -> None:
 
 class SessionRequestSchema(Loose):
     site = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=TEXT))
-    referrer = fields.String(load_default=None, allow_none=True,
-                             validate=validate.Length(max=TEXT))
-    visitor_id = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Length(max=128))
-    session_id = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Length(max=128))
-    ga_client_id = fields.String(load_default=None, allow_none=True,
-                                 validate=validate.Length(max=64))
+    url = optional_text(TEXT)
+    referrer = optional_text(TEXT)
+    visitor_id = optional_text(128)
+    session_id = optional_text(128)
+    ga_client_id = optional_text(64)
 
 
 class HeartbeatRequestSchema(Loose):
     site = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=TEXT))
-    visitor_id = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Length(max=128))
+    url = optional_text(TEXT)
+    visitor_id = optional_text(128)
 
 
 def number_entry(entry, now_ms: int) -> dict:
@@ -231,12 +232,9 @@ class CallRequestSchema(Loose):
     status = fields.String(load_default="completed", validate=validate.OneOf(
         ["ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]))
     recording_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"})
-    caller_country = fields.String(load_default=None, allow_none=True,
-                                   validate=validate.Length(max=2))
-    caller_region = fields.String(load_default=None, allow_none=True,
-                                  validate=validate.Length(max=64))
-    caller_city = fields.String(load_default=None, allow_none=True,
-                                validate=validate.Length(max=128))
+    caller_country = optional_text(2)
+    caller_region = optional_text(64)
+    caller_city = optional_text(128)
 
 
 class DispositionSchema(Loose):

@@ -17,16 +17,12 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from attribution import carriers
 from attribution.calls import CallEventIn, Route, ingest
-from dni_server.errors import ApiError
+from dni_server.errors import ApiError, Forbidden
 from dni_server.extensions import db
 from pools.models import utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
-
-
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
 
 
 def services():

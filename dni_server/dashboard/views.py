@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Response, abort, g, render_template, request
+from flask import Response, abort, render_template, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from attribution import call_log, pool_health, reports
 from attribution.models import ATTRIBUTION_FIELDS, Call, PageView, StaticNumber, Visit
+from dni_server.api.auth import publisher_scope, scoped, visible
 from dni_server.api.reports import report_query
 from dni_server.dashboard import bp, filters  # noqa: F401  (registers the template filters)
 from dni_server.errors import ApiError
@@ -59,11 +60,6 @@ def _report_problem(exc: Exception) -> str:
     if isinstance(exc, reports.ReportError):
         return "; ".join(f"{name}: {text}" for name, text in exc.fields.items())
     return exc.message if isinstance(exc, ApiError) else str(exc)
-
-
-def scope() -> str | None:
-    """The publisher this login is limited to, or None (admin, read-only)."""
-    return g.principal.publisher if g.principal.scope == "publisher" else None
 
 
 def form_args() -> dict:
@@ -137,7 +133,7 @@ def calls():
     method = args.get("method") if args.get("method") in call_log.METHODS else None
     wanted = call_log.CallFilter(
         start=_date_arg(args, "start"), end=_date_arg(args, "end"), qualified=qualified,
-        method=method, source=args.get("source"), publisher=scope())
+        method=method, source=args.get("source"), publisher=publisher_scope())
     page = int(args["page"]) if args.get("page", "").isdigit() and int(args["page"]) > 0 else 1
     rows, total = call_log.page_of_calls(db.session, wanted, page, PER_PAGE)
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
@@ -148,7 +144,7 @@ def calls():
 @bp.get("/calls/<int:call_id>")
 def call(call_id: int):
     row = db.session.get(Call, call_id)
-    if row is None or (scope() is not None and row.publisher != scope()):
+    if not visible(row):
         abort(404, "No such call.")
     visit = db.session.get(Visit, row.session_id) if row.session_id else None
     journey = db.session.scalars(select(PageView).where(
@@ -163,22 +159,17 @@ def call(call_id: int):
 # -- pools and static numbers --------------------------------------------------------------
 
 
-def _pools_query():
-    query = select(Pool).order_by(Pool.id)
-    return query.where(Pool.publisher == scope()) if scope() is not None else query
-
-
 @bp.get("/pools")
 def pools():
-    rows = db.session.execute(
-        _pools_query().add_columns(Site.name).join(Site, Site.id == Pool.site_id)).all()
+    query = select(Pool, Site.name).join(Site, Site.id == Pool.site_id).order_by(Pool.id)
+    rows = db.session.execute(scoped(query, Pool.publisher)).all()
     return render_template("dashboard/pools.html", pools=rows)
 
 
 @bp.get("/pools/<int:pool_id>")
 def pool(pool_id: int):
     row = db.session.get(Pool, pool_id)
-    if row is None or (scope() is not None and row.publisher != scope()):
+    if not visible(row):
         abort(404, "No such pool.")
     args = form_args()
     today = dt.datetime.now(dt.UTC).date()
@@ -199,8 +190,7 @@ def pool(pool_id: int):
 
 @bp.get("/static-numbers")
 def static_numbers():
-    query = select(StaticNumber).order_by(StaticNumber.status, StaticNumber.id)
-    if scope() is not None:
-        query = query.where(StaticNumber.publisher == scope())
+    query = scoped(select(StaticNumber).order_by(StaticNumber.status, StaticNumber.id),
+                   StaticNumber.publisher)
     return render_template("dashboard/static_numbers.html",
                            numbers=db.session.scalars(query).all())

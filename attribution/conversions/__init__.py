@@ -1,0 +1,1 @@
+"""Offline conversions: which calls count, the platforms' formats, the outbox and its delivery."""

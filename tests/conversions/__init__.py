@@ -1,0 +1,1 @@
+"""Tests of the conversion formats; ``conversions.receivers`` holds the platform stand-ins."""

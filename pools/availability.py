@@ -5,12 +5,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import NoReturn
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from pools.errors import PoolUnavailable
 
 log = logging.getLogger(__name__)
+# Answers of a Redis Cluster that has lost a primary (or is moving a slot): an outage too.
+CLUSTER_OUTAGES = (ClusterDownError, TryAgainError)
 
 
 class RedisGuard:
@@ -33,15 +43,20 @@ class RedisGuard:
             raise PoolUnavailable()
         try:
             return fn(*args, **kwargs)
-        except (NoScriptError, ResponseError):
-            raise  # Redis answered: a script or data problem, not an outage.
-        except RedisError as exc:
-            with self._lock:
-                self.failures += 1
-                self._open_until = self.clock() + self.cooloff_seconds
-            log.warning("redis unavailable, serving fallbacks for %.1fs: %s",
-                        self.cooloff_seconds, exc)
-            raise PoolUnavailable() from exc
+        except (NoScriptError, ResponseError) as exc:
+            if not isinstance(exc, CLUSTER_OUTAGES):
+                raise  # Redis answered: a script or data problem, not an outage.
+            self._trip(exc)
+        except (RedisError, RedisClusterException) as exc:
+            self._trip(exc)
+
+    def _trip(self, exc: Exception) -> NoReturn:
+        with self._lock:
+            self.failures += 1
+            self._open_until = self.clock() + self.cooloff_seconds
+        log.warning("redis unavailable, serving fallbacks for %.1fs: %s",
+                    self.cooloff_seconds, exc)
+        raise PoolUnavailable() from exc
 
     def reset(self) -> None:
         self._open_until = 0.0

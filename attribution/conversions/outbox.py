@@ -1,0 +1,281 @@
+"""The outbox: conversions are written in the transaction that (re)qualifies their call.
+
+``on_qualification`` is called by ``attribution.calls.requalify`` with the caller's session,
+so a call's qualification and its outbox rows commit (or roll back) together. It never
+talks to a platform: the worker (``delivery``) does, later.
+
+A call that stops counting (a ``spam`` disposition, say) turns rows not yet sent into
+``skipped`` and rows already sent into ``retraction_pending``; the worker then sends a
+retraction, or marks ``retraction_unsupported`` where the platform has none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attribution.conversions import rules as conversion_rules
+from attribution.conversions.base import Conversion
+from attribution.conversions.models import (
+    ConversionDelivery,
+    ConversionDestination,
+    ConversionRule,
+)
+from attribution.models import Call, StaticNumber, Visit
+from pools.models import Pool, Site, utcnow
+
+log = logging.getLogger(__name__)
+NOT_WANTED = "the call no longer counts as a conversion"
+
+
+def delivery_key(call_id: int, destination_id: int) -> str:
+    """The platform's dedupe key: the same for every retry, resend and retraction."""
+    return f"dni-call-{call_id}-d{destination_id}"
+
+
+def on_qualification(db: Session, call) -> None:
+    """Bring the call's outbox rows in line with whether it counts now."""
+    if call.site_id is None:
+        return
+    if call.id is None:
+        db.flush()
+    site_rules = db.scalars(select(ConversionRule).where(ConversionRule.site_id == call.site_id)
+                            .order_by(ConversionRule.id)).all()
+    rule = conversion_rules.pick(site_rules, call.pool_id)
+    existing = {row.destination_id: row for row in db.scalars(
+        select(ConversionDelivery).where(ConversionDelivery.call_id == call.id))}
+    if rule is None:
+        wanted = False
+    else:
+        wanted = conversion_rules.counts(rule, call)
+    for row in existing.values():
+        _update(row, wanted)
+    if not wanted or rule is None:
+        return
+    owner = (db.get(StaticNumber, call.static_number_id) if call.static_number_id
+             else db.get(Pool, call.pool_id) if call.pool_id else None)
+    value = conversion_rules.value_of(rule, call, owner.revenue if owner else None)
+    consent = conversion_rules.consent_of(rule, _ad_consent(db, call))
+    destinations = {d.id: d for d in db.scalars(select(ConversionDestination).where(
+        ConversionDestination.site_id == call.site_id, ConversionDestination.enabled))}
+    for dest_ref, action in (rule.actions or {}).items():
+        destination = destinations.get(int(dest_ref))
+        if destination is None or not action.get("enabled", True):
+            continue
+        row = existing.get(destination.id)
+        if row is None:
+            _insert(db, call, rule, destination, action["name"], value, consent)
+        elif row.status in ("pending", "retry"):
+            row.name, row.value, row.currency, row.consent = (
+                action["name"], value, rule.currency, consent)
+
+
+def _ad_consent(db: Session, call) -> bool | None:
+    consent = getattr(call, "ad_consent", None)
+    if consent is None and call.session_id:
+        visit = db.get(Visit, call.session_id)
+        consent = getattr(visit, "ad_consent", None) if visit is not None else None
+    return consent
+
+
+def _update(row: ConversionDelivery, wanted: bool) -> None:
+    """Move an existing row to where ``wanted`` says it should be."""
+    row.wanted = wanted
+    if row.status == "sending":
+        return  # the worker settles it when the platform answers
+    if wanted:
+        if row.status == "skipped" and row.last_error == NOT_WANTED:
+            _requeue(row, "conversion")
+        elif row.status in ("retraction_pending", "retraction_unsupported") or (
+                row.status in ("retry", "failed") and row.operation == "retraction"):
+            row.status, row.operation = "sent", "conversion"  # nothing to take back any more
+        return
+    if row.operation == "conversion" and row.status in ("pending", "retry", "failed"):
+        row.status, row.last_error = "skipped", NOT_WANTED
+    elif row.status == "sent":
+        _requeue(row, "retraction")
+
+
+def _requeue(row: ConversionDelivery, operation: str) -> None:
+    row.status = "retraction_pending" if operation == "retraction" else "pending"
+    row.operation, row.attempts, row.last_error = operation, 0, None
+    row.next_attempt_at = utcnow()
+
+
+def _insert(db: Session, call, rule: ConversionRule, destination: ConversionDestination,
+            name: str, value: Decimal | None, consent: bool) -> None:
+    row = ConversionDelivery(
+        call_id=call.id, destination_id=destination.id, rule_id=rule.id,
+        key=delivery_key(call.id, destination.id), name=name, value=value,
+        currency=rule.currency, consent=consent, status="pending", operation="conversion",
+        wanted=True, attempts=0, next_attempt_at=utcnow())
+    try:
+        with db.begin_nested():
+            db.add(row)
+            db.flush()
+    except IntegrityError:
+        # The same call qualified in a concurrent request, which wrote the row first.
+        log.info("conversion for call %s to destination %s already queued", call.id,
+                 destination.id)
+
+
+def retry(row: ConversionDelivery) -> bool:
+    """Queue a failed delivery again (from the API); returns False if it is not failed."""
+    if row.status != "failed":
+        return False
+    _requeue(row, row.operation)
+    return True
+
+
+def conversion_for(db: Session, row: ConversionDelivery, call) -> Conversion:
+    """The platform-neutral conversion a delivery row stands for, read from its call."""
+    return build_conversion(
+        db, call, key=row.key, name=row.name, value=row.value, currency=row.currency,
+        consent=row.consent, kind="retraction" if row.operation == "retraction" else "conversion")
+
+
+def build_conversion(db: Session, call, *, key: str, name: str, value: Decimal | None,
+                     currency: str, consent: bool, kind: str = "conversion") -> Conversion:
+    """A call as a conversion; without consent, nothing that identifies the visitor or caller."""
+    site = db.get(Site, call.site_id) if call.site_id else None
+    click_at = (dt.datetime.fromtimestamp(call.click_id_at_ms / 1000, dt.UTC)
+                if call.click_id_at_ms else None)
+
+    def maybe(value):
+        return value if consent else None
+
+    return Conversion(
+        key=key, call_id=call.id, kind=kind, occurred_at=call.started_at, name=name,
+        value=value, currency=currency, consent=consent,
+        caller_e164=maybe(call.from_number if call.from_valid else None),
+        gclid=maybe(call.gclid), gbraid=maybe(call.gbraid), wbraid=maybe(call.wbraid),
+        msclkid=maybe(call.msclkid), fbclid=maybe(call.fbclid), click_at=maybe(click_at),
+        fbp=maybe(getattr(call, "fbp", None)), ga_client_id=maybe(call.ga_client_id),
+        ga_session_id=maybe(getattr(call, "ga_session_id", None)),
+        timezone=site.timezone if site else "UTC")
+
+
+def conversions_between(db: Session, site: Site, start: dt.date, end: dt.date, kind: str,
+                        name: str | None = None) -> list[Conversion]:
+    """The site's calls of local days ``start``..``end`` that count, as conversions for a
+    destination ``kind`` (the file exports). ``name`` defaults to the rule's action name for
+    the site's first destination of that kind."""
+    site_rules = db.scalars(select(ConversionRule).where(ConversionRule.site_id == site.id)
+                            .order_by(ConversionRule.id)).all()
+    kind_ids = [str(i) for i in db.scalars(select(ConversionDestination.id).where(
+        ConversionDestination.site_id == site.id, ConversionDestination.kind == kind)
+        .order_by(ConversionDestination.id))]
+    calls = db.scalars(select(Call).where(Call.site_id == site.id, Call.local_day >= start,
+                                          Call.local_day <= end).order_by(Call.started_at))
+    out = []
+    for call in calls:
+        rule = conversion_rules.pick(site_rules, call.pool_id)
+        if rule is None or not conversion_rules.counts(rule, call):
+            continue
+        action_name = name or next((rule.actions[i]["name"] for i in kind_ids
+                                    if i in (rule.actions or {})), None)
+        if not action_name:
+            continue
+        owner = (db.get(StaticNumber, call.static_number_id) if call.static_number_id
+                 else db.get(Pool, call.pool_id) if call.pool_id else None)
+        out.append(build_conversion(
+            db, call, key=f"dni-call-{call.id}", name=action_name,
+            value=conversion_rules.value_of(rule, call, owner.revenue if owner else None),
+            currency=rule.currency,
+            consent=conversion_rules.consent_of(rule, _ad_consent(db, call))))
+    return out
+
+
+# -- destinations and rules from a file (DNI_CONVERSIONS_CONFIG) ------------------------------
+
+RULE_KEYS = {"qualified_only", "min_duration", "dispositions_included",
+             "dispositions_excluded", "value_source", "value", "currency", "unknown_consent",
+             "actions", "enabled"}
+
+
+def parse_config(data: object) -> dict:
+    """Check a conversions config document; raise ValueError naming the bad part.
+
+    ``{"sites": {"<site key>": {"destinations": {"<name>": {"kind", "config", "enabled"?}},
+    "rule": {... rule fields ..., "actions": {"<destination name>": {"name", "enabled"?}}}}}}``
+    """
+    from attribution.conversions.models import DESTINATION_KINDS
+    from attribution.conversions.registry import build_destination
+
+    if not isinstance(data, dict) or set(data) != {"sites"} or not isinstance(data["sites"], dict):
+        raise ValueError('the document must be {"sites": {"<site key>": {...}}}')
+    for site_key, site in data["sites"].items():
+        where = f"sites.{site_key}"
+        if not isinstance(site, dict) or set(site) - {"destinations", "rule"}:
+            raise ValueError(f"{where}: only 'destinations' and 'rule' are allowed")
+        destinations = site.get("destinations") or {}
+        if not isinstance(destinations, dict):
+            raise ValueError(f"{where}.destinations must be an object of name -> destination")
+        for name, dest in destinations.items():
+            at = f"{where}.destinations.{name}"
+            if not isinstance(dest, dict) or set(dest) - {"kind", "config", "enabled"}:
+                raise ValueError(f"{at}: only kind, config and enabled are allowed")
+            if dest.get("kind") not in DESTINATION_KINDS:
+                raise ValueError(f"{at}.kind must be one of {', '.join(DESTINATION_KINDS)}")
+            if not isinstance(dest.get("enabled", True), bool):
+                raise ValueError(f"{at}.enabled must be true or false")
+            try:
+                build_destination(dest["kind"], dest.get("config") or {})
+            except ValueError as exc:
+                raise ValueError(f"{at}.config: {exc}") from None
+        rule = site.get("rule")
+        if rule is None:
+            continue
+        if not isinstance(rule, dict) or set(rule) - RULE_KEYS:
+            raise ValueError(f"{where}.rule: unknown keys {sorted(set(rule) - RULE_KEYS)}"
+                             if isinstance(rule, dict) else f"{where}.rule must be an object")
+        for name, message in conversion_rules.validate(rule):
+            raise ValueError(f"{where}.rule.{name}: {message}")
+        for name, action in (rule.get("actions") or {}).items():
+            if name not in destinations:
+                raise ValueError(f"{where}.rule.actions.{name}: no such destination in the file")
+            if not isinstance(action, dict) or not isinstance(action.get("name"), str) \
+                    or not action["name"].strip():
+                raise ValueError(f"{where}.rule.actions.{name}.name must be a non-empty string")
+    return data
+
+
+def apply_config(db: Session, data: dict) -> None:
+    """Create or update the file's destinations and site rules (marked ``managed_by=env``)."""
+    for site_key, site_data in data["sites"].items():
+        site = db.scalar(select(Site).where(Site.key == site_key))
+        if site is None:
+            log.warning("DNI_CONVERSIONS_CONFIG names unknown site %r; skipped", site_key)
+            continue
+        ids = {}
+        for name, dest in (site_data.get("destinations") or {}).items():
+            row = db.scalar(select(ConversionDestination).where(
+                ConversionDestination.site_id == site.id, ConversionDestination.name == name))
+            if row is None:
+                row = ConversionDestination(site_id=site.id, name=name)
+                db.add(row)
+            row.kind, row.config = dest["kind"], dest.get("config") or {}
+            row.enabled, row.managed_by = dest.get("enabled", True), "env"
+            db.flush()
+            ids[name] = row.id
+        if (rule_data := site_data.get("rule")) is not None:
+            rule = db.scalar(select(ConversionRule).where(
+                ConversionRule.site_id == site.id, ConversionRule.pool_id.is_(None),
+                ConversionRule.managed_by == "env"))
+            if rule is None:
+                rule = ConversionRule(site_id=site.id, pool_id=None, managed_by="env")
+                db.add(rule)
+            for name in RULE_KEYS - {"actions", "value"}:
+                if name in rule_data:
+                    setattr(rule, name, rule_data[name])
+            rule.value = Decimal(str(rule_data["value"])) if rule_data.get("value") is not None \
+                else None
+            rule.actions = {str(ids[name]): {"name": action["name"].strip(),
+                                             "enabled": action.get("enabled", True)}
+                            for name, action in (rule_data.get("actions") or {}).items()}
+            db.flush()

@@ -1,4 +1,4 @@
-"""Copy each pool's event stream into SQL: leases, visits, page views, exhaustion.
+"""Copy each pool's event stream into SQL: leases, visits, page views, exhaustion, ad ids.
 
 Runs in the worker (several may run: a Redis consumer group hands each event to one of
 them). Every write is idempotent, so an event read twice, after a crash between the SQL
@@ -12,10 +12,10 @@ import logging
 
 import orjson
 from redis.exceptions import ResponseError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from attribution.models import PageView, Visit
+from attribution.models import Call, PageView, Visit
 from attribution.visits import path_of
 from attribution.zones import local_day
 from pools.catalog import mark_retired
@@ -26,6 +26,8 @@ from pools.sqlutil import dialect_insert, greatest, insert_ignoring_duplicates
 log = logging.getLogger(__name__)
 
 VISIT_COLUMNS = {c.name for c in Visit.__table__.columns}
+# What an ``ad`` event (ad ids or consent learnt after the visit began) may set.
+AD_COLUMNS = {"ga_client_id", "ga_session_id", "fbp", "ad_consent"}
 CLAIM_IDLE_MS = 30_000  # entries a dead recorder left unacknowledged this long are taken over
 
 
@@ -42,6 +44,15 @@ def _visit_row(payload: str) -> dict | None:
     return row
 
 
+def _ad_columns(payload: str) -> dict:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        log.error("unreadable ad ids payload skipped")
+        return {}
+    return {k: v for k, v in data.items() if k in AD_COLUMNS} if isinstance(data, dict) else {}
+
+
 class Batch:
     """Events of one pool folded into the rows they imply."""
 
@@ -52,6 +63,7 @@ class Batch:
         self.page_views: dict[tuple, dict] = {}
         self.exhaustions: list[dict] = []
         self.retired: list[str] = []
+        self.ad_ids: dict[str, dict] = {}  # session -> columns, later events winning
 
     def add(self, event: dict) -> None:
         kind = event.get("t")
@@ -85,6 +97,8 @@ class Batch:
                 "session_id": event["s"], "url": url, "path": path_of(url), "viewed_at_ms": at})
         if kind == "retired":
             self.retired.append(event["n"])
+        if kind == "ad":
+            self.ad_ids.setdefault(event["s"], {}).update(_ad_columns(event.get("p", "")))
 
     def write(self, db: Session) -> None:
         if self.visits:
@@ -115,6 +129,12 @@ class Batch:
                                    ["pool_id", "session_id", "at_ms"])
         for number in self.retired:
             mark_retired(db, self.pool_id, number)
+        # After the visits: an update may follow its visit's lease in one batch. Calls already
+        # matched to the session took the visit's values then: they get the new ones too.
+        for session_id, values in self.ad_ids.items():
+            if values:
+                db.execute(update(Visit).where(Visit.session_id == session_id).values(values))
+                db.execute(update(Call).where(Call.session_id == session_id).values(values))
 
 
 def drain_pool(redis, db: Session, pool_id: int, consumer: str, *, prefix: str,

@@ -7,6 +7,7 @@ known search engine or the referrer's domain, else ``(direct)``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,6 +18,16 @@ from pools.rules import VisitFacts
 
 MAX_URL_LENGTH = 2048
 MAX_VALUE_LENGTH = 255
+MAX_COOKIE_LENGTH = 4096  # a browser keeps no longer cookie: anything longer is not one
+
+# The ad platforms' ids, as the snippet reads them from cookies (raw) or as a client that
+# parsed them sends them (bare). _ga: "GA1.1.<random>.<seconds>" -> "<random>.<seconds>".
+GA_CLIENT_ID = re.compile(r"(?:GA\d\.\d{1,3}\.)?(\d{1,20}\.\d{1,20})")
+# _ga_<measurement id>: "GS1.1.<session id>.<n>..." or "GS2.1.s<session id>$o<n>$g..".
+GA_SESSION_ID = re.compile(r"(?:GS\d\.\d{1,3}\.s?)?(\d{1,20})(?:[.$].*)?", re.DOTALL)
+# _fbp: "fb.<subdomain index>.<ms created>.<random>", plus the appendix Meta's parameter
+# builder adds to some; stored exactly as read, never made up.
+FBP = re.compile(r"fb\.\d\.\d{13}\.\d{1,20}(?:\.[A-Za-z0-9_-]{1,64})?")
 
 # Platform and medium each click id implies when the URL names no utm_medium.
 CLICK_ID_SOURCES = {
@@ -62,6 +73,45 @@ class Visit:
                    os_version=device.os_version)
         row.update(country=location.country, region=location.region, city=location.city)
         return row
+
+
+@dataclass(frozen=True)
+class AdIds:
+    """The ad platforms' ids of a visit and the visitor's ad consent (None: not asked)."""
+
+    consent: bool | None = None
+    ga_client_id: str | None = None
+    ga_session_id: str | None = None
+    fbp: str | None = None
+
+    @classmethod
+    def parse(cls, consent: bool | None = None, ga_client_id: str | None = None,
+              ga_session_id: str | None = None, fbp: str | None = None) -> AdIds:
+        """Keep what has its platform's shape; with consent refused, none of the ids."""
+        if consent is False:
+            return cls(consent=False)
+        return cls(consent, _group(GA_CLIENT_ID, ga_client_id),
+                   _group(GA_SESSION_ID, ga_session_id), _group(FBP, fbp, 0))
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def columns(self) -> dict:
+        """The visit columns this sets. Refused consent clears the ids read under an earlier
+        one; otherwise an id not sent keeps the value already stored."""
+        if self.consent is False:
+            return {"ad_consent": False, "ga_client_id": None, "ga_session_id": None,
+                    "fbp": None}
+        out = {name: value for name, value in asdict(self).items()
+               if name != "consent" and value is not None}
+        if self.consent is not None:
+            out["ad_consent"] = self.consent
+        return out
+
+
+def _group(pattern: re.Pattern, value: str | None, group: int = 1) -> str | None:
+    match = pattern.fullmatch(value.strip()) if value else None
+    return match.group(group) if match else None
 
 
 def clip(value: str | None, limit: int = MAX_VALUE_LENGTH) -> str | None:

@@ -3,7 +3,9 @@
  *
  * Embed: <script async src="https://HOST/dni.js" data-site="KEY"></script>
  * Optional attributes: data-api (service origin, default: this script's origin),
- * data-consent="required" (no storage until dni('consent', true); the number is for this page).
+ * data-consent="required" (no storage and no cookie read until dni('consent', true); the
+ * number is for this page). It sends the ad platforms' cookies (_ga, _ga_<id>, _fbp) and the
+ * visitor's ad consent with the session, and again only when they change.
  *
  * ES5 only (var, no arrows, no template literals): it runs on sites and browsers we do not
  * control. Every entry point is wrapped so nothing ever throws into the host page. Repeated
@@ -31,19 +33,22 @@
   var map; // page digits -> replacement digits, for each target leased to another number
   var RE; // matches any key of map with its separators; falsy when there is nothing to swap
   var soon; // when the first valid lease lapses (ms)
-  var active = ''; // the map on the page now, as JSON
+  var active; // the map on the page now, as JSON
   var entries = []; // numbers from the service, or from storage while their lease is valid
   var cbs = [];
   // The visit: the service's last answer (session_id, visitor_id, numbers...), plus c, its
   // campaign parameters, and t, when it arrived.
   var state = {};
-  var consent, off, ready, started, inflight, leasing, pv, hiddenAt, timer, expT, mo, lastPath;
+  // consent: the visitor's answer, true or false; guard (truthy) when the site does not ask.
+  // pend: the ad ids (as JSON) the request in flight carries.
+  var consent, pend, off, ready, started, inflight, leasing, pv, hiddenAt, timer, expT, mo, lastPath;
   var site, base, store;
 
   // Unit-test hook, dropped from the build (esbuild dropLabels); see tests/js/.
   DEV: if (w.dniTest) {
-    return w.dniTest({ use: use, run: run, camp: camp, ga: ga, state: function (s) {
+    return w.dniTest({ use: use, run: run, camp: camp, ids: ids, state: function (s, c) {
       state = s;
+      consent = c;
     } });
   }
 
@@ -190,7 +195,8 @@
       if (active) restore();
       active = k;
       scan(d.body);
-      if (RE && !mo && w.MutationObserver) {
+      // Every browser still in use that has dataset (the tag needs it) has MutationObserver.
+      if (RE && !mo) {
         mo = new MutationObserver(
           guard(function (recs) {
             // Many changes at once (a page still loading, a big re-render): one pass over the
@@ -227,9 +233,16 @@
     return (found || []).sort().join('');
   }
 
-  // "_ga=GA1.1.123.456" -> "123.456"; undefined without one (JSON.stringify then drops the key).
-  function ga(c) {
-    return ((c && c.match(/(^|;\s*)_ga=GA\d+\.\d+\.(\d+\.\d+)/)) || [])[2];
+  // A cookie's value, as the page's own tags set it (never made up); undefined without one or
+  // without consent, and JSON.stringify then drops the key.
+  function ck(name) {
+    return ((consent && ('; ' + d.cookie).match('; ' + name + '=([^;]+)')) || [])[1];
+  }
+
+  // The ad platforms' ids, raw (the service parses them): GA's client id (_ga), the session id
+  // of the first GA4 property (_ga_<id>), Meta's browser id (_fbp); and the ad consent.
+  function ids() {
+    return { ga_client_id: ck('_ga'), ga_session_id: ck('_ga_\\w+'), fbp: ck('_fbp'), consent: consent };
   }
 
   function post(p, body) {
@@ -256,19 +269,16 @@
         // the renewal sent as the tab hides arrive even if the page is closing.
         fetch(p, { method: 'POST', body: body, keepalive: true, signal: c.signal })
           .then(function (r) {
-            return r.ok ? r.json() : { status: r.status };
+            return r.ok ? r.json() : r; // its status, and no session_id
           })
           .then(fin, fin);
       } else {
         x = new XMLHttpRequest();
         x.open('POST', p);
-        x.onloadend = function () {
-          var r;
-          try {
-            r = x.status < 300 ? JSON.parse(x.responseText) : { status: x.status };
-          } catch (e) {}
-          fin(r);
-        };
+        // An unreadable answer (a network error, broken JSON) ends at the timeout instead.
+        x.onloadend = guard(function () {
+          fin(x.status < 300 ? JSON.parse(x.responseText) : x);
+        });
         x.send(body);
       }
     } catch (e) {
@@ -284,6 +294,9 @@
       r.t = Date.now();
       // A renewal's answer may leave the visitor id out.
       r.visitor_id = r.visitor_id || state.visitor_id;
+      // What the service now knows of the ad ids: what this request sent, else what it knew,
+      // unless it answered with another session.
+      r.k = pend || (r.session_id == state.session_id && state.k);
       state = r;
       entries = r.numbers || [];
       apply(1);
@@ -308,20 +321,24 @@
   // Lease a number (L, or no session yet; a stored session id asks the service to resume it),
   // else renew the lease, with the page's URL when the route changed (a page view).
   function beat(L) {
+    var b, k;
     if (!inflight) {
-      if ((leasing = L || !state.session_id))
-        post('', {
-          site: site,
-          url: LOC.href,
-          referrer: d.referrer,
-          visitor_id: state.visitor_id,
-          session_id: state.session_id,
-          ga_client_id: ga(consent && d.cookie)
-        });
-      else {
-        post('/' + encodeURIComponent(state.session_id) + '/heartbeat',
-          pv ? { site: site, url: LOC.href } : { site: site });
+      b = ids();
+      k = JSON.stringify(b);
+      // The ad ids only when the service does not know them yet: a new session, consent given
+      // or withdrawn, a cookie the page's tags set since.
+      if (!(pend = k != state.k && k)) b = {};
+      b.site = site;
+      leasing = L || !state.session_id;
+      if (leasing || pv) b.url = LOC.href;
+      if (leasing) {
+        b.referrer = d.referrer;
+        b.visitor_id = state.visitor_id;
+        b.session_id = state.session_id;
       }
+      // Session ids are the service's own, URL-safe by construction; one tampered with in
+      // storage only earns a 4xx from the service, and so a new session.
+      post(leasing ? '' : '/' + state.session_id + '/heartbeat', b);
       pv = 0;
     }
   }
@@ -377,7 +394,9 @@
   function api(cmd, a) {
     try {
       if (cmd == 'consent') {
-        consent = a;
+        consent = !!a;
+        // Tell the service now, not at the next renewal: the visitor may call at once.
+        if (state.session_id) beat();
         if (a) save();
         else localStorage.removeItem(store);
       }
@@ -414,7 +433,9 @@
     site = data.site;
     base = (data.api || tag.src.match(/^\w+:\/\/[^\/]+/)[0]).replace(/\/+$/, '');
     store = 'dni:' + site;
-    consent = data.consent != 'required';
+    // A site that does not ask: storage and cookies are allowed (truthy), and the service hears
+    // no answer (null): JSON.stringify leaves a function out.
+    consent = data.consent != 'required' && guard;
 
     api.l = 1;
     w.dni = api;

@@ -27,6 +27,18 @@ TRACK_BEATS = """
 """
 
 
+VISIBILITY = """state => {
+    Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+    Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
+    document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def set_visibility(page, state: str) -> None:
+    """Headless tabs are always visible: fake the state the snippet reads, and the event."""
+    page.evaluate(VISIBILITY, state)
+
+
 def back_from_the_cache(page) -> dict:
     """Go back to a page that must come from the back/forward cache; return the renewal it
     sent on being shown again, once answered. The page is plain.html (it records pageshow)."""

@@ -150,6 +150,28 @@ def test_consent_denied_leases_for_the_page_only(live, pages, page):
     assert all("session_id" not in b and "visitor_id" not in b for b in sent(page, "/v1/sessions"))
 
 
+def test_ad_ids_and_consent_given_later_reach_the_recorded_visit(live, pages, page):
+    """data-consent=required: nothing read at first; dni('consent', true) sends the cookies
+    with a renewal, and the recorder sets them on the visit."""
+    live.pool(US_TARGET, ["+18005550123"])
+    live.pages.configure(live.service.url, live.key, attrs='data-consent="required"')
+    page.context.add_cookies([
+        {"name": name, "value": value, "url": pages.url} for name, value in [
+            ("_ga", "GA1.1.1234567890.1700000000"),
+            ("_ga_ABC123", "GS2.1.s1700000123$o4$g1$t1700000456$j60$l0$h0"),
+            ("_fbp", "fb.1.1700000000000.1234567890")]])
+    track(page)
+    page.goto(pages.page("plain.html"))
+    wait_responses(page)
+    assert sent(page, "/v1/sessions")[0]["consent"] is False
+    page.evaluate("dni('consent', true)")
+    wait_responses(page, 2)
+    [(url, _)] = [(u, b) for u, b in page.sent if u.endswith("/heartbeat")]
+    visit = live.visit(url.split("/")[-2])
+    assert (visit["ga_client_id"], visit["ga_session_id"], visit["fbp"], visit["ad_consent"]) \
+        == ("1234567890.1700000000", "1700000123", "fb.1.1700000000000.1234567890", True)
+
+
 def test_back_forward_cache_restore_renews_with_the_service(live, pages, page):
     """Back to a cached page: a renewal reaches the service at once and is answered."""
     live.pool(US_TARGET, ["+18005550123"])

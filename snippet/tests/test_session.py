@@ -12,6 +12,7 @@ from dni_helpers import (
     TRACK_BEATS,
     US_TARGET,
     back_from_the_cache,
+    set_visibility,
     stored,
     wait_responses,
 )
@@ -19,16 +20,6 @@ from dni_helpers import (
 pytestmark = pytest.mark.browser
 
 BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-VISIBILITY = """state => {
-    Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
-    Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
-    document.dispatchEvent(new Event('visibilitychange'));
-}"""
-
-
-def set_visibility(page, state: str) -> None:
-    """Headless tabs are always visible: fake the state the snippet reads, and the event."""
-    page.evaluate(VISIBILITY, state)
 
 
 def count_answers(page) -> None:

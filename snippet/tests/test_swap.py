@@ -49,7 +49,7 @@ def test_the_lease_request_is_cors_simple_json_with_the_visit(fake, pages, page)
     assert call.headers["Content-Type"].startswith("text/plain")
     assert call.body == {"site": fake.site, "url": url,
                          "referrer": "https://search.example/?q=plumber",
-                         "ga_client_id": "123.456"}
+                         "ga_client_id": "GA1.1.123.456"}  # raw: the service parses it
     assert fake.preflights() == []
     opts = page.evaluate("window.__fetches[0]")
     assert opts["keepalive"] is True and opts["method"] == "POST"

@@ -9,10 +9,10 @@ const vm = require('node:vm');
 
 const SOURCE = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'dni.js'), 'utf8');
 
-function load() {
+function load(document = {}) {
   let helpers;
   const window = { dniTest: (h) => { helpers = h; } };
-  vm.runInNewContext(SOURCE, { window, document: {}, location: {}, history: {} });
+  vm.runInNewContext(SOURCE, { window, document, location: {}, history: {} });
   return helpers;
 }
 
@@ -133,14 +133,28 @@ test('campaign parameters are read in a stable order, others ignored', () => {
   assert.equal(h.camp('?xgclid=1&notutm_source=2'), '');
 });
 
-test('the GA client id is read from the _ga cookie', () => {
-  const h = load();
-  assert.equal(h.ga('a=b; _ga=GA1.1.123.456; c=d'), '123.456');
-  assert.equal(h.ga('_ga=GA1.2.1234567890.1700000000'), '1234567890.1700000000');
-  assert.equal(h.ga('_ga_ABC123=GS1.1.1700000000.1.0.1700000000.0.0.0'), undefined);
-  assert.equal(h.ga('x_ga=GA1.1.1.2'), undefined);
-  assert.equal(h.ga(''), undefined);
-  assert.equal(h.ga(false), undefined);
+test('the ad ids are the raw cookies, read only with consent', () => {
+  const cookie = 'a=b; _ga=GA1.1.123.456; _ga_ABC123=GS2.1.s1700000000$o1$g1$t1700000100$j60$l0$h0; '
+    + '_fbp=fb.1.1700000000000.987654321; x_ga=GA1.1.1.2';
+  const h = load({ cookie });
+  h.state({}, true);
+  assert.deepEqual(JSON.parse(JSON.stringify(h.ids())), {
+    ga_client_id: 'GA1.1.123.456', ga_session_id: 'GS2.1.s1700000000$o1$g1$t1700000100$j60$l0$h0',
+    fbp: 'fb.1.1700000000000.987654321', consent: true,
+  });
+  h.state({}, false); // consent required and not given: no cookie is read
+  assert.equal(JSON.stringify(h.ids()), '{"consent":false}');
+  const unasked = function () {}; // a site that does not ask: the service hears no answer
+  h.state({}, unasked);
+  assert.equal(JSON.parse(JSON.stringify(h.ids())).consent, undefined);
+});
+
+test('a missing cookie is left out, never made up', () => {
+  const h = load({ cookie: '_ga_ABC123=GS1.1.1700000000.1.0.1700000000.0.0.0; x_fbp=fb.1.2.3; _gax=1' });
+  h.state({}, true);
+  assert.equal(JSON.stringify(h.ids()),
+    '{"ga_session_id":"GS1.1.1700000000.1.0.1700000000.0.0.0","consent":true}');
+  assert.equal(JSON.stringify(load({ cookie: '' }).ids()), '{}');
 });
 
 test('expires_in, when the service sends it, counts from the answer, not the local clock', () => {

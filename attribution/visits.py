@@ -117,7 +117,9 @@ def _group(pattern: re.Pattern, value: str | None, group: int = 1) -> str | None
 def clip(value: str | None, limit: int = MAX_VALUE_LENGTH) -> str | None:
     if value is None:
         return None
-    value = value.strip()
+    # NUL (a %00 in the page's URL) cannot be stored in SQL text and would hold up the
+    # recorder's whole batch; it carries no meaning, so it is dropped.
+    value = value.replace("\x00", "").strip()
     return value[:limit] or None
 
 

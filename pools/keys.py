@@ -19,6 +19,9 @@ key                          type        contents
                                          ``recorders``); copied into SQL, then deleted
 ``dni:pool:{42}:rate:ip:X``  string      new leases from IP X in the current window
 ``dni:pool:{42}:rate:vis:X`` string      new leases for visitor id X in the current window
+``dni:pool:{42}:rate:net:X`` string      new leases from subnet X (IPv4 /24, IPv6 /48)
+``dni:pool:{42}:live:ip:X``  set         sessions from IP X that may still hold a number
+``dni:pool:{42}:live:net:X`` set         sessions from subnet X that may still hold a number
 ===========================  ==========  ===============================================
 """
 
@@ -73,6 +76,18 @@ def rate_ip_key(pool_id: int, ip: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 def rate_visitor_key(pool_id: int, visitor_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{pool_tag(pool_id, prefix)}:rate:vis:{visitor_id}"
+
+
+def rate_subnet_key(pool_id: int, subnet: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{pool_tag(pool_id, prefix)}:rate:net:{subnet}"
+
+
+def live_ip_key(pool_id: int, ip: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{pool_tag(pool_id, prefix)}:live:ip:{ip}"
+
+
+def live_subnet_key(pool_id: int, subnet: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{pool_tag(pool_id, prefix)}:live:net:{subnet}"
 
 
 def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:

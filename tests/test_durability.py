@@ -86,14 +86,17 @@ def test_an_emptied_redis_is_rebuilt_without_handing_out_live_numbers(app, clien
 def test_rebuild_keeps_longest_idle_order(app, client, admin, site, redis_client):
     pool = make_pool(admin, site, numbers=numbers(3), cooldown_seconds=0)
     services = app.extensions["dni"]
-    sessions = [post_session(client, site["key"]).get_json() for _ in range(3)]
+    # Visitors from three networks: one network may hold only its share of a pool.
+    sessions = [post_session(client, site["key"], ip=f"192.0.{i}.10").get_json()
+                for i in range(3)]
     now = int(time.time() * 1000)
     # Released in the order 2, 0, 1: number 2 has been idle longest.
     for offset, i in enumerate((2, 0, 1)):
         services.pools.release(pool["id"], sessions[i]["session_id"], now + offset)
     record(app)
     redis_client.flushdb()
-    order = [post_session(client, site["key"]).json["numbers"][0]["number"] for _ in range(3)]
+    order = [post_session(client, site["key"], ip=f"192.0.{i}.20").json["numbers"][0]["number"]
+             for i in range(3)]
     assert order == [sessions[i]["numbers"][0]["number"] for i in (2, 0, 1)]
 
 

@@ -19,6 +19,7 @@ from dni_server.api.schemas import (
     TokenSchema,
     VisitSchema,
 )
+from dni_server.converters import parse_id
 from dni_server.errors import ApiError, Conflict, Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.timefmt import iso_ms, now_ms
@@ -45,7 +46,7 @@ def services():
 
 def limit_arg(default: int = 100, maximum: int = 1000) -> int:
     raw = request.args.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise Invalid(f"limit must be a whole number from 1 to {maximum}",
                       fields={"limit": "out of range"})
     return int(raw)
@@ -80,7 +81,8 @@ def get_site(ref, lookup_only: bool = False) -> Site:
         deny_publishers()
     site = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        site = db.session.get(Site, int(ref))
+        site_id = parse_id(ref)
+        site = db.session.get(Site, site_id) if site_id is not None else None
     elif isinstance(ref, str):
         site = db.session.scalar(select(Site).where(Site.key == ref))
     if site is None:

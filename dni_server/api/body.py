@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 from flask import request
 
-from dni_server.errors import ApiError
+from dni_server.errors import ApiError, Invalid
+
+NUL_MESSAGE = "must not contain NUL characters"
 
 
 def json_object() -> dict:
@@ -23,4 +25,32 @@ def json_object() -> dict:
         raise ApiError(f"the body is not valid JSON: {exc}", code="malformed_json") from None
     if not isinstance(body, dict):
         raise ApiError("the body must be a JSON object", code="malformed_json")
+    if b"\\u0000" in raw:  # cheap test first: JSON can only carry a NUL escaped
+        path = nul_path(body)
+        if path:
+            raise Invalid("the request has invalid fields", fields={path: NUL_MESSAGE})
     return body
+
+
+def nul_path(value, path: str = "") -> str | None:
+    """Where in ``value`` a string holds a NUL (which SQL text columns cannot store)."""
+    if isinstance(value, str):
+        return (path or "_body") if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return path or "_body"
+        found = nul_path(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def refuse_nul_in_query() -> None:
+    """Query parameters with a NUL are a 422 naming them, before any SQL sees them."""
+    if b"%00" in request.query_string or b"\x00" in request.query_string:
+        bad = {name: NUL_MESSAGE for name, value in request.args.items(multi=True)
+               if "\x00" in name or "\x00" in value}
+        if bad:
+            raise Invalid("the request has invalid fields", fields=bad)

@@ -14,6 +14,7 @@ from dni_server.api.admin import catalog_call, get_site, limit_arg
 from dni_server.api.auth import scoped, token_required, visible
 from dni_server.api.body import json_object
 from dni_server.api.schemas import CallRequestSchema, DispositionSchema, StaticNumberSchema
+from dni_server.converters import parse_id
 from dni_server.errors import Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.timefmt import iso_utc
@@ -58,7 +59,8 @@ def call_view(call: Call, detail: bool = False) -> dict:
 
 
 def get_call(call_ref: str) -> Call:
-    call = db.session.get(Call, int(call_ref)) if call_ref.isdigit() else None
+    call_id = parse_id(call_ref)
+    call = db.session.get(Call, call_id) if call_id is not None else None
     if call is None:
         call = db.session.scalar(select(Call).where(Call.provider_call_id == call_ref))
     if not visible(call):

@@ -1,13 +1,71 @@
-"""CORS for the public snippet API: any page may call it (sites are checked by key)."""
+"""CORS for the public snippet API: a site's own pages may call it, other origins may not.
+
+A site with domains listed (``acme.example``) serves pages on those hosts and their
+subdomains (``www.acme.example``), on any scheme and port. A browser page on any other
+origin asking for one of its sessions is refused (403 ``foreign_origin``, no lease, and no
+CORS grant, so the page cannot even read the refusal). A site with no domains listed, and a
+request without an ``Origin`` (not from a browser page), are not checked.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
-from flask_cors import CORS
+from urllib.parse import urlsplit
+
+from flask import Blueprint, g, request
+
+from dni_server.errors import Forbidden
+
+ALLOW_METHODS = "POST, OPTIONS"
+ALLOW_HEADERS = "Content-Type"
+PREFLIGHT_MAX_AGE = "86400"
+
+
+def host_of(value: str) -> str:
+    """The lower-case host of an origin or of a domain entry (which may carry a scheme)."""
+    text = value.strip().lower()
+    if "://" not in text:
+        text = "//" + text
+    try:
+        return (urlsplit(text).hostname or "").rstrip(".")
+    except ValueError:  # a malformed port or IPv6 literal: matches nothing
+        return ""
+
+
+def origin_allowed(origin: str | None, domains) -> bool:
+    """Whether a page on ``origin`` may use a site whose pages live on ``domains``."""
+    if not origin or not domains:
+        return True
+    host = host_of(origin)
+    if not host:
+        return False
+    for domain in domains:
+        allowed = host_of(str(domain))
+        if allowed and (host == allowed or host.endswith("." + allowed)):
+            return True
+    return False
+
+
+def check_origin(domains) -> None:
+    """Refuse a request from a page outside the site's domains (and withhold the CORS grant)."""
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, domains):
+        g.cors_refused = True
+        raise Forbidden(f"pages on {origin[:200]!r} may not use this site: add the domain to "
+                        "the site's domains", code="foreign_origin")
 
 
 def enable_cors(bp: Blueprint) -> None:
-    # No credentials: the snippet keeps its own ids in first-party storage, so a wildcard
-    # origin is safe and lets browsers cache the (rare) preflight for a day.
-    CORS(bp, origins="*", methods=["POST", "OPTIONS"], allow_headers=["Content-Type"],
-         max_age=86_400, supports_credentials=False)
+    """Grant CORS on ``bp``'s answers, unless ``check_origin`` refused the request."""
+
+    @bp.after_request
+    def grant(response):
+        if g.get("cors_refused"):
+            return response
+        # No credentials: the snippet keeps its own ids in first-party storage, so a wildcard
+        # is safe and lets browsers cache the (rare) preflight for a day.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+            response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        return response

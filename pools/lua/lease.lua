@@ -1,9 +1,12 @@
 -- lease.lua: give this session a number from the pool: the one it holds, else the number
 -- idle longest, so a number released recently gets the longest possible cool-down.
 -- KEYS[1..8] pool state (pools/keys.py)   KEYS[9] rate key of the IP   KEYS[10] rate key of the visitor
+-- KEYS[11] rate key of the IP's subnet   KEYS[12] live sessions of the IP   KEYS[13] of the subnet
 -- ARGV[1] session id   ARGV[2] now_ms   ARGV[3] new leases allowed per window (0 = no limit)
 -- ARGV[4] window ms   ARGV[5] visit payload JSON recorded with a new lease ('' = none)
 -- ARGV[6] page url to record as viewed ('' = none)
+-- ARGV[7] new leases allowed per window from the subnet (0 = no limit)
+-- ARGV[8] ARGV[9] share of the pool's numbers one IP, one subnet may hold at once (0 = no cap)
 -- Returns {code, number, expires_ms, started_ms}: 0 leased now, 1 already held (renewed),
 -- 2 exhausted, 3 rate limited, -1 pool not loaded.
 local session, now_s = ARGV[1], ARGV[2]
@@ -29,15 +32,37 @@ if held then
   end_lease(held, now_s, 'max_age')
 end
 
-local limit = tonumber(ARGV[3])
-if limit > 0 then
-  for i = 9, 10 do
+local limits = {[9] = tonumber(ARGV[3]), [10] = tonumber(ARGV[3]), [11] = tonumber(ARGV[7])}
+for i = 9, 11 do
+  if limits[i] > 0 then
     local count = redis.call('INCR', KEYS[i])
     if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-    if count > limit then
+    if count > limits[i] then
       redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
       return {3}
     end
+  end
+end
+
+-- Concurrent leases per IP and per subnet: each may hold at most its share of the pool
+-- (never less than 2 numbers), however many visitor ids or user agents it rotates through.
+local size = redis.call('ZCARD', K_IDLE) + redis.call('ZCARD', K_BUSY)
+local live_keys = {}
+for i = 12, 13 do
+  local share = tonumber(ARGV[i - 4])
+  if share > 0 then
+    local cap = math.max(2, math.floor(size * share))
+    if redis.call('SCARD', KEYS[i]) >= cap then
+      -- Full: forget the sessions whose lease has ended since, then count again.
+      for _, member in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+        if redis.call('HEXISTS', K_SESSION, member) == 0 then redis.call('SREM', KEYS[i], member) end
+      end
+      if redis.call('SCARD', KEYS[i]) >= cap then
+        redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
+        return {3}
+      end
+    end
+    live_keys[#live_keys + 1] = KEYS[i]
   end
 end
 
@@ -55,6 +80,10 @@ redis.call('ZADD', K_BUSY, expires, number)
 redis.call('HSET', K_HOLDER, number, session .. '|' .. now_s)
 redis.call('HSET', K_SESSION, session, number)
 redis.call('HINCRBY', K_STATS, 'leases', 1)
+for _, key in ipairs(live_keys) do
+  redis.call('SADD', key, session)
+  redis.call('PEXPIRE', key, max_age_ms + lease_ms)  -- no lease outlives this
+end
 local busy = redis.call('ZCARD', K_BUSY)
 if busy > tonumber(redis.call('HGET', K_STATS, 'peak_busy') or '0') then
   redis.call('HSET', K_STATS, 'peak_busy', busy)

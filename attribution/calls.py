@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attribution import callers, qualification
+from attribution.conversions import outbox as conversion_outbox
 from attribution.matching import Match, match_call
 from attribution.models import ATTRIBUTION_FIELDS, Call, CallEvent, StaticNumber, Visit
 from attribution.zones import local_day
@@ -228,6 +229,7 @@ def requalify(db: Session, call: Call) -> None:
     if owner is None:
         call.qualified, call.qualification_failures = False, ["unattributed"]
         call.revenue = call.payout = Decimal("0")
+        conversion_outbox.on_qualification(db, call)
         return
     timezone = zone_of(db, call)
     previous = None
@@ -250,3 +252,5 @@ def requalify(db: Session, call: Call) -> None:
         call.payout = owner.payout
     else:
         call.revenue = call.payout = Decimal("0")
+    # Same session, same transaction: the conversion is queued exactly when this commits.
+    conversion_outbox.on_qualification(db, call)

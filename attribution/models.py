@@ -65,6 +65,10 @@ class VisitAttribution:
     dclid: Mapped[str | None] = mapped_column(String(255))
     click_id_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     ga_client_id: Mapped[str | None] = mapped_column(String(64))
+    ga_session_id: Mapped[str | None] = mapped_column(String(32))  # from the _ga_<id> cookie
+    fbp: Mapped[str | None] = mapped_column(String(255))  # the _fbp cookie, never invented
+    # True/False: the visitor's choice on a site that asks; None: the site does not ask.
+    ad_consent: Mapped[bool | None] = mapped_column(Boolean)
     keyword: Mapped[str | None] = mapped_column(String(255))
     device_type: Mapped[str | None] = mapped_column(String(16))
     browser: Mapped[str | None] = mapped_column(String(64))
@@ -89,6 +93,9 @@ class Visit(VisitAttribution, Base):
         Index("ix_visits_site_created", "site_id", "created_at"),
         Index("ix_visits_visitor", "visitor_id"),
         Index("ix_visits_site_day", "site_id", "local_day"),
+        # Session counts in attribution reports (migration 0006).
+        Index("ix_visits_report_source", "source", "medium", "local_day", "site_id"),
+        Index("ix_visits_report_day", "local_day", "source", "medium", "site_id"),
     )
 
     session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -146,6 +153,11 @@ class StaticNumber(Base):
     retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
+# Filter and metric columns the report indexes carry after their leading columns.
+REPORT_COLUMNS = ("site_id", "pool_id", "qualified", "repeat_caller", "answered_at", "duration",
+                  "revenue", "payout")
+
+
 class Call(VisitAttribution, Base):
     """One phone call to a tracking number, with how it was matched and whether it qualifies."""
 
@@ -156,7 +168,16 @@ class Call(VisitAttribution, Base):
         Index("ix_calls_caller", "from_number", "started_at"),
         Index("ix_calls_site_started", "site_id", "started_at"),
         Index("ix_calls_site_day", "site_id", "local_day"),
-        Index("ix_calls_day", "local_day"),
+        # Attribution reports (migration 0006): each covers every metric and filter column
+        # but publisher (kept out so a row with long UTF-8 values stays under PostgreSQL's
+        # index-row limit). Grouped by source, by day, and all callers in a range.
+        Index("ix_calls_report_source", "source", "medium", "from_number", "local_day",
+              *REPORT_COLUMNS),
+        Index("ix_calls_report_day", "local_day", "from_number", "source", "medium",
+              *REPORT_COLUMNS),
+        Index("ix_calls_report_caller", "from_number", "local_day", "site_id", "pool_id",
+              "qualified", "repeat_caller"),
+        Index("ix_calls_session", "session_id"),  # ad ids learnt later reach matched calls
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -222,3 +243,7 @@ class CallEvent(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column()
     payload: Mapped[dict] = mapped_column(default=dict)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# The conversion tables hang off calls: load them wherever these models are loaded.
+from attribution.conversions import models as _conversion_models  # noqa: E402, F401

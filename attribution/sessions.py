@@ -4,7 +4,8 @@ Starting a session is a pipeline of named steps, each of which may stop with a r
 the snippet API reports beside a fallback number: ``detect_bot`` (bot), ``pick_pools``
 (no_pool), ``lease`` (pool_exhausted, rate_limited, unavailable). Nothing here writes
 SQL: the lease script records the visit in the pool's event stream, and the recorder
-copies it into SQL off the request path.
+copies it into SQL off the request path. Ad ids and consent that arrive later (a renewal,
+the next page) go into the same stream as an ``ad`` event.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pools.errors import PoolError, PoolNotLoaded, PoolUnavailable, WrongSite
 from pools.leases import Lease, LeaseRequest, PoolService
 
 VISITOR_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
-GA_CLIENT_ID = re.compile(r"\d{1,20}\.\d{1,20}")
 
 
 class UnknownSession(LookupError):
@@ -43,6 +43,10 @@ class SessionRequest:
     ga_client_id: str | None = None
     user_agent: str = ""
     ip: str | None = None
+    # Raw, as the snippet read them (cookie values); visits.AdIds keeps what has the shape.
+    ga_session_id: str | None = None
+    fbp: str | None = None
+    consent: bool | None = None  # the visitor's ad consent; None: the site does not ask
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class SessionContext:
     load_pool: Callable[[int, int], bool]
     rate_limit: int = 30
     rate_window_ms: int = 60_000
+    ip_share: float = 0.2  # of a pool's numbers, held at once by one IP (0 = no cap)
+    subnet_share: float = 0.4  # ... by one IPv4 /24 or IPv6 /48
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -123,6 +129,20 @@ def rate_key_ip(ip: str | None) -> str:
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
     return str(address)
+
+
+# A subnet (many hosts, one operator) may start this many times the new leases of one IP.
+SUBNET_RATE_FACTOR = 4
+
+
+def rate_key_subnet(ip: str | None) -> str:
+    """The IPv4 /24 or IPv6 /48 around ``ip``: a bot rotating addresses stays inside one."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return "-"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
 def fallback_entries(targets: dict[str, str], reason: str, skip=()) -> list[NumberEntry]:
@@ -179,7 +199,8 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
     if resumed is not None:
         chosen = {p.target: p for pid in resumed if (p := site.pool(pid)) is not None}
         session_id, payload = req.session_id, ""
-    if not chosen:
+    new = not chosen
+    if new:
         visit = visits.capture(req.url, req.referrer, site.keyword_params)
         chosen = rules.choose(site.pools, visit.facts())
         session_id = ctx.ids.new(sorted(p.id for p in chosen.values()))
@@ -190,11 +211,19 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
     if picked:
         ip_key = rate_key_ip(req.ip)
         url = visits.clip(req.url, visits.MAX_URL_LENGTH) or ""
+        # Without a client address (a misconfigured proxy) every visitor would share one
+        # key: only the per-IP rate applies then, not the subnet rate or the pool shares.
+        # DNI_SESSION_RATE=0 turns every per-client limit off (load tests from one host).
+        known = ip_key != "-" and ctx.rate_limit > 0
+        limits = dict(subnet=rate_key_subnet(req.ip),
+                      subnet_rate_limit=ctx.rate_limit * SUBNET_RATE_FACTOR if known else 0,
+                      ip_share=ctx.ip_share if known else 0.0,
+                      subnet_share=ctx.subnet_share if known else 0.0)
 
         def lease(pool_ids: list[int]) -> list:
             return ctx.pools.lease_many([
                 LeaseRequest(pid, session_id, now_ms, ip_key, visitor_id, ctx.rate_limit,
-                             ctx.rate_window_ms, payload, url) for pid in pool_ids])
+                             ctx.rate_window_ms, payload, url, **limits) for pid in pool_ids])
 
         try:
             outcomes = with_reload(ctx, now_ms, [p.id for p in picked], lease)
@@ -202,12 +231,15 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
             outcomes = [PoolUnavailable(p.id) for p in picked]
         entries += [entry_for(out, p.target, p.fallback)
                     for p, out in zip(picked, outcomes, strict=True)]
+        if not new:
+            record_ad_ids(ctx, session_id, _ad_ids(req), [p.id for p in picked], outcomes,
+                          now_ms)
     entries.sort(key=lambda e: e.target)
     return SessionAnswer(session_id, visitor_id, entries, renew_in_seconds(entries, now_ms))
 
 
 def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
-              url: str | None = None) -> SessionAnswer:
+              url: str | None = None, ad: visits.AdIds | None = None) -> SessionAnswer:
     """Renew the session's numbers; a lapsed one comes back as a fallback (``expired``).
 
     Raises:
@@ -226,6 +258,10 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
     try:
         outcomes = with_reload(ctx, now_ms, pool_ids, lambda ids: ctx.pools.renew_many(
             ids, session_id, site_key, now_ms, page))
+        if any(isinstance(out, PoolNotLoaded) for out in outcomes):
+            # Another process is still rebuilding the pool: answer as if Redis were away,
+            # never with an empty list of numbers.
+            raise PoolUnavailable()
     except PoolUnavailable:
         site = ctx.sites.get(site_key)
         if site is None:
@@ -234,6 +270,8 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
         return SessionAnswer(session_id, "", fallback_entries(targets, "unavailable"))
     if any(isinstance(out, WrongSite) for out in outcomes):
         raise UnknownSession(session_id)
+    if ad:
+        record_ad_ids(ctx, session_id, ad, pool_ids, outcomes, now_ms)
     # Renewal outcomes, leases and refusals alike, carry their pool's target and fallback.
     entries = [entry_for(out, out.target, out.fallback) for out in outcomes if out.target]
     entries.sort(key=lambda e: e.target)
@@ -244,9 +282,35 @@ def _visit_payload(ctx: SessionContext, site: SiteConfig, visit: visits.Visit,
                    device: devices.Device, req: SessionRequest, session_id: str,
                    visitor_id: str, now_ms: int) -> str:
     row = visit.record(device, ctx.geo.locate(req.ip))
-    ga = req.ga_client_id if req.ga_client_id and GA_CLIENT_ID.fullmatch(req.ga_client_id) else None
     row.update(session_id=session_id, visitor_id=visitor_id, site_id=site.id,
-               created_at_ms=now_ms, ga_client_id=ga, ip=req.ip,
+               created_at_ms=now_ms, ip=req.ip,
                user_agent=(req.user_agent or "")[: devices.MAX_UA_LENGTH] or None,
+               # When the click id was first seen: Meta's fbc is built from it.
                click_id_at_ms=now_ms if visit.click_ids else None)
+    row.update(_ad_ids(req).columns())
     return orjson.dumps(row).decode()
+
+
+def _ad_ids(req: SessionRequest) -> visits.AdIds:
+    return visits.AdIds.parse(req.consent, req.ga_client_id, req.ga_session_id, req.fbp)
+
+
+def record_ad_ids(ctx: SessionContext, session_id: str, ad: visits.AdIds, pool_ids: list[int],
+                  outcomes: list, now_ms: int) -> None:
+    """Queue ad ids or consent learnt after the session began for the recorder, which sets
+    them on the visit and any call already matched to it; no SQL on this path.
+
+    One stream only, so two updates are recorded in the order they came: that of the first
+    pool whose lease this request confirmed (its stream holds the visit's lease event, so the
+    recorder has the visit by then), else the first pool.
+    """
+    if not ad:
+        return
+    held = [pid for pid, out in zip(pool_ids, outcomes, strict=True) if isinstance(out, Lease)]
+    pool_id = (held or pool_ids)[0]
+    event = {"t": "ad", "s": session_id, "at": now_ms,
+             "p": orjson.dumps(ad.columns()).decode()}
+    try:
+        ctx.pools.guard.call(ctx.pools.redis.xadd, ctx.pools.keys(pool_id).events, event)
+    except PoolError:
+        pass  # Redis went away since the renewal: this update is lost, the numbers are not

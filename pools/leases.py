@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from pools import keys as k
 from pools.availability import RedisGuard
+from pools.direct import DirectScripts
 from pools.errors import (
     LeaseNotHeld,
     MaxLeaseAgeExceeded,
@@ -53,6 +55,10 @@ class LeaseRequest:
     rate_window_ms: int = 60_000
     payload: str = ""
     url: str = ""
+    subnet: str = "-"
+    subnet_rate_limit: int = 0
+    ip_share: float = 0.0  # most of the pool one IP may hold at once (0 = no cap)
+    subnet_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class PoolService:
         self.prefix = prefix
         self.guard = guard or RedisGuard()
         self.scripts: PoolScripts = register_scripts(redis)
+        self.direct = DirectScripts(redis)
 
     def keys(self, pool_id: int) -> k.PoolKeys:
         return k.pool_keys(pool_id, self.prefix)
@@ -82,8 +89,12 @@ class PoolService:
         keys = self.keys(req.pool_id).state() + [
             k.rate_ip_key(req.pool_id, req.ip, self.prefix),
             k.rate_visitor_key(req.pool_id, req.visitor_id, self.prefix),
+            k.rate_subnet_key(req.pool_id, req.subnet, self.prefix),
+            k.live_ip_key(req.pool_id, req.ip, self.prefix),
+            k.live_subnet_key(req.pool_id, req.subnet, self.prefix),
         ]
-        args = [req.session_id, req.now_ms, req.rate_limit, req.rate_window_ms, req.payload, req.url]
+        args = [req.session_id, req.now_ms, req.rate_limit, req.rate_window_ms, req.payload, req.url,
+                req.subnet_rate_limit, req.ip_share, req.subnet_share]
         return keys, args
 
     def lease(self, req: LeaseRequest) -> Lease:
@@ -95,7 +106,7 @@ class PoolService:
             PoolExhausted, RateLimited, PoolNotLoaded, or PoolUnavailable (Redis down).
         """
         keys, args = self._lease_call(req)
-        reply = self.guard.call(self.scripts.lease, keys=keys, args=args)
+        reply = self.guard.call(self.direct.run, self.scripts.lease, keys, args)
         return _lease_from_reply(req.pool_id, reply)
 
     def lease_many(self, reqs: list[LeaseRequest]) -> list[Lease | PoolError]:
@@ -128,7 +139,7 @@ class PoolService:
         """
         calls = [(self.keys(pid).state(), [session_id, now_ms, site_key, url]) for pid in pool_ids]
         if len(calls) == 1:
-            replies = [self.guard.call(self.scripts.renew, keys=calls[0][0], args=calls[0][1])]
+            replies = [self.guard.call(self.direct.run, self.scripts.renew, *calls[0])]
         else:
             replies = self.guard.call(self._pipeline, self.scripts.renew, calls)
         return [_renewal_from_reply(pid, reply) for pid, reply in zip(pool_ids, replies, strict=True)]
@@ -189,7 +200,13 @@ class PoolService:
         }
 
     def _pipeline(self, script, calls: list[tuple[list, list]]) -> list:
-        """Run one script for several pools in one round trip (loading it once if needed)."""
+        """Run one script for several pools in one round trip (loading it once if needed).
+
+        On Redis Cluster each pool is a slot of its own, perhaps on another node, and a
+        cluster pipeline refuses scripts: there it is one EVALSHA per pool, in turn.
+        """
+        if isinstance(self.redis, RedisCluster):
+            return [script(keys=keys, args=args) for keys, args in calls]
         for attempt in range(2):
             pipe = self.redis.pipeline(transaction=False)
             for keys, args in calls:

@@ -34,6 +34,8 @@ def normalize(raw: object, region: str = "US") -> str:
 @lru_cache(maxsize=65_536)
 def national_digits(e164: str) -> str:
     """National digits including any trunk prefix: +442079460000 -> 02079460000."""
+    if len(e164) == 12 and e164.startswith("+1"):
+        return e164[2:]  # NANP: the national form is the ten digits, no trunk prefix
     try:
         parsed = phonenumbers.parse(e164, None)
     except NumberParseException:

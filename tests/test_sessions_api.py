@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import time
@@ -190,7 +191,7 @@ def test_a_visitor_asking_too_fast_is_rate_limited(make_app, site, pool):
                for _ in range(3)]
     assert reasons == [None, None, "rate_limited"]
     # Another visitor from elsewhere is not affected.
-    other = post_session(client, site["key"], ip="192.0.2.51").json["numbers"][0]
+    other = post_session(client, site["key"], ip="198.51.100.51").json["numbers"][0]
     assert other["fallback"] is False
 
 
@@ -320,3 +321,167 @@ def test_redis_down_or_slow_answers_fallbacks_quickly(make_app, site, pool, down
     assert beat.status_code == 200
     # Not a speed target (bench/ measures that): a guard against hanging on the socket.
     assert elapsed < 2.0
+
+
+# -- ad ids and consent (_ga, _ga_<id>, _fbp): captured, updated later, copied to calls -----
+
+GA = "GA1.1.1234567890.1700000000"
+GS1 = "GS1.1.1700000123.4.1.1700000456.0.0.0"
+GS2 = "GS2.1.s1700000123$o4$g1$t1700000456$j60$l0$h0"
+FBP = "fb.1.1700000000000.1234567890"
+
+
+def beat_with(client, site_key: str, session_id: str, **fields):
+    """A renewal carrying ad ids, as the snippet sends one (JSON as text/plain)."""
+    return client.post(f"/v1/sessions/{session_id}/heartbeat",
+                       data=json.dumps({"site": site_key, **fields}),
+                       headers={"Content-Type": "text/plain;charset=UTF-8"})
+
+
+def visit_of(admin, session_id: str) -> dict:
+    return admin.get(f"/v1/sessions/{session_id}").get_json()
+
+
+def ad_fields(row: dict) -> tuple:
+    return row["ga_client_id"], row["ga_session_id"], row["fbp"], row["ad_consent"]
+
+
+@pytest.mark.parametrize("sent, stored", [
+    # Raw cookies, as the snippet sends them, in both _ga_<id> formats.
+    ({"ga_client_id": GA, "ga_session_id": GS1, "fbp": FBP, "consent": True},
+     ("1234567890.1700000000", "1700000123", FBP, True)),
+    ({"ga_client_id": GA, "ga_session_id": GS2, "fbp": FBP},
+     ("1234567890.1700000000", "1700000123", FBP, None)),
+    # Already parsed, as another client may send them; fbp with the appendix Meta adds.
+    ({"ga_client_id": "123.456", "ga_session_id": "1700000123",
+      "fbp": FBP + ".AQEAAQMB", "consent": None},
+     ("123.456", "1700000123", FBP + ".AQEAAQMB", None)),
+    # Refused consent: whatever ids came along are not kept.
+    ({"ga_client_id": GA, "ga_session_id": GS2, "fbp": FBP, "consent": False},
+     (None, None, None, False)),
+    # Not the platform's shape: ignored, never guessed at, and the lease still works.
+    ({"ga_client_id": "GA1.1.abc.def", "ga_session_id": "GS1.1.soon", "consent": True,
+      "fbp": "fb.1.17000.123"}, (None, None, None, True)),
+    ({"fbp": "fb.1.1700000000000.12;x", "ga_session_id": "x" * 4096},
+     (None, None, None, None)),
+])
+def test_ad_ids_and_consent_are_stored_on_the_visit(app, client, admin, site, pool, sent, stored):
+    response = post_session(client, site["key"], **sent)
+    assert response.status_code == 200
+    assert response.json["numbers"][0]["fallback"] is False
+    record(app)
+    assert ad_fields(visit_of(admin, response.json["session_id"])) == stored
+
+
+@pytest.mark.parametrize("field, value", [
+    ("consent", "yes"), ("consent", "true"), ("consent", 2), ("consent", [True]),
+    ("fbp", 1234567890), ("fbp", {"v": FBP}), ("ga_session_id", ["1700000123"]),
+    ("ga_client_id", 123.456), ("fbp", "f" * 4097), ("ga_session_id", "1" * 4097),
+])
+@pytest.mark.parametrize("path", ["session", "heartbeat"])
+def test_ad_fields_of_the_wrong_type_or_length_are_422(client, site, pool, field, value, path):
+    sid = post_session(client, site["key"]).json["session_id"]
+    if path == "session":
+        response = post_session(client, site["key"], **{field: value})
+    else:
+        response = beat_with(client, site["key"], sid, **{field: value})
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid"
+    assert field in response.json["error"]["fields"]
+
+
+def test_consent_given_later_reaches_sql_through_the_heartbeat(app, client, admin, site, pool):
+    """Consent required and refused at first; given on the page later; then withdrawn."""
+    sid = post_session(client, site["key"], consent=False).json["session_id"]
+    record(app)
+    assert ad_fields(visit_of(admin, sid)) == (None, None, None, False)
+
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        given = beat_with(client, site["key"], sid, consent=True, ga_client_id=GA,
+                          ga_session_id=GS2, fbp=FBP)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert given.status_code == 200 and given.json["numbers"][0]["fallback"] is False
+    assert statements == []  # the heartbeat stays Redis only
+    assert ad_fields(visit_of(admin, sid)) == (None, None, None, False)  # not recorded yet
+    record(app)
+    assert ad_fields(visit_of(admin, sid)) == ("1234567890.1700000000", "1700000123", FBP,
+                                                True)
+
+    # A cookie set since (a new GA session): only what changed is sent, the rest is kept.
+    beat_with(client, site["key"], sid, ga_session_id="GS2.1.s1700009999$o5$g0$t1700009999")
+    record(app)
+    assert ad_fields(visit_of(admin, sid)) == ("1234567890.1700000000", "1700009999", FBP,
+                                                True)
+
+    beat_with(client, site["key"], sid, consent=False)  # withdrawn: the ids go too
+    record(app)
+    assert ad_fields(visit_of(admin, sid)) == (None, None, None, False)
+
+
+def test_ad_ids_on_a_resumed_session_reach_its_visit(app, client, admin, site, pool):
+    """The next page resumes the session and brings a cookie the first page did not have."""
+    first = post_session(client, site["key"], ga_client_id=GA).json
+    again = post_session(client, site["key"], "https://shop.example/next",
+                         session_id=first["session_id"], visitor_id=first["visitor_id"],
+                         ga_client_id=GA, fbp=FBP)
+    assert again.json["session_id"] == first["session_id"]
+    record(app)
+    assert ad_fields(visit_of(admin, first["session_id"])) == (
+        "1234567890.1700000000", None, FBP, None)
+
+
+def test_a_heartbeat_without_ad_ids_writes_no_ad_event(app, client, site, pool):
+    sid = post_session(client, site["key"]).json["session_id"]
+    heartbeat(client, site["key"], sid, "https://shop.example/b")
+    pools = app.extensions["dni"].pools
+
+    def kinds() -> list[str]:
+        return [f["t"] for _, f in pools.redis.xrange(pools.keys(pool["id"]).events)]
+
+    assert kinds() == ["lease", "renew"]
+    beat_with(client, site["key"], sid, fbp=FBP)
+    assert kinds() == ["lease", "renew", "renew", "ad"]
+
+
+def call_to(admin, number: str, call_id: str) -> dict:
+    started = dt.datetime.now(dt.UTC).isoformat()
+    response = admin.post("/v1/calls", json={"call_id": call_id, "from": "+14158675309",
+                                              "to": number, "started_at": started})
+    assert response.status_code in (200, 201), response.json
+    return response.json
+
+
+def test_a_matched_call_carries_the_visits_ad_ids(app, client, admin, site, pool):
+    before = int(time.time() * 1000)
+    body = post_session(client, site["key"], "https://shop.example/?fbclid=IwAR-x1",
+                        ga_client_id=GA, ga_session_id=GS1, fbp=FBP, consent=True).json
+    record(app)
+    call = call_to(admin, body["numbers"][0]["number"], "CA-ad-1")
+    a = call["attribution"]
+    assert a["session_id"] == body["session_id"]
+    assert (a["ga_client_id"], a["ga_session_id"], a["fbp"], a["ad_consent"]) == (
+        "1234567890.1700000000", "1700000123", FBP, True)
+    # When the click id was first seen, for Meta's fbc: the session's start.
+    assert a["fbclid"] == "IwAR-x1"
+    assert before <= a["click_id_at_ms"] <= int(time.time() * 1000)
+    detail = admin.get(f"/v1/calls/{call['id']}").json["attribution"]
+    assert (detail["ga_session_id"], detail["fbp"], detail["ad_consent"]) == (
+        "1700000123", FBP, True)
+
+
+def test_consent_given_after_the_call_was_matched_reaches_the_call(app, client, admin, site,
+                                                                   pool):
+    body = post_session(client, site["key"], consent=False).json
+    record(app)
+    call = call_to(admin, body["numbers"][0]["number"], "CA-ad-2")
+    assert call["attribution"]["ad_consent"] is False
+    beat_with(client, site["key"], body["session_id"], consent=True, fbp=FBP)
+    record(app)
+    a = admin.get(f"/v1/calls/{call['id']}").json["attribution"]
+    assert (a["ad_consent"], a["fbp"], a["ga_client_id"]) == (True, FBP, None)

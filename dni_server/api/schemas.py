@@ -7,6 +7,7 @@ import zoneinfo
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from attribution.qualification import validate_rules as validate_qualification
+from attribution.visits import MAX_COOKIE_LENGTH
 from dni_server.timefmt import iso_ms, iso_utc
 from pools.phones import national_digits
 
@@ -27,6 +28,10 @@ def optional_text(max_length: int) -> fields.String:
                          validate=validate.Length(max=max_length))
 
 
+# Amounts are decimal strings ("35.00") on the way out; the document says so, not "number".
+MONEY = {"type": "string", "pattern": r"^\d{1,8}(\.\d{1,2})?$", "example": "35.00"}
+
+
 def _money(value) -> None:
     if not 0 <= value <= 10_000_000:
         raise ValidationError("must be an amount from 0 to 10,000,000")
@@ -42,16 +47,65 @@ def _qualification(value) -> None:
 # -- snippet API -------------------------------------------------------------------------
 
 
-class SessionRequestSchema(Loose):
+class AdIdsSchema(Loose):
+    """Ad ids as the snippet reads them from cookies (raw values: the service keeps what has
+    the platform's shape and ignores the rest), and the visitor's ad consent."""
+
+    ga_client_id = optional_text(MAX_COOKIE_LENGTH)  # _ga, or its client id "123.456"
+    ga_session_id = optional_text(MAX_COOKIE_LENGTH)  # _ga_<measurement id>, or its session id
+    fbp = optional_text(MAX_COOKIE_LENGTH)  # _fbp
+    # true / false: the visitor's answer; null: the site does not ask. No "yes" or "on".
+    consent = fields.Boolean(load_default=None, allow_none=True, truthy={True}, falsy={False})
+
+
+class SessionRequestSchema(AdIdsSchema):
     site = fields.String(required=True, validate=validate.Length(min=1, max=64))
     url = optional_text(TEXT)
     referrer = optional_text(TEXT)
     visitor_id = optional_text(128)
     session_id = optional_text(128)
-    ga_client_id = optional_text(64)
 
 
-class HeartbeatRequestSchema(Loose):
+class QuickLoader:
+    """A schema's load, short-cut for bodies whose every field is plainly valid.
+
+    The heartbeat runs on every page view, and marshmallow's machinery costs more than the
+    rest of our code there. Bodies of strings (and booleans) within their length limits are
+    taken as they are; anything else goes to the schema itself, which decides and words the
+    error, so the schema stays the one definition of what is valid.
+    """
+
+    KINDS = {fields.String: str, fields.Boolean: bool}
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.rules = []
+        for name, field in schema.fields.items():
+            kind = self.KINDS.get(type(field))
+            if kind is None:
+                raise TypeError(f"QuickLoader cannot check {name} ({type(field).__name__})")
+            lengths = [v for v in field.validators if isinstance(v, validate.Length)]
+            if len(lengths) != len(field.validators):
+                raise TypeError(f"QuickLoader cannot check the validators of {name}")
+            low = max([v.min or 0 for v in lengths], default=0)
+            high = min([v.max for v in lengths if v.max is not None], default=None)
+            self.rules.append((name, kind, field.required, low, high))
+
+    def load(self, body: dict) -> dict:
+        out = {}
+        for name, kind, required, low, high in self.rules:
+            value = body.get(name)
+            if value is None:
+                if required or (name in body and not self.schema.fields[name].allow_none):
+                    return self.schema.load(body)
+            elif type(value) is not kind or (kind is str and not (
+                    low <= len(value) and (high is None or len(value) <= high))):
+                return self.schema.load(body)
+            out[name] = value
+        return out
+
+
+class HeartbeatRequestSchema(AdIdsSchema):
     site = fields.String(required=True, validate=validate.Length(min=1, max=64))
     url = optional_text(TEXT)
     visitor_id = optional_text(128)
@@ -114,8 +168,8 @@ class MoneyRules(Loose):
 
     record_calls = fields.Boolean()
     qualification = fields.Raw(validate=_qualification)
-    revenue = fields.Decimal(places=2, validate=_money, as_string=True)
-    payout = fields.Decimal(places=2, validate=_money, as_string=True)
+    revenue = fields.Decimal(places=2, validate=_money, as_string=True, metadata=MONEY)
+    payout = fields.Decimal(places=2, validate=_money, as_string=True, metadata=MONEY)
     publisher = fields.String(allow_none=True, validate=validate.Length(max=200))
 
 
@@ -164,9 +218,9 @@ class PoolSchema(Schema):
     rules = fields.Raw()
     record_calls = fields.Boolean()
     qualification = fields.Raw()
-    revenue = fields.Decimal(as_string=True)
-    payout = fields.Decimal(as_string=True)
-    publisher = fields.String()
+    revenue = fields.Decimal(as_string=True, metadata=MONEY)
+    payout = fields.Decimal(as_string=True, metadata=MONEY)
+    publisher = fields.String(allow_none=True)
     active = fields.Boolean()
     created_at = fields.Function(lambda pool: iso_utc(pool.created_at))
 
@@ -208,6 +262,9 @@ class VisitSchema(Schema):
     li_fat_id = fields.String()
     dclid = fields.String()
     ga_client_id = fields.String()
+    ga_session_id = fields.String()
+    fbp = fields.String()
+    ad_consent = fields.Boolean()
     device_type = fields.String()
     browser = fields.String()
     browser_version = fields.String()
@@ -248,7 +305,7 @@ class DispositionSchema(Loose):
 class StaticNumberSchema(MoneyRules):
     id = fields.Integer(dump_only=True)
     site = fields.Raw(load_only=True, load_default=None, allow_none=True)
-    site_id = fields.Integer(dump_only=True)
+    site_id = fields.Integer(dump_only=True, allow_none=True)
     number = fields.String(required=True, validate=validate.Length(min=1, max=40))
     destination = fields.String(required=True, validate=validate.Length(min=1, max=40))
     source = fields.String(required=True, validate=_short)

@@ -5,16 +5,23 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from attribution import sessions
+from attribution.visits import AdIds
+from dni_server import metrics
 from dni_server.api.body import json_object
-from dni_server.api.cors import enable_cors
-from dni_server.api.schemas import HeartbeatRequestSchema, SessionRequestSchema, session_answer
+from dni_server.api.cors import check_origin, enable_cors
+from dni_server.api.schemas import (
+    HeartbeatRequestSchema,
+    QuickLoader,
+    SessionRequestSchema,
+    session_answer,
+)
 from dni_server.errors import NotFound
 from dni_server.timefmt import now_ms
 
 bp = Blueprint("sessions", __name__)
 enable_cors(bp)
 session_request = SessionRequestSchema()
-heartbeat_request = HeartbeatRequestSchema()
+heartbeat_request = QuickLoader(HeartbeatRequestSchema())
 
 
 def context() -> sessions.SessionContext:
@@ -29,12 +36,15 @@ def create_session():
     site = ctx.sites.get(body["site"])
     if site is None:
         raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
+    check_origin(site.domains)
     req = sessions.SessionRequest(
         url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
         session_id=body["session_id"], ga_client_id=body["ga_client_id"],
-        user_agent=request.headers.get("User-Agent", ""), ip=request.remote_addr)
+        user_agent=request.headers.get("User-Agent", ""), ip=request.remote_addr,
+        ga_session_id=body["ga_session_id"], fbp=body["fbp"], consent=body["consent"])
     now = now_ms()
     answer = sessions.start_session(ctx, site, req, now)
+    metrics.observe_numbers(answer.numbers)
     return jsonify(session_answer(answer, now))
 
 
@@ -43,9 +53,11 @@ def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
     body = heartbeat_request.load(json_object())
     now = now_ms()
+    ad = AdIds.parse(body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
     try:
-        answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"])
+        answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"], ad)
     except sessions.UnknownSession:
         raise NotFound("unknown session", code="unknown_session") from None
     answer.visitor_id = body["visitor_id"] or ""
+    metrics.observe_numbers(answer.numbers, renewal=True)
     return jsonify(session_answer(answer, now))

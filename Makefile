@@ -51,7 +51,9 @@ bench: $(STAMP) chromium
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/report_query.py
 	$(BIN)/python bench/webhook_throughput.py
+	$(BIN)/python bench/load_mixed.py
 	$(BIN)/python bench/snippet_swap.py
 
 clean:

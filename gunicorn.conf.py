@@ -5,7 +5,9 @@ the migrations and seeds the demo site before forking, so the workers share them
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 bind = os.environ.get("DNI_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -16,11 +18,42 @@ graceful_timeout = 10
 max_requests = int(os.environ.get("DNI_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 errorlog = "-"
+# The app logs one line per request itself (with its request id); gunicorn's access log
+# duplicates it, so it is off unless asked for, and then in the same format.
 accesslog = os.environ.get("DNI_ACCESS_LOG") or None  # "-" for stdout; off by default
 loglevel = os.environ.get("DNI_LOG_LEVEL", "info")
+os.environ.setdefault("DNI_LOG_FORMAT", "json")  # the app and gunicorn's own lines
+logger_class = "dni_server.logs.GunicornLogger"
+
+# Prometheus: the workers share counters through files in one directory per instance, set
+# before anything imports prometheus_client. A directory given in the environment is
+# emptied at start (stale files would add old counts), one made here is removed at exit.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dni-metrics-")
+    os.environ["DNI_METRICS_DIR_OWNED"] = "1"
+METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def clear_metrics_dir():
+    os.makedirs(METRICS_DIR, exist_ok=True)
+    for name in os.listdir(METRICS_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(METRICS_DIR, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # drops its live gauges, keeps its counts
+
+
+def on_exit(server):
+    if os.environ.get("DNI_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 def on_starting(server):
+    clear_metrics_dir()
     if os.environ.get("REDIS_URL"):
         return
     from dni_server import create_app
@@ -34,6 +67,7 @@ def on_starting(server):
     token = app.extensions["dni"].settings.admin_token
     host, _, port = bind.rpartition(":")
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "") else host
+    # For the person who typed `make run`: plain text, even when the logs are JSON.
     print(
         f"\n  DNI service on http://{shown}:{port}\n"
         f"  demo page:   http://{shown}:{port}/demo\n"

@@ -20,10 +20,12 @@ from attribution.inbox import CallInbox
 from attribution.routes import RouteDirectory
 from attribution.sessions import SessionContext, SessionIds
 from dni_server.config import Settings, load_settings
+from dni_server.converters import IdConverter
 from dni_server.embedded import embedded_redis_url, instance_lock, sqlite_url, stored_secret
 from dni_server.errors import register_error_handlers
 from dni_server.extensions import db, migrate
 from dni_server.jsonprovider import OrjsonProvider
+from dni_server.logs import configure_logging
 from pools import catalog
 from pools.availability import RedisGuard
 from pools.directory import SiteDirectory
@@ -54,10 +56,25 @@ def make_redis(url: str, timeout_s: float):
     options = dict(decode_responses=True, socket_timeout=timeout_s,
                    socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
     if url.startswith("redis+cluster://"):
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url(url.replace("redis+cluster://", "redis://", 1), **options)
+        return make_cluster_client(url, options)
     return redis.Redis.from_url(url, **options)
+
+
+def make_cluster_client(url: str, options: dict):
+    """``redis+cluster://[user:password@]host:port[,host:port...]``: any listed node that
+    answers tells the client the whole cluster, so list several to start with one down."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    rest = url.removeprefix("redis+cluster://")
+    netloc, slash, tail = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    nodes = []
+    for other in others:
+        host, _, port = other.rpartition(":")
+        nodes.append(ClusterNode(host or other, int(port) if port.isdigit() else 6379))
+    return RedisCluster.from_url(f"redis://{credentials}{at}{first}{slash}{tail}",
+                                 startup_nodes=nodes, **options)
 
 
 def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | None = None
@@ -67,6 +84,7 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
     env = os.environ if config is None else config
     instance_path = instance_path or env.get("DNI_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path and os.path.abspath(instance_path))
+    app.url_map.converters["int"] = IdConverter  # ids past any column's range are a 404
     os.makedirs(app.instance_path, exist_ok=True)
 
     if settings.admin_token is None and settings.embedded_database:
@@ -92,8 +110,11 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
+    register_observability(app)
     if settings.embedded_database or settings.demo:
         prepare_database(app, settings)
+    # After the migrations: their logging setup would otherwise replace ours.
+    configure_logging(settings.log_format, settings.log_level)
     start_worker(app, settings)
     return app
 
@@ -128,12 +149,15 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     limit, window = settings.session_rate
     context = SessionContext(
         pools=lease_pools,
-        sites=SiteDirectory(session_factory, ttl_seconds=settings.site_cache_seconds),
+        sites=SiteDirectory(session_factory, ttl_seconds=settings.site_cache_seconds,
+                            mirror=fast, prefix=settings.redis_prefix),
         ids=SessionIds(settings.secret_key.encode()),
         geo=GeoLocator(settings.geoip_db),
         load_pool=load_pool,
         rate_limit=limit,
         rate_window_ms=window * 1000,
+        ip_share=settings.pool_share[0],
+        subnet_share=settings.pool_share[1],
     )
     app.extensions["redis"] = fast
     app.extensions["dni"] = Services(
@@ -154,17 +178,30 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 def register_blueprints(app: Flask) -> None:
     from dni_server import dashboard
-    from dni_server.api import admin, calls, reports, sessions, snippet, webhooks
+    from dni_server.api import admin, calls, conversions, reports, sessions, snippet, webhooks
+    from dni_server.api.body import refuse_nul_in_query
+    from dni_server.dashboard import conversions as _conversion_pages  # noqa: F401  (on dashboard.bp)
     from dni_server.openapi import bp as openapi_bp
 
+    app.before_request(refuse_nul_in_query)  # SQL text cannot hold NUL: 422, never a 500
     app.register_blueprint(sessions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(calls.bp)
+    app.register_blueprint(conversions.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard.bp)
+
+
+def register_observability(app: Flask) -> None:
+    """Request ids and request logs, Prometheus metrics at /metrics, and /healthz."""
+    from dni_server import health, logs, metrics
+
+    logs.init_app(app)
+    metrics.init_app(app)
+    app.register_blueprint(health.bp)
 
 
 def register_commands(app: Flask) -> None:

@@ -51,6 +51,18 @@ def parse_rate(name: str, raw: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def parse_shares(name: str, raw: str) -> tuple[float, float]:
+    """Parse ``IP_SHARE,SUBNET_SHARE`` (``0.2,0.4``), fractions of a pool; ``0`` = no caps."""
+    text = raw.strip()
+    if text == "0":
+        return (0.0, 0.0)
+    match = re.fullmatch(r"(\d*\.?\d+)\s*,\s*(\d*\.?\d+)", text)
+    if not match or not all(0 < float(x) <= 1 for x in match.groups()):
+        raise ConfigError(f"{name} must look like IP_SHARE,SUBNET_SHARE with each in (0, 1] "
+                          f"(e.g. 0.2,0.4) or 0, got {raw!r}")
+    return float(match.group(1)), float(match.group(2))
+
+
 def parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     text = raw.strip()
     if not any(text.startswith(scheme) for scheme in schemes):
@@ -76,10 +88,19 @@ class Settings:
     redis_prefix: str = "dni"
     redis_timeout_ms: int = 50
     session_rate: tuple[int, int] = (30, 60)
+    pool_share: tuple[float, float] = (0.2, 0.4)
     max_body_bytes: int = 16_384
     proxy_hops: int = 0
     worker: bool | None = None
     site_cache_seconds: int = 5
+    conversions_config: dict | None = None  # parsed DNI_CONVERSIONS_CONFIG file
+    conversions_settle_seconds: int = 60
+    conversions_retry_seconds: int = 30
+    conversions_max_attempts: int = 8
+    conversions_lease_seconds: int = 300
+    log_format: str = "text"  # gunicorn.conf.py makes "json" the default under gunicorn
+    log_level: str = "INFO"
+    metrics_token: str | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -141,6 +162,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["redis_timeout_ms"] = parse_int("DNI_REDIS_TIMEOUT_MS", raw, minimum=5, maximum=10_000)
     if (raw := get("DNI_SESSION_RATE")) is not None:
         values["session_rate"] = parse_rate("DNI_SESSION_RATE", raw)
+    if (raw := get("DNI_POOL_SHARE")) is not None:
+        values["pool_share"] = parse_shares("DNI_POOL_SHARE", raw)
     if (raw := get("DNI_MAX_BODY_BYTES")) is not None:
         values["max_body_bytes"] = parse_int("DNI_MAX_BODY_BYTES", raw, minimum=1024, maximum=10_485_760)
     if (raw := get("DNI_PROXY_HOPS")) is not None:
@@ -149,4 +172,44 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         values["worker"] = parse_bool("DNI_WORKER", raw)
     if (raw := get("DNI_SITE_CACHE_SECONDS")) is not None:
         values["site_cache_seconds"] = parse_int("DNI_SITE_CACHE_SECONDS", raw, minimum=0, maximum=3600)
+    if (raw := get("DNI_LOG_FORMAT")) is not None:
+        if raw.strip().lower() not in ("json", "text"):
+            raise ConfigError(f"DNI_LOG_FORMAT must be json or text, got {raw!r}")
+        values["log_format"] = raw.strip().lower()
+    if (raw := get("DNI_LOG_LEVEL")) is not None:
+        if raw.strip().upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(
+                f"DNI_LOG_LEVEL must be debug, info, warning, error or critical, got {raw!r}")
+        values["log_level"] = raw.strip().upper()
+    if (raw := get("DNI_METRICS_TOKEN")) is not None:
+        if len(raw.strip()) < 16:
+            raise ConfigError("DNI_METRICS_TOKEN must be at least 16 characters")
+        values["metrics_token"] = raw.strip()
+    values.update(_conversion_settings(get))
     return Settings(**values)
+
+
+def _conversion_settings(get) -> dict:
+    """Offline conversions: the destinations file and the outbox's pace."""
+    values: dict = {}
+    if (raw := get("DNI_CONVERSIONS_CONFIG")) is not None:
+        import json
+
+        from attribution.conversions.outbox import parse_config
+
+        try:
+            with open(raw, encoding="utf-8") as handle:
+                values["conversions_config"] = parse_config(json.load(handle))
+        except OSError as exc:
+            raise ConfigError(f"DNI_CONVERSIONS_CONFIG: cannot read {raw!r}: {exc.strerror}") \
+                from None
+        except ValueError as exc:  # bad JSON, or a bad destination or rule
+            raise ConfigError(f"DNI_CONVERSIONS_CONFIG ({raw}): {exc}") from None
+    for name, key, low, high in (
+            ("DNI_CONVERSIONS_SETTLE_SECONDS", "conversions_settle_seconds", 0, 86_400),
+            ("DNI_CONVERSIONS_RETRY_SECONDS", "conversions_retry_seconds", 1, 86_400),
+            ("DNI_CONVERSIONS_MAX_ATTEMPTS", "conversions_max_attempts", 1, 100),
+            ("DNI_CONVERSIONS_LEASE_SECONDS", "conversions_lease_seconds", 5, 86_400)):
+        if (raw := get(name)) is not None:
+            values[key] = parse_int(name, raw, minimum=low, maximum=high)
+    return values

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "too_large",
-              415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
+              415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+              503: "unavailable"}
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -79,6 +81,17 @@ def register_error_handlers(app: Flask) -> None:
                                   exc.description or exc.name)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_unavailable(exc: SQLAlchemyError):
+        # The database is away (calls and leases have their own paths around this): say
+        # so and when to come back, rather than a bare 500. The snippet retries later and
+        # leaves the page's own numbers in place meanwhile.
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        response = error_response(503, "unavailable",
+                                  "the database is unavailable; try again shortly")
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)

@@ -113,10 +113,16 @@ def _end_request(response: Response) -> Response:
     if request_id is None:
         return response
     response.headers[HEADER] = request_id
+    # The snippet API answers every page view of every visitor: its successes are counted
+    # in /metrics and logged only at DEBUG, which keeps a log write off the hottest path.
+    level = (logging.DEBUG if request.blueprint == "sessions" and response.status_code < 400
+             else logging.INFO)
+    if not request_log.isEnabledFor(level):
+        return response
     duration_ms = round((time.perf_counter() - g.request_started) * 1000, 2)
     # A decoded path may hold a newline (%0A): quoted, it cannot forge a text log line.
     path = request.path if request.path.isprintable() else repr(request.path)
-    request_log.info("%s %s %s %.1f ms", request.method, path, response.status_code,
+    request_log.log(level, "%s %s %s %.1f ms", request.method, path, response.status_code,
                      duration_ms, extra={"method": request.method, "path": path,
                                          "status": response.status_code,
                                          "duration_ms": duration_ms,

@@ -50,8 +50,9 @@ def _json(schema) -> dict:
 
 def _ok(schema, status: str = "200", *errors: int) -> dict:
     responses = {status: {"description": "OK", **_json(schema)}}
-    for code in errors:
-        responses[str(code)] = {"description": "Error", **_json("Error")}
+    for code in errors:  # a success code among them answers the same schema (a repeat)
+        responses[str(code)] = ({"description": "OK", **_json(schema)} if code < 400
+                                else {"description": "Error", **_json("Error")})
     return responses
 
 
@@ -65,6 +66,8 @@ CALL_PROPERTIES = {
         "qualification_failures": "array", "revenue": "string", "payout": "string",
         "explanation": "object"}.items()}
 CALL_PROPERTIES["qualification_failures"]["items"] = {"type": "string"}
+for _name in ("duration", "qualified", "explanation"):  # unknown until the call ends
+    CALL_PROPERTIES[_name]["nullable"] = True
 # path -> method -> (summary, request schema or None, response schema, success status, errors)
 OPERATIONS = {
     "/v1/sessions": {
@@ -118,7 +121,7 @@ OPERATIONS = {
     },
     "/v1/calls": {
         "post": ("Record a call from any carrier or CDR feed (200 when call_id was seen)",
-                 "CallRequest", "Call", "201", (400, 401, 413, 422), ADMIN),
+                 "CallRequest", "Call", "201", (200, 400, 401, 413, 422), ADMIN),
         "get": ("The calls log", None, "CallList", "200", (401, 404, 422), ADMIN),
     },
     "/v1/calls/{call_ref}": {
@@ -163,6 +166,10 @@ def build_spec() -> dict:
         "Token": s.TokenSchema,
     }.items():
         spec.components.schema(name, schema=schema)
+    # The pool view adds its number counts and live Redis state (null when Redis is away).
+    spec.components.schemas["Pool"]["properties"].update(
+        numbers={"type": "object", "additionalProperties": {"type": "integer"}},
+        live={"type": "object", "nullable": True})
     spec.components.schema("Call", {"type": "object", "properties": CALL_PROPERTIES})
     spec.components.schema("PoolHealth", {"type": "object"})
     for plural, item, ref in (("VisitList", "sessions", "Visit"), ("SiteList", "sites", "Site"),
@@ -210,9 +217,39 @@ def build_spec() -> dict:
                     "totals": {"type": "object"}, "query": {"type": "object"}}}},
                 "text/csv": {"schema": {"type": "string"}}}},
             "401": {"description": "Error", **_json("Error")},
+            "404": {"description": "unknown site", **_json("Error")},
             "422": {"description": "Error", **_json("Error")}},
     }})
+    add_operations_paths(spec)
+    conversion_paths(spec)
     return spec.to_dict()
+
+
+def add_operations_paths(spec: APISpec) -> None:
+    """/metrics and /healthz: for Prometheus and load balancers, not for browsers (no CORS)."""
+    check = {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["ok", "down"]},
+        "latency_ms": {"type": "number", "nullable": True},
+        "error": {"type": "string", "nullable": True}}}
+    health = {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["ok", "down"]},
+        "checks": {"type": "object", "properties": {"redis": check, "sql": check}}}}
+    spec.path(path="/healthz", operations={"get": {
+        "summary": "Redis and SQL status, each checked separately within about a second",
+        "responses": {
+            "200": {"description": "both Redis and SQL answered", **_json(health)},
+            "503": {"description": "Redis or SQL is down (see checks)", **_json(health)}},
+    }})
+    spec.path(path="/metrics", operations={"get": {
+        "summary": "Prometheus metrics (text exposition format); a bearer token is required "
+                   "only when DNI_METRICS_TOKEN is set",
+        "security": [{}, {"bearer": []}],
+        "responses": {
+            "200": {"description": "the metrics", "content": {
+                "text/plain": {"schema": {"type": "string"}}}},
+            "401": {"description": "DNI_METRICS_TOKEN is set and the token is missing or wrong",
+                    **_json("Error")}},
+    }})
 
 
 REPORT_PARAMETERS = [
@@ -235,3 +272,101 @@ WEBHOOKS = [
     ("/webhooks/telnyx", "Telnyx Call Control webhook (Ed25519 signed)",
      {"content": {"application/json": {"schema": {"type": "object"}}}}, ("204", "stored")),
 ]
+
+
+# -- offline conversions (dni_server/api/conversions.py) ------------------------------------
+
+CONVERSION_OPERATIONS = {
+    "/v1/conversions/destinations": {
+        "post": ("Add a conversion destination (google, microsoft, meta, ga4); credentials are "
+                 "shown masked from then on", "ConversionDestinationCreate",
+                 "ConversionDestination", "201", (400, 401, 403, 404, 409, 422)),
+        "get": ("List conversion destinations (query: site); credentials masked", None,
+                "ConversionDestinationList", "200", (401, 403, 404)),
+    },
+    "/v1/conversions/destinations/{destination_id}": {
+        "get": ("Show a destination (credentials masked)", None, "ConversionDestination", "200",
+                (401, 403, 404)),
+        "patch": ("Update a destination; a masked credential sent back keeps the stored one",
+                  "ConversionDestinationUpdate", "ConversionDestination", "200",
+                  (400, 401, 403, 404, 409, 422)),
+        "delete": ("Delete a destination that has no deliveries", None, "ConversionDestination",
+                   "200", (401, 403, 404, 409)),
+    },
+    "/v1/conversions/rules": {
+        "post": ("Add a conversion rule for a site or one of its pools", "ConversionRuleCreate",
+                 "ConversionRule", "201", (400, 401, 403, 404, 422)),
+        "get": ("List conversion rules (query: site)", None, "ConversionRuleList", "200",
+                (401, 403, 404)),
+    },
+    "/v1/conversions/rules/{rule_id}": {
+        "get": ("Show a conversion rule", None, "ConversionRule", "200", (401, 403, 404)),
+        "patch": ("Update a conversion rule", "ConversionRuleUpdate", "ConversionRule", "200",
+                  (400, 401, 403, 404, 422)),
+        "delete": ("Delete a conversion rule", None, "ConversionRule", "200", (401, 403, 404)),
+    },
+    "/v1/conversions/deliveries": {
+        "get": ("The outbox: one row per call per destination (query: status, destination, "
+                "call, limit)", None, "ConversionDeliveryList", "200", (401, 422)),
+    },
+    "/v1/conversions/deliveries/{delivery_id}": {
+        "get": ("Show one delivery", None, "ConversionDelivery", "200", (401, 404)),
+    },
+    "/v1/conversions/deliveries/{delivery_id}/attempts": {
+        "get": ("A delivery's attempts log: request (secrets masked), response, status, elapsed",
+                None, "ConversionAttemptList", "200", (401, 404)),
+    },
+    "/v1/conversions/deliveries/{delivery_id}/retry": {
+        "post": ("Queue a failed delivery again", None, "ConversionDelivery", "200",
+                 (401, 403, 404, 409)),
+    },
+}
+EXPORT_PARAMETERS = [("site", "site id or key (required)"),
+                     ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
+                     ("end", "last local day, YYYY-MM-DD (default: today)"),
+                     ("name", "conversion name (default: the rule's action name for the site's "
+                              "first destination of this kind)")]
+
+
+def conversion_paths(spec: APISpec) -> None:
+    from dni_server.api import conversions as c
+
+    for name, schema in {"ConversionDestinationCreate": c.DestinationSchema,
+                         "ConversionDestinationUpdate": c.DestinationUpdateSchema,
+                         "ConversionRuleCreate": c.RuleSchema,
+                         "ConversionRuleUpdate": c.RuleUpdateSchema}.items():
+        spec.components.schema(name, schema=schema)
+    for name in ("ConversionDestination", "ConversionRule", "ConversionDelivery",
+                 "ConversionAttempt"):
+        spec.components.schema(name, {"type": "object"})
+    for plural, item, ref in (
+            ("ConversionDestinationList", "destinations", "ConversionDestination"),
+            ("ConversionRuleList", "rules", "ConversionRule"),
+            ("ConversionDeliveryList", "deliveries", "ConversionDelivery"),
+            ("ConversionAttemptList", "attempts", "ConversionAttempt")):
+        spec.components.schema(plural, {"type": "object", "properties": {
+            item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
+    for path, methods in CONVERSION_OPERATIONS.items():
+        operations = {}
+        for method, (summary, body, reply, status, errors) in methods.items():
+            op = {"summary": summary, "security": ADMIN, "responses": _ok(reply, status, *errors)}
+            if body:
+                op["requestBody"] = {"required": True, **_json(body)}
+            params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+            if params:
+                op["parameters"] = [{"name": p, "in": "path", "required": True,
+                                     "schema": {"type": "integer"}} for p in params]
+            operations[method] = op
+        spec.path(path=path, operations=operations)
+    for kind, extra in (("google", [("id_type", "gclid (default), gbraid or wbraid")]),
+                        ("microsoft", [])):
+        spec.path(path=f"/v1/conversions/export/{kind}.csv", operations={"get": {
+            "summary": f"The {kind} offline-conversion CSV file for a date range",
+            "security": ADMIN,
+            "parameters": [{"name": name, "in": "query", "required": name == "site",
+                            "description": text, "schema": {"type": "string"}}
+                           for name, text in EXPORT_PARAMETERS + extra],
+            "responses": {"200": {"description": "the file",
+                                  "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          **{str(code): {"description": "Error", **_json("Error")}
+                             for code in (401, 403, 404, 422)}}}})

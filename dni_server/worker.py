@@ -14,7 +14,9 @@ import time
 
 from sqlalchemy import select
 
+from attribution.conversions.delivery import Deliverer
 from attribution.recorder import drain_pool
+from dni_server import metrics
 from dni_server.timefmt import now_ms
 from pools import catalog
 from pools.errors import PoolError
@@ -33,6 +35,9 @@ class Worker:
         self._pool_ids: list[int] = []
         self._pools_read_at = 0.0
         self.stop_event = threading.Event()
+        self.conversions = Deliverer.from_settings(
+            self.services.session_factory, self.services.redis_admin, self.services.settings,
+            observe=metrics.observe_delivery)
 
     def pool_ids(self, db) -> list[int]:
         if time.monotonic() - self._pools_read_at > self.pool_refresh:
@@ -41,6 +46,11 @@ class Worker:
         return self._pool_ids
 
     def run_once(self) -> int:
+        """One pass of everything (conversions, then every pool); returns events recorded."""
+        self.deliver_conversions()
+        return self.record_once()
+
+    def record_once(self) -> int:
         """One pass over every pool; returns how many events were recorded."""
         pools = self.services.pools
         recorded = 0
@@ -65,11 +75,25 @@ class Worker:
                         break
         return recorded
 
+    def deliver_conversions(self) -> None:
+        """Send due offline conversions; a platform's trouble never stops the recorder."""
+        try:
+            self.conversions.run_once()
+        except Exception:
+            log.exception("conversion delivery pass failed")
+
     def run_forever(self) -> None:
+        # Conversions go out on a thread of their own: a platform answering slowly must
+        # never hold back lease recording and reclaim.
+        threading.Thread(target=self._repeat, args=(self.deliver_conversions,),
+                         name="dni-conversions", daemon=True).start()
+        self._repeat(self.record_once)
+
+    def _repeat(self, step) -> None:
         pause = self.interval
         while not self.stop_event.is_set():
             try:
-                self.run_once()
+                step()
                 pause = self.interval
             except Exception:
                 # Redis or SQL away: events wait in Redis; back off and try again.

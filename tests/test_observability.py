@@ -337,11 +337,18 @@ def test_request_id_round_trip_and_json_log_lines(make_app, capsys):
     assert response.json["numbers"][0]["reason"] == "unavailable"
     lines = [line for line in json_lines(capsys.readouterr().err)
              if line.get("request_id") == "req-42.abc"]
-    # The access line, and the warning logged deep inside the request, both carry the id.
-    access = next(line for line in lines if line["logger"] == "dni_server.requests")
-    assert (access["method"], access["path"], access["status"]) == ("POST", "/v1/sessions", 200)
-    assert access["duration_ms"] >= 0 and access["level"] == "INFO" and access["time"]
+    # The warning logged deep inside the request carries the id; the snippet API's
+    # successes are logged at DEBUG only (the hottest path), so no INFO access line.
     assert any(line["logger"] == "pools.availability" for line in lines)
+    assert not any(line["logger"] == "dni_server.requests" for line in lines)
+
+    response = app.test_client().get("/healthz", headers={"X-Request-Id": "req-43"})
+    assert response.status_code == 503  # Redis is unreachable on port 1
+    lines = [line for line in json_lines(capsys.readouterr().err)
+             if line.get("request_id") == "req-43"]
+    access = next(line for line in lines if line["logger"] == "dni_server.requests")
+    assert (access["method"], access["path"], access["status"]) == ("GET", "/healthz", 503)
+    assert access["duration_ms"] >= 0 and access["level"] == "INFO" and access["time"]
 
 
 @pytest.mark.parametrize("given", ["has space", "<script>alert(1)</script>", "x" * 129, "",
@@ -376,6 +383,7 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
                DNI_ADMIN_TOKEN=ADMIN_TOKEN, DNI_SECRET_KEY="test-secret-key-0123456789",
                DNI_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", DNI_WORKER="false",
                DNI_SESSION_RATE="0", DNI_REDIS_TIMEOUT_MS="2000", TMPDIR=str(scratch),
+               DNI_LOG_LEVEL="debug",  # the snippet API's successes are logged at DEBUG
                DNI_INSTANCE_PATH=str(tmp_path / "instance"))
     stderr = open(tmp_path / "gunicorn.log", "w+")
     server = subprocess.Popen(

@@ -130,17 +130,19 @@ class Deliverer:
     http_session: object | None = None
     timeout: float | None = None  # default: the destination's own
     configured: dict | None = None  # destinations and rules from DNI_CONVERSIONS_CONFIG
+    observe: Callable | None = None  # (destination kind, outcome status), e.g. for metrics
     _built: dict = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, session_factory: sessionmaker, redis, settings) -> Deliverer:
+    def from_settings(cls, session_factory: sessionmaker, redis, settings,
+                      observe: Callable | None = None) -> Deliverer:
         """The worker's deliverer, tuned by the service's settings."""
         policy = Policy(max_attempts=settings.conversions_max_attempts,
                         base_delay=settings.conversions_retry_seconds,
                         settle_seconds=settings.conversions_settle_seconds,
                         lease_seconds=settings.conversions_lease_seconds)
         return cls(session_factory, RateLimiter(redis, settings.redis_prefix), policy,
-                   configured=settings.conversions_config)
+                   configured=settings.conversions_config, observe=observe)
 
     def _ready(self) -> None:
         """Resolve the defaults on first use, so building a worker never imports them."""
@@ -286,6 +288,9 @@ class Deliverer:
             for row in rows:
                 self._apply(db, row, outcomes[row.id], record if row.key in by_key else {}, now)
             db.commit()
+        if self.observe is not None:
+            for outcome in outcomes.values():
+                self.observe(destination.kind, outcome.status)
         return len(rows)
 
     def _apply(self, db: Session, row: ConversionDelivery, outcome: Outcome, record: dict,

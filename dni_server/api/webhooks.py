@@ -11,12 +11,13 @@ import logging
 from urllib.parse import quote
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from attribution import carriers
 from attribution.calls import CallEventIn, Route, ingest
+from dni_server import metrics
 from dni_server.errors import ApiError, Forbidden
 from dni_server.extensions import db
 from pools.models import utcnow
@@ -46,13 +47,33 @@ def callback_url(path: str) -> str:
 def store(event: CallEventIn) -> str:
     """Store the event now, or keep it in the inbox if SQL is down; never lose it."""
     try:
-        ingest(db.session, event, pools=services().pools)
+        _, new = ingest(db.session, event, pools=services().pools)
         db.session.commit()
+        g.webhook_result = "stored" if new else "duplicate"
         return "stored"
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("SQL unavailable: call event %s kept in the inbox", event.event_key)
-        return services().inbox.push(event)
+        kept = services().inbox.push(event)
+        g.webhook_result = "queued" if kept == "redis" else "spooled"
+        return kept
+
+
+@bp.after_request
+def count_webhook(response: Response) -> Response:
+    """One outcome per webhook: what store() did, else what the status says."""
+    if request.path.startswith("/webhooks/telnyx"):
+        provider = "telnyx"
+    elif "X-SignalWire-Signature" in request.headers:
+        provider = "signalwire"
+    else:
+        provider = "twilio"
+    result = g.get("webhook_result")
+    if result is None:
+        status = response.status_code
+        result = "error" if status >= 500 else "rejected" if status >= 400 else "ignored"
+    metrics.observe_webhook(provider, result)
+    return response
 
 
 # -- Twilio ------------------------------------------------------------------------------
@@ -61,12 +82,14 @@ def store(event: CallEventIn) -> str:
 def twilio_webhook(kind: str) -> CallEventIn | None:
     token = services().settings.twilio_auth_token
     if not token:
+        g.webhook_result = "not_configured"
         raise Forbidden("Twilio webhooks are off: set DNI_TWILIO_AUTH_TOKEN")
     signature = (request.headers.get("X-Twilio-Signature")
                  or request.headers.get("X-SignalWire-Signature", ""))
     try:
         carriers.check_twilio_signature(token, public_url(), request.form, signature)
     except carriers.SignatureError as exc:
+        g.webhook_result = "bad_signature"
         raise Forbidden(str(exc)) from None
     return carriers.twilio_event(request.form, kind, utcnow())
 
@@ -141,12 +164,14 @@ def twilio_recording():
 def telnyx():
     key = services().settings.telnyx_public_key
     if not key:
+        g.webhook_result = "not_configured"
         raise Forbidden("Telnyx webhooks are off: set DNI_TELNYX_PUBLIC_KEY")
     raw = request.get_data(cache=True)  # the exact bytes that were signed
     try:
         carriers.check_telnyx_signature(key, raw, request.headers.get("telnyx-signature-ed25519"),
                                         request.headers.get("telnyx-timestamp"))
     except carriers.SignatureError as exc:
+        g.webhook_result = "bad_signature"
         raise Forbidden(str(exc)) from None
     try:
         body = orjson.loads(raw)

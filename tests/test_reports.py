@@ -8,6 +8,7 @@ import io
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from attribution.models import Call, Visit
 from attribution.zones import local_day
@@ -208,3 +209,63 @@ def test_csv_safe_cells():
     for raw in ("=1+1", "+1 800 555", "-2", "@SUM(A1)", "\tx", "\rx"):
         assert csv_safe(raw).startswith("'")
     assert csv_safe("google") == "google" and csv_safe(None) == ""
+
+
+def test_only_the_metrics_asked_for_are_computed():
+    from attribution.reports import ReportQuery, statements
+
+    may = {"start": dt.date(2026, 5, 1), "end": dt.date(2026, 5, 31)}
+    query = ReportQuery(**may, metrics=["margin"])
+    assert query.sql_metrics == ["calls", "revenue", "payout"]
+    assert set(statements(query, "sqlite")) == {"rows"}  # no unique callers, no sessions
+    query = ReportQuery(**may, metrics=["calls_per_session", "unique_callers"])
+    assert query.sql_metrics == ["calls", "unique_callers"]
+    assert set(statements(query, "postgresql")) == {"rows", "callers", "sessions"}
+    query = ReportQuery(**may, group_by=["caller_region"], metrics=["sessions"])
+    assert set(statements(query, "sqlite")) == {"rows"}  # visits have no caller region
+
+
+def test_a_report_without_grouping_is_its_totals(app, data):
+    from attribution.reports import ReportQuery, run
+
+    with app.app_context():
+        result = run(db.session, ReportQuery(start=dt.date(2026, 5, 1), end=dt.date(2026, 5, 31),
+                                             group_by=[]))
+    assert result["rows"] == [{"dimensions": {}, "metrics": result["totals"]}]
+    assert result["totals"]["calls"] == 5 and result["totals"]["unique_callers"] == 4
+    assert result["totals"]["sessions"] == 6 and result["totals"]["revenue"] == "180.00"
+
+
+@pytest.mark.parametrize("group_by, calls_index, visits_index", [
+    (["source", "medium"], "ix_calls_report_source", "ix_visits_report_source"),
+    (["day"], "ix_calls_report_day", "ix_visits_report_day"),
+])
+def test_report_queries_read_only_the_report_indexes(app, data, group_by, calls_index,
+                                                     visits_index):
+    """Every statement of a whole-year report is answered from a covering report index.
+
+    SQLite's choice is fixed by the query's shape (it has no statistics here), so the exact
+    index is checked. PostgreSQL prefers a sequential scan of six rows, so sequential and
+    bitmap scans are switched off: what remains must be an index-only scan of a report
+    index, which shows the index covers every column the statement reads.
+    """
+    from attribution.reports import ReportQuery, plan, statements
+
+    query = ReportQuery(start=dt.date(2025, 6, 1), end=dt.date(2026, 5, 31), group_by=group_by)
+    with app.app_context():
+        dialect = db.engine.dialect.name
+        if dialect == "postgresql":
+            db.session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            db.session.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+        plans = {name: "\n".join(plan(db.session, stmt))
+                 for name, stmt in statements(query, dialect).items()}
+        db.session.rollback()
+    assert set(plans) == {"rows", "callers", "sessions"}
+    if dialect == "sqlite":
+        assert f"COVERING INDEX {calls_index}" in plans["rows"], plans["rows"]
+        assert "COVERING INDEX ix_calls_report_caller" in plans["callers"], plans["callers"]
+        assert f"COVERING INDEX {visits_index}" in plans["sessions"], plans["sessions"]
+    else:
+        assert "Index Only Scan using ix_calls_report_" in plans["rows"], plans["rows"]
+        assert "Index Only Scan using ix_calls_report_" in plans["callers"], plans["callers"]
+        assert "Index Only Scan using ix_visits_" in plans["sessions"], plans["sessions"]

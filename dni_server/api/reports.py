@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from attribution import reports
 from dni_server.api.admin import get_site
 from dni_server.api.auth import publisher_scope, token_required
+from dni_server.converters import parse_id
 from dni_server.errors import Invalid
 from dni_server.extensions import db
 
@@ -41,9 +42,10 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
     if "site" in args:
         filters["site"] = get_site(args["site"], lookup_only=True).id
     if "pool" in args:
-        if not args["pool"].isdigit():
+        pool_id = parse_id(args["pool"])
+        if pool_id is None:
             raise Invalid("pool must be a pool id", fields={"pool": "not an id"})
-        filters["pool"] = int(args["pool"])
+        filters["pool"] = pool_id
     if "qualified" in args:
         value = args["qualified"].lower()
         if value not in ("true", "false", "1", "0"):

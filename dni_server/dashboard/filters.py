@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from attribution.zones import zone
 from dni_server.dashboard import bp
 
 MONEY = {"revenue", "payout", "margin"}
@@ -45,13 +46,16 @@ def duration(seconds) -> str:
 
 
 @bp.app_template_filter("when")
-def when(moment) -> str:
+def when(moment, zone_name: str | None = None) -> str:
+    """A moment in UTC, or in ``zone_name`` (a site's zone) with that zone's abbreviation."""
     if moment is None:
         return "–"
     if isinstance(moment, int | float):  # epoch milliseconds (lease history)
         moment = dt.datetime.fromtimestamp(moment / 1000, dt.UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
+    if zone_name:
+        return moment.astimezone(zone(zone_name)).strftime("%Y-%m-%d %H:%M:%S %Z")
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -8,10 +8,11 @@ from flask import Response, abort, render_template, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from attribution import call_log, pool_health, reports
+from attribution import call_log, pool_health, reports, zones
 from attribution.models import ATTRIBUTION_FIELDS, Call, PageView, StaticNumber, Visit
 from dni_server.api.auth import publisher_scope, scoped, visible
 from dni_server.api.reports import report_query
+from dni_server.converters import parse_id
 from dni_server.dashboard import bp, filters  # noqa: F401  (registers the template filters)
 from dni_server.errors import ApiError
 from dni_server.extensions import db
@@ -29,6 +30,8 @@ SECURITY_HEADERS = {
 }
 PER_PAGE = 50
 CHART_ROWS = 20
+CHART_SERIES = 6
+DECIMAL_METRICS = filters.MONEY | filters.RATES | {"average_talk_time"}
 
 
 @bp.after_request
@@ -78,26 +81,53 @@ def _date_arg(args: dict, name: str) -> dt.date | None:
 
 
 def _report(args: dict):
+    """The report for the form: ``group_by`` then optionally ``then_by``, every metric."""
     args.setdefault("group_by", "source")
+    then_by = args.pop("then_by", None)
+    if then_by and then_by not in args["group_by"].split(","):
+        args["group_by"] += "," + then_by
     args.pop("metrics", None)  # the dashboard always shows every metric
     query = report_query(args)
     return query, reports.run(db.session, query)
 
 
-def _row_label(row: dict) -> str:
-    return " / ".join("(none)" if v is None else str(v) for v in row["dimensions"].values())
+def _row_label(row: dict, dims: list[str] | None = None) -> str:
+    values = row["dimensions"] if dims is None else {d: row["dimensions"][d] for d in dims}
+    return " / ".join("(none)" if v is None else str(v) for v in values.values())
 
 
-def report_chart(result: dict) -> dict:
-    """Calls and qualified calls per row: in time order for days, weeks and months."""
-    rows = result["rows"]
-    if set(result["query"]["group_by"]) & reports.TIME_DIMENSIONS:
-        rows = sorted(rows, key=_row_label)
-    else:
-        rows = rows[:CHART_ROWS]
-    return {"type": "bar", "labels": [_row_label(r) for r in rows], "series": [
-        {"label": "Calls", "data": [r["metrics"]["calls"] for r in rows]},
-        {"label": "Qualified calls", "data": [r["metrics"]["qualified_calls"] for r in rows]}]}
+def _chart_value(value):
+    """Money arrives as exact text; a chart wants a number (None stays a gap)."""
+    return float(value) if isinstance(value, str) else value
+
+
+def chart_metric(args: dict) -> str:
+    return args.get("metric") if args.get("metric") in reports.ALL_METRICS else "calls"
+
+
+def report_chart(result: dict, metric: str = "calls") -> dict:
+    """One metric per row. Over time (day, week, month) in time order; a time dimension with
+    a second one draws a series for each of the second's busiest CHART_SERIES values."""
+    rows, dims = result["rows"], result["query"]["group_by"]
+    times = [d for d in dims if d in reports.TIME_DIMENSIONS][:1]
+    spec = {"type": "bar", "metric": metric, "decimals": metric in DECIMAL_METRICS}
+    label = filters.metric_label(metric)
+    if times and len(dims) == 2:
+        other = [d for d in dims if d != times[0]]
+        calls, cells = {}, {}
+        for row in rows:
+            key = _row_label(row, other)
+            calls[key] = calls.get(key, 0) + row["metrics"]["calls"]
+            cells[(_row_label(row, times), key)] = _chart_value(row["metrics"][metric])
+        labels = sorted({_row_label(row, times) for row in rows})
+        top = sorted(calls, key=lambda key: (-calls[key], key))[:CHART_SERIES]
+        missing = None if spec["decimals"] else 0
+        return spec | {"type": "line", "split_by": other[0], "labels": labels, "series": [
+            {"label": key, "data": [cells.get((at, key), missing) for at in labels]}
+            for key in top]}
+    rows = sorted(rows, key=_row_label) if times else rows[:CHART_ROWS]
+    return spec | {"labels": [_row_label(r) for r in rows], "series": [
+        {"label": label, "data": [_chart_value(r["metrics"][metric]) for r in rows]}]}
 
 
 @bp.get("/")
@@ -109,10 +139,11 @@ def report():
     except (ApiError, reports.ReportError) as exc:
         error = _report_problem(exc)
         query, result = None, None
+    metric = chart_metric(args)
     return render_template(
         "dashboard/report.html", args=args, query=query, result=result, error=error,
-        chart=report_chart(result) if result else None, dimensions=list(reports.DIMENSIONS),
-        metrics=reports.ALL_METRICS), 400 if error else 200
+        chart=report_chart(result, metric) if result else None, metric=metric,
+        dimensions=list(reports.DIMENSIONS), metrics=reports.ALL_METRICS), 400 if error else 200
 
 
 @bp.get("/report.csv")
@@ -134,7 +165,7 @@ def calls():
     wanted = call_log.CallFilter(
         start=_date_arg(args, "start"), end=_date_arg(args, "end"), qualified=qualified,
         method=method, source=args.get("source"), publisher=publisher_scope())
-    page = int(args["page"]) if args.get("page", "").isdigit() and int(args["page"]) > 0 else 1
+    page = parse_id(args.get("page", "")) or 1  # junk, 0 or a page past any offset: page 1
     rows, total = call_log.page_of_calls(db.session, wanted, page, PER_PAGE)
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
     return render_template("dashboard/calls.html", args=args, calls=rows, total=total,
@@ -172,20 +203,24 @@ def pool(pool_id: int):
     if not visible(row):
         abort(404, "No such pool.")
     args = form_args()
-    today = dt.datetime.now(dt.UTC).date()
-    end = _date_arg(args, "end") or today
+    # Days and hours are the site's, like the report's days.
+    local = zones.zone(row.site.timezone if row.site else None)
+    end = _date_arg(args, "end") or dt.datetime.now(local).date()
     start = _date_arg(args, "start") or end - dt.timedelta(days=6)
     if end < start:
         abort(400, "end must not be before start")
-    start_at = dt.datetime.combine(start, dt.time(), dt.UTC)
-    end_at = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    start_at = dt.datetime.combine(start, dt.time(), local)
+    end_at = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), local)
     result = pool_health.health(db.session, row, start_at, end_at)
+    hours = [dt.datetime.fromisoformat(u["hour"]).astimezone(local) for u in result["utilisation"]]
     chart = {"type": "line", "max": result["numbers"],
-             "labels": [u["hour"][:13].replace("T", " ") + "h" for u in result["utilisation"]],
+             "labels": [f"{hour:%Y-%m-%d %H}h" for hour in hours],
              "series": [{"label": "Peak leases in the hour",
                          "data": [u["peak_leases"] for u in result["utilisation"]]}]}
+    busiest = result["recommendation"]["busiest_hour"]
     return render_template("dashboard/pool.html", pool=row, health=result, chart=chart,
-                           start=start, end=end)
+                           start=start, end=end, zone=local.key,
+                           busiest=busiest and dt.datetime.fromisoformat(busiest))
 
 
 @bp.get("/static-numbers")

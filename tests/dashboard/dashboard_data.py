@@ -7,10 +7,12 @@ import re
 from decimal import Decimal
 
 from attribution.models import Call, PageView, StaticNumber, Visit
+from attribution.zones import local_day
 from dni_server.extensions import db
 from factories import ADMIN_TOKEN, make_pool, make_site, numbers
 from pools.models import Lease, PoolExhaustion
 
+ZONE = "America/New_York"
 XSS = "<script>alert(1)</script>"
 XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -33,8 +35,9 @@ def ms(text: str) -> int:
 
 
 def seed(app, admin) -> dict:
-    """Three calls (publishers Acme, Beta, none) in May 2026, one with XSS in every field."""
-    site = make_site(admin)
+    """Three calls (publishers Acme, Beta, none) in May 2026, one with XSS in every field,
+    on a New York site (UTC-4 in May)."""
+    site = make_site(admin, timezone=ZONE)
     acme_pool = make_pool(admin, site, name="Acme pool", numbers=numbers(3), publisher="Acme")
     beta_pool = make_pool(admin, site, name="Beta pool", numbers=numbers(2, start=150),
                           publisher="Beta", target="+18005550111")
@@ -42,7 +45,7 @@ def seed(app, admin) -> dict:
     with app.app_context():
         db.session.add(Visit(
             session_id="s-xss", site_id=site["id"], visitor_id="v1",
-            created_at=at("2026-05-04T13:55:00"), local_day=dt.date(2026, 5, 4),
+            created_at=at("2026-05-04T13:55:00"), local_day=local_day(at("2026-05-04T13:55:00"), ZONE),
             source="google", medium="cpc", utm_campaign=XSS, utm_source="google",
             landing_url=f"https://shop.example/?q={XSS}", referrer=f"https://ref.example/{XSS}"))
         db.session.add_all([
@@ -77,7 +80,7 @@ def seed(app, admin) -> dict:
             call = Call(
                 provider="api", provider_call_id=cid, from_number="+14155550101",
                 from_valid=True, to_number=numbers(1)[0], started_at=moment,
-                local_day=moment.date(), answered_at=moment, status="completed",
+                local_day=local_day(moment, ZONE), answered_at=moment, status="completed",
                 duration=duration, qualified=qualified, revenue=Decimal("40"),
                 payout=Decimal("10"), source=source, medium=medium, site_id=site["id"],
                 campaign=campaign, publisher=publisher, **extra)

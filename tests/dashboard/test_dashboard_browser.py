@@ -78,21 +78,46 @@ def test_report_chart_csv_and_call(page, dashboard):
         page.click("form.filters button[type=submit]")
     shown = chart(page)
     assert shown["labels"] == ["bing", "google", "radio"]
-    assert shown["series"] == [{"label": "Calls", "data": [1, 1, 1]},
-                               {"label": "Qualified calls", "data": [0, 1, 1]}]
+    assert shown["series"] == [{"label": "Calls", "data": [1, 1, 1]}]
 
-    # Switching the grouping applies at once (the select submits its form).
+    # The metric picker redraws the chart with another metric (each select submits its form).
+    with page.expect_navigation():
+        page.select_option("select[name=metric]", "qualified_calls")
+    assert "metric=qualified_calls" in page.url and "start=2026-05-01" in page.url
+    assert chart(page)["series"] == [{"label": "Qualified", "data": [0, 1, 1]}]
+
+    # A second dimension: source / medium.
+    with page.expect_navigation():
+        page.select_option("select[name=then_by]", "medium")
+    shown = chart(page)
+    assert shown["labels"] == ["bing / cpc", "google / cpc", "radio / offline"]
+    assert shown["series"] == [{"label": "Qualified", "data": [0, 1, 1]}]
+    assert page.locator("#report-table thead th").nth(1).inner_text().lower() == "medium"
+
+    # Day then medium: days along the axis, a line per medium.
     with page.expect_navigation():
         page.select_option("select[name=group_by]", "day")
-    assert "group_by=day" in page.url and "start=2026-05-01" in page.url
-    assert chart(page)["labels"] == ["2026-05-04", "2026-05-05", "2026-05-10"]
+    assert "group_by=day" in page.url and "then_by=medium" in page.url
+    shown = chart(page)
+    assert shown["labels"] == ["2026-05-04", "2026-05-05", "2026-05-10"]
+    assert shown["series"] == [{"label": "cpc", "data": [1, 0, 0]},
+                               {"label": "offline", "data": [0, 0, 1]}]
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-day-by-medium.png"), full_page=True)
+
+    with page.expect_navigation():
+        page.select_option("select[name=then_by]", "")
+    with page.expect_navigation():
+        page.select_option("select[name=metric]", "calls")
+    shown = chart(page)
+    assert shown["labels"] == ["2026-05-04", "2026-05-05", "2026-05-10"]
+    assert shown["series"] == [{"label": "Calls", "data": [1, 1, 1]}]
 
     # A campaign named <script> is a chart label and a table cell, as text only.
     with page.expect_navigation():
         page.select_option("select[name=group_by]", "campaign")
     assert XSS in chart(page)["labels"]
     assert page.locator("#report-table tbody td", has_text=XSS).count() == 1
-    os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     with page.expect_download() as download:
@@ -119,5 +144,7 @@ def test_pool_utilisation_chart(page, dashboard):
     pool_id = data["acme_pool"]["id"]
     page.goto(f"{base}/dashboard/pools/{pool_id}?start=2026-05-04&end=2026-05-04")
     shown = chart(page, "pool-chart")
-    assert len(shown["labels"]) == 24
-    assert shown["series"][0]["data"][13] == 2 and max(shown["series"][0]["data"]) == 2
+    # The site's hours (New York, UTC-4 in May): the 13:55 UTC leases peak at 09h.
+    assert len(shown["labels"]) == 24 and shown["labels"][9] == "2026-05-04 09h"
+    assert shown["series"][0]["data"][9] == 2 and max(shown["series"][0]["data"]) == 2
+    assert "America/New_York" in page.locator("#zone").inner_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 
 import pytest
 from dashboard_data import XSS, XSS_ESCAPED, csrf_of, log_in, make_token
@@ -79,6 +81,66 @@ def test_report_shows_rows_totals_and_chart_data(dash_app, data):
         assert f"<td>{source}</td>" in html
     assert 'id="report-chart"' in html and 'data-chart="report-chart"' in html
     assert "/dashboard/report.csv?" in html
+
+
+def chart_of(html: str, chart_id: str = "report-chart") -> dict:
+    """The chart's JSON island, as dashboard.js reads it."""
+    found = re.search(rf'<script type="application/json" id="{chart_id}">(.*?)</script>', html,
+                      re.S)
+    assert found, f"no {chart_id} data island"
+    return json.loads(found.group(1))
+
+
+def test_report_groups_by_two_dimensions(dash_app, data):
+    client = log_in(dash_app.test_client())
+    html = client.get("/dashboard/", query_string=MAY | {"group_by": "source",
+                                                         "then_by": "medium"}).text
+    assert "<th>source</th><th>medium</th>" in html
+    assert "<td>google</td><td>cpc</td>" in html and "<td>radio</td><td>offline</td>" in html
+    assert '<option value="medium" selected>' in html  # the form remembers the second
+    chart = chart_of(html)
+    assert chart["labels"] == ["bing / cpc", "google / cpc", "radio / offline"]
+    assert chart["series"] == [{"label": "Calls", "data": [1, 1, 1]}]
+    # The same dimension twice is one grouping; the CSV carries both columns.
+    html = client.get("/dashboard/", query_string=MAY | {"group_by": "source",
+                                                         "then_by": "source"}).text
+    assert "<th>source</th><th>source</th>" not in html
+    rows = list(csv.reader(io.StringIO(client.get("/dashboard/report.csv", query_string=MAY | {
+        "group_by": "source", "then_by": "medium"}).text.lstrip("\ufeff"))))
+    assert rows[0][:3] == ["source", "medium", "calls"]
+    assert ["google", "cpc", "1"] in [row[:3] for row in rows]
+
+
+def test_chart_metric_picker(dash_app, data):
+    client = log_in(dash_app.test_client())
+    html = client.get("/dashboard/", query_string=MAY | {"group_by": "source",
+                                                         "metric": "revenue"}).text
+    chart = chart_of(html)
+    assert chart["series"] == [{"label": "Revenue", "data": [40.0, 40.0, 40.0]}]
+    assert chart["decimals"] is True and chart["metric"] == "revenue"
+    assert "<h2>Revenue by source," in html
+    chart = chart_of(client.get("/dashboard/", query_string=MAY | {
+        "group_by": "source", "metric": "qualification_rate"}).text)
+    assert chart["series"][0]["data"] == [0.0, 1.0, 1.0]
+    # An unknown metric charts calls rather than failing.
+    chart = chart_of(client.get("/dashboard/", query_string=MAY | {"metric": "nope"}).text)
+    assert chart["metric"] == "calls" and chart["decimals"] is False
+
+
+def test_time_and_a_dimension_draw_a_line_per_value(dash_app, data):
+    client = log_in(dash_app.test_client())
+    chart = chart_of(client.get("/dashboard/", query_string=MAY | {
+        "group_by": "day", "then_by": "source"}).text)
+    assert chart["type"] == "line" and chart["split_by"] == "source"
+    assert chart["labels"] == ["2026-05-04", "2026-05-05", "2026-05-10"]
+    assert chart["series"] == [{"label": "bing", "data": [0, 1, 0]},
+                               {"label": "google", "data": [1, 0, 0]},
+                               {"label": "radio", "data": [0, 0, 1]}]
+    # Either order of the two; rates leave gaps (null), not zeros, where a day has no row.
+    chart = chart_of(client.get("/dashboard/", query_string=MAY | {
+        "group_by": "source", "then_by": "day", "metric": "qualification_rate"}).text)
+    assert chart["labels"] == ["2026-05-04", "2026-05-05", "2026-05-10"]
+    assert chart["series"][0] == {"label": "bing", "data": [None, 0.0, None]}
 
 
 def test_read_only_sees_everything_and_publisher_only_its_own(dash_app, admin, data):
@@ -170,6 +232,13 @@ def test_pool_health_page(dash_app, data):
     assert '<span class="value" id="peak">2</span>' in html
     assert "Erlang B" in html
     assert 'data-chart="pool-chart"' in html
+    # Hours are New York's: the leases at 13:55-14:04 UTC fall in the 09h bucket of May 4,
+    # which runs from 04:00 UTC on May 4 to 04:00 UTC on May 5.
+    chart = chart_of(html, "pool-chart")
+    assert chart["labels"][0] == "2026-05-04 00h" and len(chart["labels"]) == 24
+    assert chart["series"][0]["data"][9] == 2 and chart["series"][0]["data"][13] == 0
+    assert "Utilisation by hour (America/New_York)" in html
+    assert "Busiest hour began 2026-05-04 09:00:00 EDT" in html
 
 
 def test_csv_download(dash_app, data):

@@ -23,13 +23,15 @@ Chart.register(BarController, BarElement, CategoryScale, Filler, Legend, LinearS
 const COLOURS = ['#2f6fdb', '#1f9d6b', '#d9822b', '#8e44ad', '#c0392b', '#16a2b8'];
 
 function config(spec) {
+  // One line is filled below; several lines stay unfilled so none hides another.
+  const filled = spec.type === 'line' && spec.series.length === 1;
   const datasets = spec.series.map((series, n) => ({
     label: series.label,
     data: series.data,
-    backgroundColor: spec.type === 'line' ? COLOURS[n % COLOURS.length] + '33' : COLOURS[n % COLOURS.length],
+    backgroundColor: filled ? COLOURS[n % COLOURS.length] + '33' : COLOURS[n % COLOURS.length],
     borderColor: COLOURS[n % COLOURS.length],
     borderWidth: spec.type === 'line' ? 2 : 0,
-    fill: spec.type === 'line',
+    fill: filled,
     pointRadius: spec.type === 'line' ? 2 : undefined,
     tension: 0.2,
   }));
@@ -41,7 +43,9 @@ function config(spec) {
       maintainAspectRatio: false,
       responsive: true,
       scales: {
-        y: { beginAtZero: true, ticks: { precision: 0 }, suggestedMax: spec.max || undefined },
+        // Counts get whole-number ticks; money, rates and averages keep their decimals.
+        y: { beginAtZero: true, ticks: { precision: spec.decimals ? undefined : 0 },
+          suggestedMax: spec.max || undefined },
       },
       plugins: { legend: { position: 'bottom' } },
     },

@@ -1,0 +1,390 @@
+"""How long the attribution report takes as the call history grows.
+
+Fills a fresh database (a SQLite file, and a PostgreSQL database it creates and drops)
+with 10,000, 100,000 and 1,000,000 calls spread over a year (4 sites in 4 time zones,
+10 pools, 3 publishers, 14 source/medium pairs, 40 campaigns, repeat callers, about half
+qualified, revenue and payout) and as many visits, migrated with Alembic as the app is.
+It then runs the report exactly as GET /v1/reports/attribution does (``report_query`` +
+``reports.run``, every metric) grouped by source x medium and by day, over the whole year
+and over one month, and prints median and max per size and engine and the growth from the
+smallest to the largest size. Each size and engine is also asked once through the Flask
+test client, to show the HTTP path returns the same report.
+Target (issue 5): 1,000,000 calls under 1 s on both engines.
+
+    python bench/report_query.py [--db sqlite|postgres|both] [--sizes 10000,100000]
+                                 [--repeats 5] [--visits-per-call 1] [--explain]
+
+PostgreSQL: DATABASE_URL or postgresql://postgres@127.0.0.1:5432/test names the server;
+the benchmark creates ``dni_bench_<random>`` there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import logging
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from attribution import reports  # noqa: E402
+from attribution.models import Call, Visit  # noqa: E402
+from attribution.zones import local_day  # noqa: E402
+from dni_server import MIGRATIONS, create_app  # noqa: E402
+from dni_server.api.auth import authenticate  # noqa: E402
+from dni_server.api.reports import report_query  # noqa: E402
+from dni_server.extensions import db  # noqa: E402
+from pools.models import Pool, Site  # noqa: E402
+
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+FIRST_DAY = dt.date(2025, 6, 1)
+DAYS = 365
+YEAR = {"start": "2025-06-01", "end": "2026-05-31"}
+MONTH = {"start": "2026-03-01", "end": "2026-03-31"}
+GROUPINGS = {"source,medium": "source x medium", "day": "day"}
+ZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "UTC"]
+PUBLISHERS = ["Acme", "Beta", "Gamma", None]
+# (source, medium, weight): paid search dominates, as it does for most call-driven sites.
+CHANNELS = [("google", "cpc", 30), ("google", "organic", 14), ("bing", "cpc", 8),
+            ("bing", "organic", 2), ("facebook", "paid_social", 7), ("facebook", "social", 3),
+            ("(direct)", "(none)", 12), ("newsletter", "email", 5), ("yelp", "referral", 4),
+            ("yahoo", "organic", 2), ("radio", "offline", 5), ("billboard", "offline", 2),
+            ("tiktok", "paid_social", 3), ("partner.example", "referral", 3)]
+DEVICES = [("mobile", "Chrome", "Android"), ("mobile", "Safari", "iOS"),
+           ("desktop", "Chrome", "Windows"), ("desktop", "Edge", "Windows"),
+           ("desktop", "Safari", "macOS"), ("tablet", "Safari", "iOS")]
+REGIONS = [("US", "NY"), ("US", "CA"), ("US", "TX"), ("US", "FL"), ("GB", "ENG"), ("US", "IL")]
+
+
+def pg_base() -> str:
+    url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+# -- the data set ---------------------------------------------------------------------------
+
+
+def make_sites(session) -> list[dict]:
+    """Four sites (one per zone) and ten pools, each with a publisher or none."""
+    pools = []
+    for n, zone_name in enumerate(ZONES):
+        site = Site(key=f"site_bench_{n}_{uuid.uuid4().hex[:6]}", name=f"Site {n}", domains=[],
+                    keyword_params=[], timezone=zone_name)
+        session.add(site)
+        session.flush()
+        for p in range(3 if n < 2 else 2):
+            publisher = PUBLISHERS[(n + p) % len(PUBLISHERS)]
+            pool = Pool(site_id=site.id, name=f"pool {n}.{p}", target="+18005550100",
+                        destination="+12125550199", fallback="+18005550100",
+                        publisher=publisher)
+            session.add(pool)
+            session.flush()
+            pools.append({"site_id": site.id, "zone": zone_name, "pool_id": pool.id,
+                          "publisher": publisher, "number": f"+1650555{len(pools):04d}"})
+    session.commit()
+    return pools
+
+
+def generate(size: int, pools: list[dict], visits_per_call: int, seed: int = 5):
+    """``size`` calls and ``size * visits_per_call`` visits as column dicts, oldest first."""
+    rng = random.Random(seed)
+    channels = [c[:2] for c in CHANNELS]
+    weights = [c[2] for c in CHANNELS]
+    first = dt.datetime.combine(FIRST_DAY, dt.time(), dt.UTC) + dt.timedelta(hours=8)
+    span = DAYS * 86400 - 10 * 3600  # every call on a local day inside the year
+    offsets = sorted(rng.randrange(span) for _ in range(size))
+    callers = max(10, int(size * 0.6))  # about 40% of calls come from someone who called before
+    seen: set[int] = set()
+    calls, visits = [], []
+    for i, offset in enumerate(offsets):
+        started = first + dt.timedelta(seconds=offset)
+        pool = pools[rng.randrange(len(pools))]
+        source, medium = rng.choices(channels, weights)[0]
+        device, browser, os_name = DEVICES[rng.randrange(len(DEVICES))]
+        country, region = REGIONS[rng.randrange(len(REGIONS))]
+        caller = int(rng.paretovariate(1.2) * 7) % callers if rng.random() < 0.5 \
+            else rng.randrange(callers)
+        repeat = caller in seen
+        seen.add(caller)
+        answered = rng.random() < 0.85
+        duration = int(rng.expovariate(1 / 150)) + 5 if answered else None
+        qualified = bool(answered and duration >= 60 and rng.random() < 0.75)
+        revenue = Decimal(rng.choice((25, 40, 60, 150))) if qualified else Decimal(0)
+        day = local_day(started, pool["zone"])
+        campaign = f"campaign-{rng.randrange(40):02d}" if medium in ("cpc", "paid_social",
+                                                                      "email") else None
+        attribution = {
+            "source": source, "medium": medium, "utm_source": source, "utm_medium": medium,
+            "utm_campaign": campaign, "utm_term": f"term {rng.randrange(200)}",
+            "keyword": f"keyword {rng.randrange(200)}", "utm_content": f"ad-{rng.randrange(12)}",
+            "landing_url": f"https://shop.example/p/{rng.randrange(30)}",
+            "landing_path": f"/p/{rng.randrange(30)}", "referrer_domain": f"{source}.example",
+            "device_type": device, "browser": browser, "os": os_name, "country": country,
+            "region": region}
+        session_id = f"s{i}"
+        calls.append(attribution | {
+            "provider": "bench", "provider_call_id": f"call-{i}",
+            "from_number": f"+1415{caller:07d}", "from_valid": True, "to_number": pool["number"],
+            "started_at": started, "local_day": day,
+            "answered_at": started + dt.timedelta(seconds=4) if answered else None,
+            "ended_at": started + dt.timedelta(seconds=(duration or 20) + 4),
+            "status": "completed" if answered else "no-answer", "status_rank": 5,
+            "duration": duration, "talk_time": answered, "site_id": pool["site_id"],
+            "pool_id": pool["pool_id"], "session_id": session_id, "method": "session",
+            "confidence": 0.9, "explanation": "{}", "campaign": campaign,
+            "publisher": pool["publisher"], "caller_country": "US",
+            "caller_region": REGIONS[caller % len(REGIONS)][1], "repeat_caller": repeat,
+            "first_touch": "{}", "qualified": qualified, "qualification_failures": "[]",
+            "revenue": revenue, "payout": (revenue * Decimal("0.4")).quantize(Decimal("0.01")),
+            "created_at": started, "updated_at": started})
+        for v in range(visits_per_call):
+            created = started - dt.timedelta(minutes=3 + 40 * v)
+            visits.append(attribution | {
+                "session_id": session_id if v == 0 else f"s{i}-{v}", "site_id": pool["site_id"],
+                "visitor_id": f"v{caller}", "created_at": created,
+                "local_day": local_day(created, pool["zone"]), "ip": "203.0.113.7"})
+    return calls, visits
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def complete(table: sa.Table, rows: list[dict]) -> list[str]:
+    """Fill required columns we did not generate (added by later migrations) from defaults."""
+    columns = [c for c in table.columns if not c.primary_key or c.name in rows[0]]
+    for column in columns:
+        if column.name in rows[0]:
+            continue
+        default = column.default.arg if column.default is not None else None
+        value = default(None) if callable(default) else default
+        for row in rows:
+            row[column.name] = value
+    return [c.name for c in columns]
+
+
+def load(engine: sa.Engine, table: sa.Table, rows: list[dict], batch: int = 50_000) -> None:
+    """Bulk-load rows: COPY on PostgreSQL, executemany on SQLite (values bound as the ORM
+    binds them, through each column type's own bind processor)."""
+    if not rows:
+        return
+    names = complete(table, rows)
+    processors = [table.c[name].type._cached_bind_processor(engine.dialect) for name in names]
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors,
+                                                                              strict=True)])
+        else:
+            sql = (f"INSERT INTO {table.name} ({', '.join(names)}) "
+                   f"VALUES ({', '.join('?' * len(names))})")
+            for start in range(0, len(rows), batch):
+                cursor.executemany(sql, [
+                    [p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)]
+                    for row in rows[start:start + batch]])
+        raw.commit()
+    finally:
+        raw.close()
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(engine_name: str):
+    """A fresh, migrated database and an app on it; dropped (or deleted) afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        admin, db_name = None, None
+        if engine_name == "sqlite":
+            url = f"sqlite:///{workdir}/bench.sqlite3"
+        else:
+            base = pg_base()
+            db_name = f"dni_bench_{uuid.uuid4().hex[:8]}"
+            admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
+            url = base.rsplit("/", 1)[0] + "/" + db_name
+        app = None
+        try:
+            # Redis is never touched by the report; redis-py connects lazily.
+            app = create_app({"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/13",
+                              "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": ADMIN_TOKEN,
+                              "DNI_SECRET_KEY": "bench-secret-key-0123456789"},
+                             instance_path=workdir)
+            for logger in ("alembic", "dni_server"):  # keep migration and request logs out
+                logging.getLogger(logger).setLevel(logging.WARNING)
+            with app.app_context():
+                from flask_migrate import upgrade
+
+                upgrade(directory=MIGRATIONS)  # exactly as the app migrates
+                yield app
+        finally:
+            if app is not None:
+                with app.app_context():
+                    db.session.remove()
+                    db.engine.dispose()
+            if admin is not None:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+                admin.dispose()
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def run_report(args: dict) -> dict:
+    """The report as the API computes it: the same query builder and runner."""
+    return reports.run(db.session, report_query(args))
+
+
+def backend_cpu() -> float:
+    """CPU seconds used so far by this session's PostgreSQL backend (a local server)."""
+    pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_report(app, args: dict, repeats: int) -> tuple[list[float], list[float], dict]:
+    """Wall seconds and CPU seconds (ours, plus the PostgreSQL backend's) per run."""
+    postgres = db.engine.dialect.name == "postgresql"
+    with app.test_request_context(headers=AUTH):
+        authenticate()  # the API's own token check sets the principal (admin: no scope)
+        result = run_report(args)  # warm-up (caches, plans); not counted
+        db.session.rollback()
+        timings, cpu = [], []
+        for _ in range(repeats):
+            server = backend_cpu() if postgres else 0.0  # same transaction, same backend
+            ours = time.process_time()
+            started = time.perf_counter()
+            result = run_report(args)
+            timings.append(time.perf_counter() - started)
+            ours = time.process_time() - ours
+            server = backend_cpu() - server if postgres else 0.0
+            cpu.append(ours + server)
+            db.session.rollback()  # a request ends its transaction; so does each run here
+    return timings, cpu, result
+
+
+def check_http(app, args: dict, expected: dict) -> float:
+    """The same report through the Flask test client: equal rows and totals."""
+    client = app.test_client()
+    started = time.perf_counter()
+    response = client.get("/v1/reports/attribution", query_string=args,
+                          headers=AUTH)
+    seconds = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    body = response.get_json()
+    assert body["totals"] == _jsonish(expected["totals"]), "HTTP totals differ"
+    assert [r["dimensions"] for r in body["rows"]] == \
+        [r["dimensions"] for r in expected["rows"]], "HTTP rows differ"
+    return seconds
+
+
+def _jsonish(values: dict) -> dict:
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in values.items()}
+
+
+def explain(app, args: dict) -> None:
+    """Print the plan of each statement the report runs."""
+    with app.test_request_context(headers=AUTH):
+        authenticate()
+        query = report_query(args)
+        for name, stmt in reports.statements(query, db.engine.dialect.name).items():
+            print(f"      -- {name}\n      " + "\n      ".join(reports.plan(db.session, stmt)))
+        db.session.rollback()
+
+
+def measure(engine_name: str, size: int, repeats: int, visits_per_call: int,
+            show_plans: bool) -> list[dict]:
+    with database(engine_name) as app:
+        pools = make_sites(db.session)
+        started = time.perf_counter()
+        calls, visits = generate(size, pools, visits_per_call)
+        load(db.engine, Call.__table__, calls)
+        load(db.engine, Visit.__table__, visits)
+        del calls, visits
+        if engine_name == "postgres":
+            # What autovacuum leaves after a bulk insert: statistics, and the visibility map
+            # that lets index-only scans skip the table. (Nobody runs ANALYZE on SQLite.)
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM ANALYZE calls"))
+                conn.execute(sa.text("VACUUM ANALYZE visits"))
+        print(f"  {engine_name:8} {size:>9,} calls loaded in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+        results = []
+        for period_name, period in (("year", YEAR), ("month", MONTH)):
+            for group_by, label in GROUPINGS.items():
+                args = period | {"group_by": group_by}
+                timings, cpu, result = time_report(app, args, repeats)
+                http = check_http(app, args, result)
+                row = {"db": engine_name, "calls": size, "range": period_name,
+                       "group_by": label, "median": statistics.median(timings),
+                       "max": max(timings), "cpu": statistics.median(cpu), "http": http,
+                       "rows": len(result["rows"]),
+                       "total_calls": result["totals"]["calls"]}
+                results.append(row)
+                print(f"  {engine_name:8} {size:>9,} {period_name:5} {label:16} "
+                      f"median {row['median'] * 1000:7.1f} ms  max {row['max'] * 1000:7.1f} ms  "
+                      f"CPU {row['cpu'] * 1000:7.1f} ms  (HTTP {http * 1000:7.1f} ms, "
+                      f"{row['rows']} rows, "
+                      f"{row['total_calls']:,} calls)", flush=True)
+                if show_plans:
+                    explain(app, args)
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="comma-separated call counts, e.g. 10000,100000 for a quick run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--visits-per-call", type=int, default=1)
+    parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    args = parser.parse_args()
+    sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
+    engines = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    print(f"attribution report, every metric, {args.repeats} runs per query after a warm-up; "
+          f"{args.visits_per_call} visit(s) per call")
+    summary = []
+    for engine_name in engines:
+        for size in sizes:
+            summary += measure(engine_name, size, args.repeats, args.visits_per_call,
+                               args.explain)
+    print("\nsummary: median seconds per size; growth = largest / smallest; CPU = median CPU "
+          "seconds at the largest size (ours plus the PostgreSQL backend's); result: the max "
+          "at 1,000,000 against the 1 s target")
+    print(f"{'db':9}{'range':7}{'group by':17}" + "".join(f"{s:>11,}" for s in sizes)
+          + f"{'growth':>8}{'CPU':>7}  result")
+    for engine_name in engines:
+        for period_name in ("year", "month"):
+            for label in GROUPINGS.values():
+                rows = {r["calls"]: r for r in summary if r["db"] == engine_name
+                        and r["range"] == period_name and r["group_by"] == label}
+                medians = [rows[s]["median"] for s in sizes]
+                largest = rows[sizes[-1]]
+                verdict = ""
+                if sizes[-1] >= 1_000_000:
+                    verdict = "PASS" if largest["max"] < 1 else "ABOVE"
+                print(f"{engine_name:9}{period_name:7}{label:17}"
+                      + "".join(f"{m:11.3f}" for m in medians)
+                      + f"{medians[-1] / medians[0]:7.1f}x{largest['cpu']:7.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()

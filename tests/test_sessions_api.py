@@ -309,7 +309,8 @@ def silent_port():
 @pytest.mark.parametrize("down", ["refused", "silent"])
 def test_redis_down_or_slow_answers_fallbacks_quickly(make_app, site, pool, down, silent_port):
     port = silent_port if down == "silent" else 1
-    client = make_app(REDIS_URL=f"redis://127.0.0.1:{port}/0").test_client()
+    client = make_app(REDIS_URL=f"redis://127.0.0.1:{port}/0",
+                      DNI_REDIS_TIMEOUT_MS="50").test_client()  # the production default
     started = time.perf_counter()
     response = post_session(client, site["key"])
     elapsed = time.perf_counter() - started

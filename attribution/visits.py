@@ -94,7 +94,9 @@ class AdIds:
                    _group(GA_SESSION_ID, ga_session_id), _group(FBP, fbp, 0))
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in asdict(self).values())
+        # Asked on every heartbeat: plain attribute reads (asdict deep-copies).
+        return not (self.consent is None and self.ga_client_id is None
+                    and self.ga_session_id is None and self.fbp is None)
 
     def columns(self) -> dict:
         """The visit columns this sets. Refused consent clears the ids read under an earlier

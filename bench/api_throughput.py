@@ -16,6 +16,7 @@ and its Redis database flushed.
 
     .venv/bin/python bench/api_throughput.py                 # PostgreSQL, 10 s per run
     .venv/bin/python bench/api_throughput.py --db sqlite --seconds 5 --json
+    REDIS_URL="unix:///tmp/redis.sock?db=12" .venv/bin/python bench/api_throughput.py --floor
 
 This is a benchmark, not a test: it exits 0 whether or not the targets are met (1 only
 when the measurement itself is invalid: errors, non-2xx answers, fallbacks).
@@ -158,6 +159,8 @@ def http_json(port: int, method: str, path: str, body: dict | None = None,
 def bench_redis_url() -> str:
     """REDIS_URL from the environment if it names a database index, else db 12."""
     given = os.environ.get("REDIS_URL", "")
+    if given.startswith("unix://") and "db=" in given:
+        return given  # a Redis on this host's Unix socket, with a database index
     if given and re.fullmatch(r"/\d+", urlsplit(given).path or ""):
         return given
     return DEFAULT_REDIS_URL

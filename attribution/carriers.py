@@ -13,7 +13,9 @@ import datetime as dt
 import email.utils
 import hashlib
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from cryptography.exceptions import InvalidSignature
@@ -157,18 +159,60 @@ def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
 
 
 def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, caller_id: str,
-                    command_id: str) -> bool:
-    """Ask Telnyx to connect the call to ``to``; ``command_id`` makes a retry harmless."""
+                    command_id: str) -> str:
+    """Ask Telnyx to connect the call to ``to``; ``command_id`` makes a repeat harmless.
+
+    Returns "ok", "retry" (no answer, or Telnyx busy: the same command may be sent again)
+    or "refused" (Telnyx answered no; sending it again would not help).
+    """
     try:
         response = requests.post(
             f"{api_url}/calls/{call_control_id}/actions/transfer", timeout=3,
             headers={"Authorization": f"Bearer {api_key}"},
             json={"to": to, "from": caller_id, "command_id": command_id})
     except requests.RequestException as exc:
-        log.error("Telnyx transfer of %s failed: %s", call_control_id, exc)
-        return False
+        log.warning("Telnyx transfer of %s got no answer: %s", call_control_id, exc)
+        return "retry"
+    if response.status_code == 429 or response.status_code >= 500:
+        log.warning("Telnyx transfer of %s: %s, trying again", call_control_id,
+                    response.status_code)
+        return "retry"
     if response.status_code >= 300:
         log.error("Telnyx refused the transfer of %s: %s %s", call_control_id,
                   response.status_code, response.text[:300])
-        return False
-    return True
+        return "refused"
+    return "ok"
+
+
+class CommandSender:
+    """Sends carrier call commands off the webhook's request path, retrying with back-off.
+
+    A carrier API that answers slowly must not hold a web worker (the snippet API shares
+    them). A command that got no answer is sent again with its same command id, which the
+    carrier uses to ignore repeats, so the call is connected exactly once.
+    """
+
+    def __init__(self, threads: int = 4, delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
+        self.threads = threads
+        self.delays = delays
+        self._executor = None
+        self._lock = threading.Lock()
+
+    def submit(self, command, *args, **kwargs):
+        with self._lock:  # made on first use: after gunicorn forks, never before
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.threads,
+                                                    thread_name_prefix="dni-commands")
+        return self._executor.submit(self._run, command, args, kwargs)
+
+    def _run(self, command, args, kwargs) -> str:
+        result = command(*args, **kwargs)
+        for delay in self.delays:
+            if result != "retry":
+                break
+            time.sleep(delay)
+            result = command(*args, **kwargs)
+        if result == "retry":
+            log.error("carrier command %s gave up after %d tries", command.__name__,
+                      len(self.delays) + 1)
+        return result

@@ -15,6 +15,7 @@ from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
+from attribution.carriers import CommandSender
 from attribution.geo import GeoLocator
 from attribution.inbox import CallInbox
 from attribution.routes import RouteDirectory
@@ -48,6 +49,7 @@ class Services:
     session_factory: sessionmaker
     routes: RouteDirectory  # where each tracking number's calls go
     inbox: CallInbox  # call events waiting for SQL
+    commands: CommandSender = dataclasses.field(default_factory=CommandSender)  # to carriers
     worker: object | None = None
 
 

@@ -319,11 +319,12 @@ def test_session_numbers_can_be_called_through_telnyx(telnyx_app):
 class TransferReceiver:
     """A local stand-in for Telnyx's call-command API that checks each request strictly."""
 
-    def __init__(self):
+    def __init__(self, busy_first: int = 0):
         import http.server
         import threading
 
         received = self.received = []
+        busy = [busy_first]
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
@@ -332,6 +333,11 @@ class TransferReceiver:
                 ok = (self.path.endswith("/actions/transfer")
                       and self.headers["Authorization"] == "Bearer KEY_test"
                       and body["to"].startswith("+") and "command_id" in body)
+                if busy[0] > 0:  # Telnyx having a bad moment
+                    busy[0] -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 self.send_response(200 if ok else 422)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -345,6 +351,13 @@ class TransferReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_port}/v2"
 
 
+def wait_until(condition, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def test_telnyx_calls_are_transferred_to_the_destination(make_app):
     receiver = TransferReceiver()
     try:
@@ -355,6 +368,7 @@ def test_telnyx_calls_are_transferred_to_the_destination(make_app):
         client = app.test_client()
         initiated = telnyx_event("call.initiated", "t1", "2026-05-01T10:00:50Z")
         assert telnyx_post(client, initiated).status_code == 204
+        wait_until(lambda: receiver.received)  # sent off the request path
         assert receiver.received == [("/v2/calls/v3:ctl/actions/transfer", "Bearer KEY_test",
                                       {"to": "+12125550199", "from": "+14158675309",
                                        "command_id": "t1"})]
@@ -367,5 +381,24 @@ def test_telnyx_calls_are_transferred_to_the_destination(make_app):
         [call] = calls_in(app)
         assert (call.status, call.duration) == ("completed", 62)
         assert len(receiver.received) == 1
+    finally:
+        receiver.server.shutdown()
+
+
+def test_a_telnyx_transfer_is_sent_again_with_its_command_id_until_telnyx_takes_it(make_app):
+    receiver = TransferReceiver(busy_first=2)
+    try:
+        app = make_app(DNI_TELNYX_PUBLIC_KEY=TELNYX_PUBLIC, DNI_TELNYX_API_KEY="KEY_test",
+                       DNI_TELNYX_API_URL=receiver.url)
+        app.extensions["dni"].commands.delays = (0.05, 0.05, 0.05)
+        admin = AdminClient(app.test_client(), ADMIN_TOKEN)
+        make_pool(admin, make_site(admin), numbers=numbers(1))
+        initiated = telnyx_event("call.initiated", "t1", "2026-05-01T10:00:50Z")
+        assert telnyx_post(app.test_client(), initiated).status_code == 204
+        wait_until(lambda: len(receiver.received) == 3)
+        time.sleep(0.2)  # and nothing more once Telnyx has taken it
+        assert [body["command_id"] for _, _, body in receiver.received] == ["t1"] * 3
+        [call] = calls_in(app)
+        assert call.provider == "telnyx"
     finally:
         receiver.server.shutdown()

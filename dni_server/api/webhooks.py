@@ -194,5 +194,7 @@ def telnyx_forward(event: CallEventIn, data: dict) -> None:
     if not (settings.telnyx_api_key and route.destination and control_id):
         return
     caller = event.from_raw if (event.from_raw or "").startswith("+") else event.to_raw
-    carriers.telnyx_transfer(settings.telnyx_api_url, settings.telnyx_api_key, control_id,
-                             route.destination, caller, command_id=str(data.get("id")))
+    # Sent off the request path: a slow Telnyx API must not hold a web worker.
+    services().commands.submit(carriers.telnyx_transfer, settings.telnyx_api_url,
+                               settings.telnyx_api_key, control_id, route.destination, caller,
+                               command_id=str(data.get("id")))

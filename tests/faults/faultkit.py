@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,8 +364,19 @@ def wait_for(traffic: Traffic, start: float, count: int, *, kinds=("session", "h
     """Let the load run until ``count`` answers of ``kinds`` passing ``test`` started after
     ``start`` (and at least ``at_least`` seconds went by): a busy machine only slows it."""
     time.sleep(at_least)
-    assert wait_until(lambda: sum(1 for a in traffic.since(start) if a.kind in kinds
-                                  and test(a)) >= count, timeout), f"fewer than {count} {kinds}"
+    if not wait_until(lambda: sum(1 for a in traffic.since(start) if a.kind in kinds
+                                  and test(a)) >= count, timeout):
+        seen = Counter(_outcome(a) for a in traffic.since(start) if a.kind in kinds)
+        raise AssertionError(f"fewer than {count} {kinds} in {timeout} s; answers: {dict(seen)}")
+
+
+def _outcome(answer) -> str:
+    """``200 fallback:pool_exhausted``, ``200 number``, ``503``...: to say what went wrong."""
+    if answer.status != 200 or not isinstance(answer.body, dict):
+        return str(answer.status)
+    entries = answer.body.get("numbers") or [{}]
+    reason = entries[0].get("reason") if entries[0].get("fallback") else None
+    return f"200 fallback:{reason}" if reason else "200 number"
 
 
 def report(name: str, **figures) -> None:

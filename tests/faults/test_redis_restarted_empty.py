@@ -41,12 +41,15 @@ def test_redis_restarted_empty_during_load(private_redis, fault_database, start_
     newest leases never reached SQL: they must come back as fallbacks, never as a number
     someone else now holds."""
     service = start_service(fault_database, private_redis.url)
-    site, pool = service.make_pool(600)
+    # Big enough, and the load paced, so that a fast machine does not lease every number
+    # before the crash (every new session would then be a pool_exhausted fallback).
+    site, pool = service.make_pool(3000)
     # A call records its pool's pending leases before matching: without calls, the paused
     # worker is the only way to SQL.
     mix = ("session", "heartbeat", "heartbeat", "heartbeat") + (
         ("call",) if recorder == "running" else ())
-    traffic = Traffic(service.base, site["key"], numbers(600, start=200)[:30], mix=mix).start()
+    traffic = Traffic(service.base, site["key"], numbers(600, start=200)[:30], mix=mix,
+                      pause=0.005).start()
     try:
         wait_for(traffic, 0, 15, kinds=("session",), test=number_of, at_least=2)
         # The worker process is up and recording (it starts slowly on a busy machine).

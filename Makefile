@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := snippet/node_modules/.installed
 DASH_STAMP := dni_server/dashboard/ui/node_modules/.installed
 
-.PHONY: run test lint format snippet dashboard bench chromium clean
+.PHONY: run test lint format snippet dashboard bench chromium wrk clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -47,7 +47,13 @@ snippet: $(NODE_STAMP)
 dashboard: $(DASH_STAMP)
 	cd dni_server/dashboard/ui && npm run build
 
-bench: $(STAMP) chromium
+# The load generator for the throughput benchmarks, from Debian's packages.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing Debian's wrk for the benchmarks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+bench: $(STAMP) chromium wrk
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/lease_cost.py
 	$(BIN)/python bench/matching.py

@@ -68,8 +68,11 @@ def concurrency(intervals: list[Interval], start_ms: int, end_ms: int) -> tuple[
 
 
 def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
-           target_rate: float = 0.01) -> dict:
-    """Everything the pool-health page shows for ``pool`` between ``start`` and ``end``."""
+           target_rate: float = 0.01, zone: dt.tzinfo = dt.UTC) -> dict:
+    """Everything the pool-health page shows for ``pool`` between ``start`` and ``end``.
+
+    Hours are reported in ``zone`` (the site's, from the API), each with its UTC offset.
+    """
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     end_ms = min(end_ms, start_ms + MAX_HOURS * HOUR_MS)
     leases = db.execute(select(
@@ -96,11 +99,12 @@ def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
     attempts = len([1 for s, _ in leases if s >= start_ms]) + len(exhaustions)
     return {
         "pool_id": pool.id,
-        "start": start.isoformat(), "end": end.isoformat(),
+        "start": start.astimezone(zone).isoformat(), "end": end.astimezone(zone).isoformat(),
         "numbers": size,
         "peak_concurrent_leases": peak,
+        "timezone": str(zone),
         "utilisation": [{"hour": dt.datetime.fromtimestamp((start_ms + h * HOUR_MS) / 1000,
-                                                            dt.UTC).isoformat(),
+                                                            zone).isoformat(),
                          "peak_leases": n, "share": round(n / size, 4) if size else None}
                         for h, n in enumerate(hourly)],
         "leases": attempts - len(exhaustions),
@@ -111,7 +115,7 @@ def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
             "target_exhaustion_rate": target_rate,
             "recommended_numbers": recommended,
             "busiest_hour": None if busiest_hour is None else dt.datetime.fromtimestamp(
-                (start_ms + busiest_hour * HOUR_MS) / 1000, dt.UTC).isoformat(),
+                (start_ms + busiest_hour * HOUR_MS) / 1000, zone).isoformat(),
             "busiest_hour_arrivals": busiest,
             "mean_holding_seconds": round(hold_s, 1),
             "offered_load_erlangs": round(load, 2),

@@ -62,3 +62,25 @@ def test_pool_health_api(app, admin):
     assert "Erlang B" in rec["reasoning"] and "the pool has 3" in rec["reasoning"]
     bad = admin.get(f"/v1/pools/{pool['id']}/health", query_string={"start": "yesterday"})
     assert bad.status_code == 422
+
+
+def test_pool_health_api_speaks_the_sites_time_zone(app, admin):
+    site = make_site(admin, timezone="America/New_York")
+    pool = make_pool(admin, site, numbers=numbers(2))
+    with app.app_context():  # one lease at 14:05 UTC = 10:05 in New York (EDT, -04:00)
+        start = T0 + 14 * HOUR_MS + 300_000
+        db.session.add(Lease(pool_id=pool["id"], number=numbers(2)[0], session_id="s1",
+                             started_at_ms=start, last_renewed_at_ms=start,
+                             expires_at_ms=start + 600_000, ended_at_ms=start + 600_000,
+                             end_reason="expired"))
+        db.session.commit()
+    # Times without an offset are New York's: 09:00 to 12:00 there is 13:00 to 16:00 UTC.
+    body = admin.get(f"/v1/pools/{pool['id']}/health", query_string={
+        "start": "2026-05-04T09:00:00", "end": "2026-05-04T12:00:00"}).json
+    assert body["timezone"] == "America/New_York"
+    assert (body["start"], body["end"]) == ("2026-05-04T09:00:00-04:00",
+                                            "2026-05-04T12:00:00-04:00")
+    assert [h["hour"] for h in body["utilisation"]] == [
+        "2026-05-04T09:00:00-04:00", "2026-05-04T10:00:00-04:00", "2026-05-04T11:00:00-04:00"]
+    assert [h["peak_leases"] for h in body["utilisation"]] == [0, 1, 0]
+    assert body["recommendation"]["busiest_hour"] == "2026-05-04T10:00:00-04:00"

@@ -248,6 +248,7 @@ def show_session(session_id: str):
 def pool_health(pool_id: int):
     """Utilisation per hour, peaks, exhaustion and a recommended size, from the history."""
     import datetime as dt
+    import zoneinfo
 
     from attribution.pool_health import health
 
@@ -260,11 +261,13 @@ def pool_health(pool_id: int):
         target = float(request.args.get("target", "0.01"))
     except ValueError as exc:
         raise Invalid(f"bad parameter: {exc}", fields={"start/end/target": str(exc)}) from None
-    start, end = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (start, end))
+    # Times without an offset are the site's local time, like the report's dates.
+    zone = zoneinfo.ZoneInfo(pool.site.timezone or "UTC")
+    start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (start, end))
     if end <= start or not 0 < target < 1:
         raise Invalid("end must be after start, and 0 < target < 1",
                       fields={"end": "before start"} if end <= start else {"target": "range"})
-    return jsonify(health(db.session, pool, start, end, target))
+    return jsonify(health(db.session, pool, start, end, target, zone))
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from attribution import callers, qualification
 from attribution.conversions import outbox as conversion_outbox
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 STATUS_RANK = {"queued": 1, "initiated": 1, "ringing": 1, "in-progress": 2, "answered": 2,
                "completed": 3, "busy": 3, "no-answer": 3, "failed": 3, "canceled": 3}
 TERMINAL = {s for s, rank in STATUS_RANK.items() if rank == 3}
+# The caller's earlier calls, in a subquery of a query on calls. One alias for the process:
+# building an alias of this wide table costs milliseconds, and it memoizes its columns.
+EARLIER = aliased(Call, name="earlier")
 FIRST_TOUCH_FIELDS = ("source", "medium", "campaign", "keyword", "gclid", "msclkid", "fbclid",
                       "landing_path", "method", "session_id")
 
@@ -72,19 +75,34 @@ class Route:
 def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
            ) -> tuple[Call, bool]:
     """Store one event; returns the call and whether this event was new."""
-    seen = db.scalar(select(CallEvent).where(CallEvent.provider == event.provider,
-                                             CallEvent.event_key == event.event_key))
+    seen, known = _known(db, event)
     if seen is not None:
-        return db.get(Call, seen.call_id), False
-    call = db.scalar(select(Call).where(Call.provider == event.provider,
-                                        Call.provider_call_id == event.provider_call_id))
-    if call is None:
+        return db.get(Call, seen), False
+    if known is None:
         call = _new_call(db, event, pools)
+        try:
+            # The call is inserted complete (state and qualification applied), with its
+            # first event, in one savepoint: no UPDATE of the row just written.
+            with db.begin_nested():
+                db.add(call)
+                db.flush()
+                db.add(_event_row(call, event))
+                db.flush()
+        except IntegrityError:
+            # Another worker stored this call (or this very event) a moment ago: use theirs.
+            seen, known = _known(db, event)
+            if seen is not None:
+                return db.get(Call, seen), False
+            if known is None:
+                raise
+        else:
+            conversion_outbox.on_qualification(db, call, first=True)
+            db.flush()
+            return call, True
+    call = db.get(Call, known)
     try:
         with db.begin_nested():
-            db.add(CallEvent(call_id=call.id, provider=event.provider, event_key=event.event_key,
-                             kind=event.kind, occurred_at=event.occurred_at,
-                             payload=event.payload))
+            db.add(_event_row(call, event))
     except IntegrityError:
         return call, False  # the same event, delivered concurrently
     apply_event(call, event)
@@ -93,7 +111,26 @@ def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
     return call, True
 
 
+def _known(db: Session, event: CallEventIn) -> tuple[int | None, int | None]:
+    """In one query: the call this event was already stored for, and the call with the
+    event's provider call id (each unique, so at most one row of each kind)."""
+    found = dict(db.execute(union_all(
+        select(literal("event").label("kind"), CallEvent.call_id.label("call_id")).where(
+            CallEvent.provider == event.provider, CallEvent.event_key == event.event_key),
+        select(literal("call"), Call.id).where(
+            Call.provider == event.provider, Call.provider_call_id == event.provider_call_id),
+    )).all())
+    return found.get("event"), found.get("call")
+
+
+def _event_row(call: Call, event: CallEventIn) -> CallEvent:
+    return CallEvent(call_id=call.id, provider=event.provider, event_key=event.event_key,
+                     kind=event.kind, occurred_at=event.occurred_at, payload=event.payload)
+
+
 def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Call:
+    """A call for the event's first sight, matched, with the event applied and qualified;
+    not added to the session yet."""
     try:
         to_number = normalize(event.to_raw or "", "US")
     except InvalidNumber:
@@ -106,25 +143,18 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
                 caller_country=caller.country,
                 caller_region=caller.region, caller_city=caller.city, explanation={})
     match = match_call(db, to_number, int(event.occurred_at.timestamp() * 1000), pools)
-    attribute(db, call, match)
-    call.local_day = local_day(call.started_at, zone_of(db, call))
-    _link_previous_calls(db, call)
-    try:
-        with db.begin_nested():
-            db.add(call)
-            db.flush()
-    except IntegrityError:
-        # Another worker created it a moment ago: use theirs.
-        existing = db.scalar(select(Call).where(Call.provider == event.provider,
-                                                Call.provider_call_id == event.provider_call_id))
-        if existing is None:
-            raise
-        return existing
+    owner = attribute(db, call, match)
+    timezone = zone_of(db, call)
+    call.local_day = local_day(call.started_at, timezone)
+    previous_at = _link_previous_calls(db, call)
+    apply_event(call, event)
+    _qualify(call, owner, timezone, previous_at)
     return call
 
 
-def attribute(db: Session, call: Call, match: Match) -> None:
-    """Copy the attribution the match points at onto the call."""
+def attribute(db: Session, call: Call, match: Match) -> StaticNumber | Pool | None:
+    """Copy the attribution the match points at onto the call; returns the static number
+    or pool whose qualification rules apply to it."""
     call.method, call.confidence = match.method, match.confidence
     call.session_id, call.pool_id = match.session_id, match.pool_id
     call.static_number_id = match.static_number_id
@@ -139,18 +169,21 @@ def attribute(db: Session, call: Call, match: Match) -> None:
         else:
             match.explanation.setdefault("steps", []).append(
                 "the session's visit is not recorded yet; attribution fields stay empty")
+    static = pool = None
     if match.static_number_id:
         static = db.get(StaticNumber, match.static_number_id)
         call.source, call.medium, call.campaign = static.source, static.medium, static.campaign
         call.label, call.publisher, call.site_id = static.label, static.publisher, static.site_id
         call.destination = static.destination
     if match.pool_id:
-        pool = db.get(Pool, match.pool_id)
+        # With its site: zone_of then finds the site in the session without a query.
+        pool = db.get(Pool, match.pool_id, options=[joinedload(Pool.site)])
         call.site_id = call.site_id or pool.site_id
         call.publisher = pool.publisher
         call.destination = pool.destination
         if match.method == "fallback":
             call.source, call.medium, call.campaign = channel_of(pool)
+    return static or pool
 
 
 def zone_of(db: Session, call: Call) -> str:
@@ -175,19 +208,28 @@ def channel_of(pool: Pool) -> tuple[str | None, str | None, str | None]:
     return single("source"), single("medium"), single("campaign")
 
 
-def _link_previous_calls(db: Session, call: Call) -> None:
-    """Mark a repeat caller and keep the first call's attribution as first touch."""
+def _link_previous_calls(db: Session, call: Call) -> dt.datetime | None:
+    """Mark a repeat caller and keep the first call's attribution as first touch.
+
+    Returns the start of the caller's latest earlier call (for ``unique_days``), read in
+    the same query as the first one.
+    """
     if not call.from_valid:
-        return
-    first = db.scalar(select(Call).where(Call.from_number == call.from_number,
-                                         Call.started_at < call.started_at)
-                      .order_by(Call.started_at).limit(1))
-    if first is None:
-        return
+        return None
+    latest = (select(func.max(EARLIER.started_at))
+              .where(EARLIER.from_number == call.from_number,
+                     EARLIER.started_at < call.started_at).scalar_subquery())
+    row = db.execute(select(Call, latest).where(Call.from_number == call.from_number,
+                                                Call.started_at < call.started_at)
+                     .order_by(Call.started_at).limit(1)).first()
+    if row is None:
+        return None
+    first, previous_at = row
     call.repeat_caller = True
     call.first_call_id = first.id
     call.first_touch = {name: getattr(first, name) for name in FIRST_TOUCH_FIELDS} | {
         "call_id": first.id, "started_at": first.started_at.isoformat()}
+    return previous_at
 
 
 def apply_event(call: Call, event: CallEventIn) -> None:
@@ -226,24 +268,32 @@ def requalify(db: Session, call: Call) -> None:
     """Evaluate the pool's or static number's rules; set revenue and payout when billable."""
     owner = (db.get(StaticNumber, call.static_number_id) if call.static_number_id
              else db.get(Pool, call.pool_id) if call.pool_id else None)
-    if owner is None:
-        call.qualified, call.qualification_failures = False, ["unattributed"]
-        call.revenue = call.payout = Decimal("0")
-        conversion_outbox.on_qualification(db, call)
-        return
-    timezone = zone_of(db, call)
+    timezone = zone_of(db, call) if owner is not None else "UTC"
     previous = None
-    if call.from_valid:
+    # Only ``unique_days`` looks at earlier calls: without it, no query for them.
+    if owner is not None and call.from_valid and (owner.qualification or {}).get("unique_days"):
         query = select(Call.started_at).where(Call.from_number == call.from_number,
                                               Call.started_at < call.started_at)
         if call.id is not None:
             query = query.where(Call.id != call.id)
         previous = db.scalar(query.order_by(Call.started_at.desc()).limit(1))
+    _qualify(call, owner, timezone, previous)
+    # Same session, same transaction: the conversion is queued exactly when this commits.
+    conversion_outbox.on_qualification(db, call)
+
+
+def _qualify(call: Call, owner: StaticNumber | Pool | None, timezone: str,
+             previous_at: dt.datetime | None) -> None:
+    """Set qualification, revenue and payout from the owner's rules (no queries)."""
+    if owner is None:
+        call.qualified, call.qualification_failures = False, ["unattributed"]
+        call.revenue = call.payout = Decimal("0")
+        return
     facts = qualification.CallFacts(
         duration=call.duration, started_at=call.started_at, caller_country=call.caller_country,
         caller_region=call.caller_region,
         area_code=callers.area_code(call.from_number, call.from_valid),
-        previous_call_at=previous, timezone=timezone, disposition=call.disposition)
+        previous_call_at=previous_at, timezone=timezone, disposition=call.disposition)
     call.qualified, call.qualification_failures = qualification.evaluate(
         owner.qualification or {}, facts)
     if call.qualified:
@@ -252,5 +302,3 @@ def requalify(db: Session, call: Call) -> None:
         call.payout = owner.payout
     else:
         call.revenue = call.payout = Decimal("0")
-    # Same session, same transaction: the conversion is queued exactly when this commits.
-    conversion_outbox.on_qualification(db, call)

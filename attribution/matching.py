@@ -65,20 +65,23 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
     # One round trip for both kinds of tracking number. A number entered after the fact
     # still counts (CDR imports); a retired one does not.
+    # The static number's label and source come along for the explanation.
     static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
                          StaticNumber.created_at.label("since"), null().label("name"),
-                         null().label("window")).where(
+                         null().label("window"), StaticNumber.label.label("label"),
+                         StaticNumber.source.label("source")).where(
         StaticNumber.number == number,
         or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
     pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
                        PoolNumber.added_at.label("since"), Pool.name.label("name"),
-                       Pool.attribution_window_seconds.label("window")).join(Pool).where(
+                       Pool.attribution_window_seconds.label("window"), null().label("label"),
+                       null().label("source")).join(Pool).where(
         PoolNumber.number == number,
         or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
     found = db.execute(union_all(static_rows, pool_rows)).all()
     statics = sorted((r for r in found if r.kind == "static"), key=lambda r: r.since)
     if statics:
-        static = db.get(StaticNumber, statics[-1].id)
+        static = statics[-1]
         return Match("static", CONFIDENCE["static"], static_number_id=static.id, explanation={
             "steps": [f"{number} is static number {static.id} ({static.label or static.source})"]})
 

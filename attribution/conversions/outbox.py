@@ -1,8 +1,8 @@
 """The outbox: conversions are written in the transaction that (re)qualifies their call.
 
-``on_qualification`` is called by ``attribution.calls.requalify`` with the caller's session,
-so a call's qualification and its outbox rows commit (or roll back) together. It never
-talks to a platform: the worker (``delivery``) does, later.
+``on_qualification`` is called by ``attribution.calls`` (a new call, or ``requalify``) with
+the caller's session, so a call's qualification and its outbox rows commit (or roll back)
+together. It never talks to a platform: the worker (``delivery``) does, later.
 
 A call that stops counting (a ``spam`` disposition, say) turns rows not yet sent into
 ``skipped`` and rows already sent into ``retraction_pending``; the worker then sends a
@@ -38,16 +38,22 @@ def delivery_key(call_id: int, destination_id: int) -> str:
     return f"dni-call-{call_id}-d{destination_id}"
 
 
-def on_qualification(db: Session, call) -> None:
-    """Bring the call's outbox rows in line with whether it counts now."""
+def on_qualification(db: Session, call, *, first: bool = False) -> None:
+    """Bring the call's outbox rows in line with whether it counts now.
+
+    ``first``: the call was inserted in this transaction, so it has no rows yet; one that
+    is not over yet cannot count either, and then there is nothing to read or write.
+    """
     if call.site_id is None:
+        return
+    if first and not conversion_rules.settled(call):
         return
     if call.id is None:
         db.flush()
     site_rules = db.scalars(select(ConversionRule).where(ConversionRule.site_id == call.site_id)
                             .order_by(ConversionRule.id)).all()
     rule = conversion_rules.pick(site_rules, call.pool_id)
-    existing = {row.destination_id: row for row in db.scalars(
+    existing = {} if first else {row.destination_id: row for row in db.scalars(
         select(ConversionDelivery).where(ConversionDelivery.call_id == call.id))}
     if rule is None:
         wanted = False

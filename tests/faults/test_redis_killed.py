@@ -29,8 +29,8 @@ def test_redis_killed_during_load(private_redis, fault_database, start_service):
     traffic = Traffic(service.base, site["key"], numbers(800, start=200)[:50]).start()
     try:
         wait_for(traffic, 0, 20, at_least=2)
-        killed = time.monotonic()
-        private_redis.kill()
+        private_redis.kill()  # returns once the process is gone
+        killed = time.monotonic()  # answers started from here on cannot have reached Redis
         wait_for(traffic, killed, 40, at_least=3)
         wait_for(traffic, killed, 8, kinds=("call",))
         restarted = time.monotonic()

@@ -64,11 +64,9 @@
     return (s || '').replace(/\D/g, '');
   }
 
-  function mark(n) {
-    try {
-      performance.mark('dni:' + n);
-    } catch (e) {}
-  }
+  var mark = guard(function (n) {
+    performance.mark('dni:' + n);
+  });
 
   // Build the matcher for the entries whose lease is still valid; return the map as JSON.
   function use(list) {
@@ -206,7 +204,7 @@
             for (var j = 0; j < recs.length; j++) scan(block(recs[j].target));
           })
         );
-        mo.observe(d.documentElement,
+        mo.observe(d,
           { childList: true, subtree: true, characterData: true, attributeFilter: ['href'] });
       }
     }

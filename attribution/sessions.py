@@ -220,10 +220,14 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
                       ip_share=ctx.ip_share if known else 0.0,
                       subnet_share=ctx.subnet_share if known else 0.0)
 
+        # A resumed session may bring ad ids learnt since it began (the visit has its first).
+        ads = {} if new else ad_events([p.id for p in picked], _ad_ids(req))
+
         def lease(pool_ids: list[int]) -> list:
             return ctx.pools.lease_many([
                 LeaseRequest(pid, session_id, now_ms, ip_key, visitor_id, ctx.rate_limit,
-                             ctx.rate_window_ms, payload, url, **limits) for pid in pool_ids])
+                             ctx.rate_window_ms, payload, url, ad=ads.get(pid, ""), **limits)
+                for pid in pool_ids])
 
         try:
             outcomes = with_reload(ctx, now_ms, [p.id for p in picked], lease)
@@ -231,9 +235,6 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
             outcomes = [PoolUnavailable(p.id) for p in picked]
         entries += [entry_for(out, p.target, p.fallback)
                     for p, out in zip(picked, outcomes, strict=True)]
-        if not new:
-            record_ad_ids(ctx, session_id, _ad_ids(req), [p.id for p in picked], outcomes,
-                          now_ms)
     entries.sort(key=lambda e: e.target)
     return SessionAnswer(session_id, visitor_id, entries, renew_in_seconds(entries, now_ms))
 
@@ -256,8 +257,9 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
 
     page = visits.clip(url, visits.MAX_URL_LENGTH) or ""
     try:
+        ads = ad_events(pool_ids, ad)
         outcomes = with_reload(ctx, now_ms, pool_ids, lambda ids: ctx.pools.renew_many(
-            ids, session_id, site_key, now_ms, page))
+            ids, session_id, site_key, now_ms, page, ads))
         if any(isinstance(out, PoolNotLoaded) for out in outcomes):
             # Another process is still rebuilding the pool: answer as if Redis were away,
             # never with an empty list of numbers.
@@ -270,8 +272,6 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
         return SessionAnswer(session_id, "", fallback_entries(targets, "unavailable"))
     if any(isinstance(out, WrongSite) for out in outcomes):
         raise UnknownSession(session_id)
-    if ad:
-        record_ad_ids(ctx, session_id, ad, pool_ids, outcomes, now_ms)
     # Renewal outcomes, leases and refusals alike, carry their pool's target and fallback.
     entries = [entry_for(out, out.target, out.fallback) for out in outcomes if out.target]
     entries.sort(key=lambda e: e.target)
@@ -295,22 +295,14 @@ def _ad_ids(req: SessionRequest) -> visits.AdIds:
     return visits.AdIds.parse(req.consent, req.ga_client_id, req.ga_session_id, req.fbp)
 
 
-def record_ad_ids(ctx: SessionContext, session_id: str, ad: visits.AdIds, pool_ids: list[int],
-                  outcomes: list, now_ms: int) -> None:
-    """Queue ad ids or consent learnt after the session began for the recorder, which sets
-    them on the visit and any call already matched to it; no SQL on this path.
+def ad_events(pool_ids: list[int], ad: visits.AdIds | None) -> dict[int, str]:
+    """Ad ids or consent learnt after the session began, as the event to record, by pool.
 
-    One stream only, so two updates are recorded in the order they came: that of the first
-    pool whose lease this request confirmed (its stream holds the visit's lease event, so the
-    recorder has the visit by then), else the first pool.
+    The lease or renew script writes it to the pool's event stream in the same round trip,
+    and the recorder sets it on the visit and any call already matched to it. One pool
+    only (the session's lowest id, whichever request brings it), so that two updates are
+    recorded in the order they came.
     """
-    if not ad:
-        return
-    held = [pid for pid, out in zip(pool_ids, outcomes, strict=True) if isinstance(out, Lease)]
-    pool_id = (held or pool_ids)[0]
-    event = {"t": "ad", "s": session_id, "at": now_ms,
-             "p": orjson.dumps(ad.columns()).decode()}
-    try:
-        ctx.pools.guard.call(ctx.pools.redis.xadd, ctx.pools.keys(pool_id).events, event)
-    except PoolError:
-        pass  # Redis went away since the renewal: this update is lost, the numbers are not
+    if not ad or not pool_ids:
+        return {}
+    return {min(pool_ids): orjson.dumps(ad.columns()).decode()}

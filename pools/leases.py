@@ -7,6 +7,7 @@ touches SQL; the lease history reaches SQL through each pool's event stream
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -59,6 +60,7 @@ class LeaseRequest:
     subnet_rate_limit: int = 0
     ip_share: float = 0.0  # most of the pool one IP may hold at once (0 = no cap)
     subnet_share: float = 0.0
+    ad: str = ""  # ad ids / consent JSON learnt since the session began, recorded as an event
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class PoolService:
             k.live_subnet_key(req.pool_id, req.subnet, self.prefix),
         ]
         args = [req.session_id, req.now_ms, req.rate_limit, req.rate_window_ms, req.payload, req.url,
-                req.subnet_rate_limit, req.ip_share, req.subnet_share]
+                req.subnet_rate_limit, req.ip_share, req.subnet_share, req.ad]
         return keys, args
 
     def lease(self, req: LeaseRequest) -> Lease:
@@ -131,13 +133,17 @@ class PoolService:
     # -- renew -------------------------------------------------------------------------
 
     def renew_many(self, pool_ids: list[int], session_id: str, site_key: str, now_ms: int,
-                   url: str = "") -> list[Lease | PoolError]:
+                   url: str = "", ads: Mapping[int, str] | None = None
+                   ) -> list[Lease | PoolError]:
         """Extend the session's lease in each pool; never leases a new number.
 
-        Each item is a Lease, or LeaseNotHeld / MaxLeaseAgeExceeded (carrying the pool's
-        target and fallback), PoolNotLoaded, or WrongSite.
+        ``ads``: ad ids / consent JSON to record in a pool's event stream, by pool id. Each
+        item is a Lease, or LeaseNotHeld / MaxLeaseAgeExceeded (carrying the pool's target
+        and fallback), PoolNotLoaded, or WrongSite.
         """
-        calls = [(self.keys(pid).state(), [session_id, now_ms, site_key, url]) for pid in pool_ids]
+        ads = ads or {}
+        calls = [(self.keys(pid).state(), [session_id, now_ms, site_key, url, ads.get(pid, "")])
+                 for pid in pool_ids]
         if len(calls) == 1:
             replies = [self.guard.call(self.direct.run, self.scripts.renew, *calls[0])]
         else:

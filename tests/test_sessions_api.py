@@ -450,6 +450,23 @@ def test_a_heartbeat_without_ad_ids_writes_no_ad_event(app, client, site, pool):
     assert kinds() == ["lease", "renew", "renew", "ad"]
 
 
+def test_ad_ids_on_a_heartbeat_cost_no_extra_round_trip(client, site, pool, monkeypatch):
+    """The ad event is written by the renew script itself: still one send to Redis."""
+    import redis.connection
+
+    sid = post_session(client, site["key"]).json["session_id"]
+    sends = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sends.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    assert beat_with(client, site["key"], sid, fbp=FBP, consent=True).status_code == 200
+    assert len(sends) == 1
+
+
 def call_to(admin, number: str, call_id: str) -> dict:
     started = dt.datetime.now(dt.UTC).isoformat()
     response = admin.post("/v1/calls", json={"call_id": call_id, "from": "+14158675309",

@@ -30,6 +30,15 @@ local function end_lease(number, at_ms, reason)
   end
 end
 
+-- Ad ids or consent learnt after the visit began (JSON; '' = none), for the recorder, which
+-- sets them on the visit and its calls. Sent to one pool of the session only, so that two
+-- updates keep their order.
+local function record_ad(session, at_ms, payload)
+  if payload ~= '' then
+    redis.call('XADD', K_EVENTS, '*', 't', 'ad', 's', session, 'at', at_ms, 'p', payload)
+  end
+end
+
 -- Leases whose expiry has passed end at their expiry, not at now: the number has been
 -- free since then, and matching must not credit that session with later calls.
 local function reclaim_expired(now_ms, limit)

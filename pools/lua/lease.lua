@@ -7,6 +7,7 @@
 -- ARGV[6] page url to record as viewed ('' = none)
 -- ARGV[7] new leases allowed per window from the subnet (0 = no limit)
 -- ARGV[8] ARGV[9] share of the pool's numbers one IP, one subnet may hold at once (0 = no cap)
+-- ARGV[10] ad ids / consent JSON to record for a resumed session ('' = none)
 -- Returns {code, number, expires_ms, started_ms}: 0 leased now, 1 already held (renewed),
 -- 2 exhausted, 3 rate limited, -1 pool not loaded.
 local session, now_s = ARGV[1], ARGV[2]
@@ -14,6 +15,11 @@ local now = tonumber(now_s)
 local meta = redis.call('HMGET', K_META, 'lease_ms', 'max_age_ms', 'cooldown_ms', 'policy')
 if not meta[1] then return {-1} end
 local lease_ms, max_age_ms, cooldown_ms = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
+-- Every answer from here on records the ad ids of a resumed session.
+local function done(reply)
+  record_ad(session, now_s, ARGV[10])
+  return reply
+end
 
 reclaim_expired(now, 100)
 
@@ -26,7 +32,7 @@ if held then
     redis.call('HINCRBY', K_STATS, 'renewals', 1)
     redis.call('XADD', K_EVENTS, '*', 't', 'renew', 'n', held, 's', session, 'st', start,
       'at', now_s, 'x', expires, 'u', ARGV[6])
-    return {1, held, expires, tonumber(start)}
+    return done({1, held, expires, tonumber(start)})
   end
   -- A page load after the maximum age starts a fresh lease; only idle renewals are refused.
   end_lease(held, now_s, 'max_age')
@@ -39,7 +45,7 @@ for i = 9, 11 do
     if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
     if count > limits[i] then
       redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
-      return {3}
+      return done({3})
     end
   end
 end
@@ -59,7 +65,7 @@ for i = 12, 13 do
       end
       if redis.call('SCARD', KEYS[i]) >= cap then
         redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
-        return {3}
+        return done({3})
       end
     end
     live_keys[#live_keys + 1] = KEYS[i]
@@ -70,7 +76,7 @@ local pick = redis.call('ZRANGE', K_IDLE, 0, 0, 'WITHSCORES')
 if #pick == 0 or (meta[4] ~= 'reuse_cooling' and now - tonumber(pick[2]) < cooldown_ms) then
   redis.call('HINCRBY', K_STATS, 'exhausted', 1)
   redis.call('XADD', K_EVENTS, '*', 't', 'exhausted', 's', session, 'at', now_s, 'p', ARGV[5])
-  return {2}
+  return done({2})
 end
 
 local number = pick[1]
@@ -90,4 +96,4 @@ if busy > tonumber(redis.call('HGET', K_STATS, 'peak_busy') or '0') then
 end
 redis.call('XADD', K_EVENTS, '*', 't', 'lease', 'n', number, 's', session, 'st', now_s,
   'at', now_s, 'x', expires, 'p', ARGV[5], 'u', ARGV[6])
-return {0, number, expires, now}
+return done({0, number, expires, now})

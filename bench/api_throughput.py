@@ -198,6 +198,41 @@ def create_database(kind: str, tmp: Path, stack: ExitStack, postgres_url: str) -
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
 
 
+@dataclass
+class Setting:
+    """What a benchmark's service runs on: all of it undone by the ExitStack it was made on."""
+
+    tmp: Path  # scratch folder (logs, wrk scripts, the instance folder)
+    rdb: redis.Redis  # our Redis database, flushed afterwards
+    token: str  # the admin token
+    env: dict  # the service's environment: add the benchmark's own settings, then migrate
+
+
+def bench_setting(stack: ExitStack, db: str, postgres_url: str, prefix: str,
+            keep_tmp: bool = False) -> Setting:
+    """A scratch folder, our Redis database and a fresh SQL database, and an environment
+    that names them (the caller's DNI_ settings and WEB_CONCURRENCY left out)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    if keep_tmp:
+        stack.callback(lambda: log(f"logs kept in {tmp}"))
+    else:
+        stack.callback(shutil.rmtree, tmp, True)
+    redis_url = bench_redis_url()
+    rdb = claim_redis(redis_url)
+    stack.callback(rdb.close)
+    stack.callback(rdb.flushdb)  # runs before close: callbacks unwind in reverse
+    log(f"database: {db}; redis: {redis_url}")
+    database_url = create_database(db, tmp, stack, postgres_url)
+    token = secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DNI_") and k != "WEB_CONCURRENCY"}
+    env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                "DNI_ADMIN_TOKEN": token, "DNI_SECRET_KEY": secrets.token_hex(16),
+                "DNI_INSTANCE_PATH": str(tmp / "instance"), "DNI_WORKER": "false",
+                "BENCH_REDIS_URL": redis_url})  # the bare app's floor endpoint
+    return Setting(tmp, rdb, token, env)
+
+
 def migrate(env: dict) -> None:
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade",
                     "-d", "dni_server/migrations"], cwd=ROOT, env=env, check=True,
@@ -558,32 +593,14 @@ def benchmark(args) -> Results:
     results = Results(settings={k: v for k, v in vars(args).items() if k != "json"},
                       machine=machine_info())
     with ExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="dni-bench-"))
-        if args.keep_logs:
-            stack.callback(lambda: log(f"logs kept in {tmp}"))
-        else:
-            stack.callback(shutil.rmtree, tmp, True)
-
-        redis_url = bench_redis_url()
-        rdb = claim_redis(redis_url)
-        stack.callback(rdb.close)
-        stack.callback(rdb.flushdb)  # runs before close: callbacks unwind in reverse
-
-        log(f"database: {args.db}; redis: {redis_url}")
-        database_url = create_database(args.db, tmp, stack, args.postgres_url)
-        token = secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("DNI_") and k not in ("WEB_CONCURRENCY",)}
+        setting = bench_setting(stack, args.db, args.postgres_url, "dni-bench-", args.keep_logs)
+        tmp, rdb, token, env = setting.tmp, setting.rdb, setting.token, setting.env
         env.update({
-            "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-            "DNI_ADMIN_TOKEN": token, "DNI_SECRET_KEY": secrets.token_hex(16),
-            "DNI_INSTANCE_PATH": str(tmp / "instance"),
             # No recorder thread in the web workers: it runs as its own process
             # (`flask dni worker`) in production and would compete for the 2 cores here.
             "DNI_WORKER": "true" if args.recorder else "false",
             "DNI_SESSION_RATE": "0",  # every request comes from 127.0.0.1
             "WEB_CONCURRENCY": str(args.workers), "DNI_THREADS": str(args.threads),
-            "BENCH_REDIS_URL": redis_url,  # the bare app's floor endpoint
         })
         migrate(env)
 

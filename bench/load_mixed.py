@@ -21,7 +21,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlencode
@@ -35,9 +34,7 @@ from bench.api_throughput import (  # noqa: E402
     USER_AGENTS,
     BenchPool,
     Gunicorn,
-    bench_redis_url,
-    claim_redis,
-    create_database,
+    bench_setting,
     http_json,
     log,
     migrate,
@@ -187,19 +184,9 @@ def main() -> int:
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk)")
     with ExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="dni-mixed-bench-"))
-        stack.callback(shutil.rmtree, tmp, True)
-        redis_url = bench_redis_url()
-        rdb = claim_redis(redis_url)
-        stack.callback(rdb.close)
-        stack.callback(rdb.flushdb)
-        database_url = create_database(args.db, tmp, stack, args.postgres_url)
-        admin = secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DNI_")}
-        env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                    "DNI_ADMIN_TOKEN": admin, "DNI_SECRET_KEY": secrets.token_hex(16),
-                    "DNI_INSTANCE_PATH": str(tmp / "instance"), "DNI_WORKER": "false",
-                    "DNI_TWILIO_AUTH_TOKEN": TOKEN, "DNI_PUBLIC_URL": PUBLIC_URL,
+        setting = bench_setting(stack, args.db, args.postgres_url, "dni-mixed-bench-")
+        tmp, rdb, admin, env = setting.tmp, setting.rdb, setting.token, setting.env
+        env.update({"DNI_TWILIO_AUTH_TOKEN": TOKEN, "DNI_PUBLIC_URL": PUBLIC_URL,
                     "DNI_PROXY_HOPS": "1", "WEB_CONCURRENCY": "2"})
         migrate(env)
         one = Gunicorn("one", "wsgi:app", env, tmp)

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlencode
@@ -33,9 +30,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 from bench.api_throughput import (  # noqa: E402
     BenchPool,
     Gunicorn,
-    bench_redis_url,
-    claim_redis,
-    create_database,
+    bench_setting,
     log,
     migrate,
     write_lua,
@@ -115,20 +110,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     with ExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="dni-webhook-bench-"))
-        stack.callback(shutil.rmtree, tmp, True)
-        redis_url = bench_redis_url()
-        rdb = claim_redis(redis_url)
-        stack.callback(rdb.close)
-        stack.callback(rdb.flushdb)
-        database_url = create_database(args.db, tmp, stack, args.postgres_url)
-        admin = secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DNI_")}
-        env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                    "DNI_ADMIN_TOKEN": admin, "DNI_SECRET_KEY": secrets.token_hex(16),
-                    "DNI_INSTANCE_PATH": str(tmp / "instance"), "DNI_WORKER": "false",
-                    "DNI_TWILIO_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "2",
-                    "BENCH_REDIS_URL": redis_url})
+        setting = bench_setting(stack, args.db, args.postgres_url, "dni-webhook-bench-")
+        tmp, rdb, admin, env = setting.tmp, setting.rdb, setting.token, setting.env
+        env.update({"DNI_TWILIO_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "2"})
         migrate(env)
         service = Gunicorn("service", "wsgi:app", env, tmp)
         stack.callback(service.stop)

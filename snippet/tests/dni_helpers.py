@@ -9,6 +9,7 @@ US_TARGET = "+18005550100"
 
 # The one-line stub publishers paste before the tag (see the README of the snippet).
 STUB = "window.dni=window.dni||function(){(dni.q=dni.q||[]).push(arguments)};"
+BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 # Every renewal a document sends, with the status it got (null while out): window.__beats.
@@ -95,3 +96,15 @@ def stored(page) -> dict:
 
 def js(value) -> str:
     return json.dumps(value)
+
+
+def assert_bot_leaves_the_page(make_page, pages) -> None:
+    """A crawler's visit: the answer is the fallback (reason bot) and plain.html is unchanged."""
+    tab = make_page(BOT_UA)
+    tab.add_init_script(STUB + "dni('onNumber', function (n) { window.__n = n; });")
+    tab.goto(pages.page("plain.html"))
+    wait_responses(tab)
+    [entry] = tab.evaluate("window.__n")
+    assert entry["fallback"] is True and entry["reason"] == "bot"
+    assert tab.text_content("#num") == "800-555-0100"
+    assert tab.get_attribute("#call", "href") == "tel:+18005550100"

@@ -10,10 +10,10 @@ import threading
 
 import pytest
 from dni_helpers import (
-    STUB,
     TRACK_BEATS,
     UK_TARGET,
     US_TARGET,
+    assert_bot_leaves_the_page,
     back_from_the_cache,
     mismatches,
     stored,
@@ -23,7 +23,6 @@ from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.browser
 
-BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 class Live:
@@ -125,14 +124,7 @@ def test_spa_route_change_is_recorded_as_a_page_view(live, pages, page):
 def test_bot_gets_the_fallback_and_the_page_is_unchanged(live, pages, make_page):
     """The service spots a crawler's user agent: fallback (the target), page untouched."""
     live.pool(US_TARGET, ["+18005550123"])
-    tab = make_page(BOT_UA)
-    tab.add_init_script(STUB + "dni('onNumber', function (n) { window.__n = n; });")
-    tab.goto(pages.page("plain.html"))
-    wait_responses(tab)
-    [entry] = tab.evaluate("window.__n")
-    assert entry["fallback"] is True and entry["reason"] == "bot"
-    assert tab.text_content("#num") == "800-555-0100"
-    assert tab.get_attribute("#call", "href") == "tel:+18005550100"
+    assert_bot_leaves_the_page(make_page, pages)
 
 
 def test_consent_denied_leases_for_the_page_only(live, pages, page):

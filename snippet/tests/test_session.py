@@ -11,6 +11,7 @@ from dni_helpers import (
     STUB,
     TRACK_BEATS,
     US_TARGET,
+    assert_bot_leaves_the_page,
     back_from_the_cache,
     set_visibility,
     stored,
@@ -19,7 +20,6 @@ from dni_helpers import (
 
 pytestmark = pytest.mark.browser
 
-BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 def count_answers(page) -> None:
@@ -175,14 +175,7 @@ def test_ga_client_id_is_sent_only_with_consent(fake, pages, page):
 
 def test_bot_answer_leaves_the_page_alone(fake, pages, make_page):
     """A crawler gets the fallback (here the target itself): the page is unchanged."""
-    tab = make_page(BOT_UA)
-    tab.add_init_script(STUB + "dni('onNumber', function (n) { window.__n = n; });")
-    tab.goto(pages.page("plain.html"))
-    wait_responses(tab)
-    [entry] = tab.evaluate("window.__n")
-    assert entry["fallback"] is True and entry["reason"] == "bot"
-    assert tab.text_content("#num") == "800-555-0100"
-    assert tab.get_attribute("#call", "href") == "tel:+18005550100"
+    assert_bot_leaves_the_page(make_page, pages)
 
 
 def test_fallback_number_is_shown_in_the_pages_format(fake, pages, page):

@@ -208,19 +208,42 @@ def channel_of(pool: Pool) -> tuple[str | None, str | None, str | None]:
     return single("source"), single("medium"), single("campaign")
 
 
+def caller_history(entity, call: Call) -> list:
+    """Conditions on ``entity`` (``Call`` or an alias) that select ``call``'s caller's
+    earlier calls within the call's tenant: the same site and, for a publisher's number,
+    the same publisher.
+
+    First touch, the repeat flag (and so the reports' first-time callers) and the
+    ``unique_days`` rule read only these: a caller's calls to another site or another
+    publisher never show through, nor cost this publisher a payout.
+    """
+    site = entity.site_id.is_(None) if call.site_id is None else entity.site_id == call.site_id
+    conditions = [entity.from_number == call.from_number,
+                  entity.started_at < call.started_at, site]
+    if call.publisher is not None:
+        conditions.append(entity.publisher == call.publisher)
+    if call.id is not None:
+        conditions.append(entity.id != call.id)
+    return conditions
+
+
+def same_tenant(call: Call, earlier: Call | None) -> bool:
+    """Whether ``earlier`` is inside ``call``'s caller history (see ``caller_history``)."""
+    return earlier is not None and earlier.site_id == call.site_id and (
+        call.publisher is None or earlier.publisher == call.publisher)
+
+
 def _link_previous_calls(db: Session, call: Call) -> dt.datetime | None:
     """Mark a repeat caller and keep the first call's attribution as first touch.
 
     Returns the start of the caller's latest earlier call (for ``unique_days``), read in
-    the same query as the first one.
+    the same query as the first one. Both within the call's tenant only.
     """
     if not call.from_valid:
         return None
     latest = (select(func.max(EARLIER.started_at))
-              .where(EARLIER.from_number == call.from_number,
-                     EARLIER.started_at < call.started_at).scalar_subquery())
-    row = db.execute(select(Call, latest).where(Call.from_number == call.from_number,
-                                                Call.started_at < call.started_at)
+              .where(*caller_history(EARLIER, call)).scalar_subquery())
+    row = db.execute(select(Call, latest).where(*caller_history(Call, call))
                      .order_by(Call.started_at).limit(1)).first()
     if row is None:
         return None
@@ -230,6 +253,18 @@ def _link_previous_calls(db: Session, call: Call) -> dt.datetime | None:
     call.first_touch = {name: getattr(first, name) for name in FIRST_TOUCH_FIELDS} | {
         "call_id": first.id, "started_at": first.started_at.isoformat()}
     return previous_at
+
+
+def shown_first_touches(db: Session, calls: list[Call]) -> dict[int, dict | None]:
+    """Each call's first touch as it may be shown: only when its first call is inside the
+    call's tenant. Rows stored before the history was scoped may hold another publisher's
+    visit (session id included): those are never shown. One query for all the calls."""
+    wanted = {c.first_call_id for c in calls if c.first_touch and c.first_call_id}
+    firsts = {row.id: row for row in db.execute(
+        select(Call.id, Call.site_id, Call.publisher).where(Call.id.in_(wanted)))} \
+        if wanted else {}
+    return {c.id: c.first_touch if c.first_touch and same_tenant(c, firsts.get(c.first_call_id))
+            else None for c in calls}
 
 
 def apply_event(call: Call, event: CallEventIn) -> None:
@@ -272,11 +307,8 @@ def requalify(db: Session, call: Call) -> None:
     previous = None
     # Only ``unique_days`` looks at earlier calls: without it, no query for them.
     if owner is not None and call.from_valid and (owner.qualification or {}).get("unique_days"):
-        query = select(Call.started_at).where(Call.from_number == call.from_number,
-                                              Call.started_at < call.started_at)
-        if call.id is not None:
-            query = query.where(Call.id != call.id)
-        previous = db.scalar(query.order_by(Call.started_at.desc()).limit(1))
+        previous = db.scalar(select(Call.started_at).where(*caller_history(Call, call))
+                             .order_by(Call.started_at.desc()).limit(1))
     _qualify(call, owner, timezone, previous)
     # Same session, same transaction: the conversion is queued exactly when this commits.
     conversion_outbox.on_qualification(db, call)

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import literal, null, or_, select, union_all
+from sqlalchemy import Select, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from attribution.models import StaticNumber
@@ -119,12 +119,7 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
     _record_pending_leases(db, pools, pool.id)
     live = _live_holder(pools, pool.id, number, at_ms, steps)
-    # Plain rows, not ORM objects: this runs for every call, over millions of leases.
-    candidates = db.execute(
-        select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms,
-               Lease.expires_at_ms, Lease.ended_at_ms, Lease.end_reason)
-        .where(Lease.number == number, Lease.started_at_ms <= at_ms)
-        .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES)).all()
+    candidates = db.execute(candidate_leases_query(pool.id, number, at_ms)).all()
     considered: list[dict] = []
     if live is not None and (not candidates or live[1] >= candidates[0].started_at_ms):
         session_id, start = live
@@ -163,6 +158,21 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
         chosen = Match("unattributed", 0.0, pool_id=pool.id)
     chosen.explanation = {"steps": steps, "leases": considered}
     return chosen
+
+
+def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:
+    """The latest leases of ``number`` in ``pool_id`` begun by ``at_ms``.
+
+    Only that pool's: a number retired from one pool and added to another must never be
+    matched to a visit of its previous pool (another site, or another publisher). The
+    unique index on (pool_id, number, started_at_ms) serves it. Plain rows, not ORM
+    objects: this runs for every call, over millions of leases.
+    """
+    return (select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms,
+                   Lease.expires_at_ms, Lease.ended_at_ms, Lease.end_reason)
+            .where(Lease.pool_id == pool_id, Lease.number == number,
+                   Lease.started_at_ms <= at_ms)
+            .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES))
 
 
 def _record_pending_leases(db: Session, pools: PoolService | None, pool_id: int) -> None:

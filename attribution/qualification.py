@@ -4,6 +4,7 @@ Rules (every one optional)::
 
     {"min_duration": 60,                 # talk seconds
      "unique_days": 30,                  # no earlier call from this caller in N days
+                                         # (to the same site and publisher)
      "countries": ["US"], "regions": ["CA", "NY"], "area_codes": ["212", "650"],
      "hours": {"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"}}
 
@@ -34,7 +35,9 @@ class CallFacts:
     caller_country: str | None
     caller_region: str | None
     area_code: str | None
-    previous_call_at: dt.datetime | None  # the caller's latest earlier call, if any
+    # The caller's latest earlier call to the same site (and publisher, for a publisher's
+    # number), if any: calls to other tenants never count (attribution.calls.caller_history).
+    previous_call_at: dt.datetime | None
     timezone: str = "UTC"
     disposition: str | None = None
 

@@ -8,7 +8,7 @@ import orjson
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from attribution.calls import CallEventIn, ingest, requalify
+from attribution.calls import CallEventIn, ingest, requalify, shown_first_touches
 from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber
 from dni_server.api.admin import catalog_call, get_site, limit_arg
 from dni_server.api.auth import scoped, token_required, visible
@@ -28,8 +28,11 @@ static_schema = StaticNumberSchema()
 static_update = StaticNumberSchema(partial=True)
 
 
-def call_view(call: Call, detail: bool = False) -> dict:
-    """A call as the API shows it; the explanation only on the detail view."""
+def call_view(call: Call, first_touch: dict | None, detail: bool = False) -> dict:
+    """A call as the API shows it; the explanation only on the detail view.
+
+    ``first_touch`` comes from ``shown_first_touches``: never another tenant's visit.
+    """
     attribution = {name: getattr(call, name) for name in ATTRIBUTION_FIELDS}
     attribution.update(
         method=call.method, confidence=call.confidence, session_id=call.session_id,
@@ -46,7 +49,7 @@ def call_view(call: Call, detail: bool = False) -> dict:
         "caller": {"number": call.from_number, "valid": call.from_valid,
                    "country": call.caller_country, "region": call.caller_region,
                    "city": call.caller_city, "repeat": call.repeat_caller,
-                   "first_touch": call.first_touch or None},
+                   "first_touch": first_touch},
         "qualified": call.qualified, "qualification_failures": call.qualification_failures,
         "disposition": call.disposition,
         "disposition_value": str(call.disposition_value) if call.disposition_value is not None
@@ -56,6 +59,10 @@ def call_view(call: Call, detail: bool = False) -> dict:
     if detail:
         out["explanation"] = call.explanation
     return out
+
+
+def call_detail(call: Call) -> dict:
+    return call_view(call, shown_first_touches(db.session, [call])[call.id], detail=True)
 
 
 def get_call(call_ref: str) -> Call:
@@ -85,7 +92,7 @@ def create_call():
                                                       Call.provider_call_id == data["call_id"]))
     call, _ = ingest(db.session, event, pools=current_app.extensions["dni"].pools)
     db.session.commit()
-    return jsonify(call_view(call, detail=True)), 200 if existed else 201
+    return jsonify(call_detail(call)), 200 if existed else 201
 
 
 @bp.get("/v1/calls")
@@ -96,12 +103,14 @@ def list_calls():
         query = query.where(Call.site_id == get_site(request.args["site"], lookup_only=True).id)
     if "qualified" in request.args:
         query = query.where(Call.qualified.is_(request.args["qualified"] in ("1", "true")))
-    return jsonify(calls=[call_view(c) for c in db.session.scalars(query)])
+    rows = db.session.scalars(query).all()
+    first_touches = shown_first_touches(db.session, rows)
+    return jsonify(calls=[call_view(c, first_touches[c.id]) for c in rows])
 
 
 @bp.get("/v1/calls/<call_ref>")
 def show_call(call_ref: str):
-    return jsonify(call_view(get_call(call_ref), detail=True))
+    return jsonify(call_detail(get_call(call_ref)))
 
 
 @bp.post("/v1/calls/<call_ref>/disposition")
@@ -112,7 +121,7 @@ def set_disposition(call_ref: str):
     call.disposition, call.disposition_value = data["disposition"], data["value"]
     requalify(db.session, call)
     db.session.commit()
-    return jsonify(call_view(call, detail=True))
+    return jsonify(call_detail(call))
 
 
 # -- static numbers ------------------------------------------------------------------------

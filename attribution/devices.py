@@ -54,10 +54,16 @@ def _known(family: str) -> str | None:
     return None if family in ("Other", "") else family
 
 
-@lru_cache(maxsize=16_384)
 def describe(user_agent: str) -> Device:
     """Classify a user agent; an empty one counts as a bot (browsers always send one)."""
-    ua_string = (user_agent or "")[:MAX_UA_LENGTH]
+    return parsed((user_agent or "")[:MAX_UA_LENGTH])
+
+
+# Keyed on what is parsed, never the whole header: 8 KB user agents differing after the
+# first MAX_UA_LENGTH characters share one entry instead of filling memory.
+@lru_cache(maxsize=16_384)
+def parsed(ua_string: str) -> Device:
+    """Classify a user agent already cut to MAX_UA_LENGTH characters (cached)."""
     if not ua_string.strip():
         return Device("bot", None, None, None, None, True)
     ua = _FastUserAgent(ua_string)

@@ -106,6 +106,9 @@ class Visit(VisitAttribution, Base):
     user_agent: Mapped[str | None] = mapped_column(Text)
     ip: Mapped[str | None] = mapped_column(String(45))
     fallback_reason: Mapped[str | None] = mapped_column(String(32))
+    # Page views seen, stored or not (past pools.leases.MAX_PAGE_VIEWS only counted);
+    # None before migration 0008.
+    page_view_count: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class PageView(Base):

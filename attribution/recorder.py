@@ -12,14 +12,15 @@ import logging
 
 import orjson
 from redis.exceptions import ResponseError
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, String, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from attribution.models import Call, PageView, Visit
-from attribution.visits import path_of
+from attribution.models import PageView, Visit
+from attribution.visits import path_of, stored_url
 from attribution.zones import local_day
 from pools.catalog import mark_retired
 from pools.keys import RECORDER_GROUP, pool_keys
+from pools.leases import MAX_PAGE_VIEWS
 from pools.models import Lease, PoolExhaustion, Site
 from pools.sqlutil import dialect_insert, greatest, insert_ignoring_duplicates
 
@@ -64,6 +65,7 @@ class Batch:
         self.exhaustions: list[dict] = []
         self.retired: list[str] = []
         self.ad_ids: dict[str, dict] = {}  # session -> columns, later events winning
+        self.page_counts: dict[str, int] = {}  # session -> page views seen so far
 
     def add(self, event: dict) -> None:
         kind = event.get("t")
@@ -91,10 +93,12 @@ class Batch:
         if kind == "exhausted":
             self.exhaustions.append(
                 {"pool_id": self.pool_id, "session_id": event["s"], "at_ms": at})
-        if kind in ("lease", "renew") and event.get("u"):
-            url = event["u"]
+        if kind in ("lease", "renew") and (url := stored_url(event.get("u"))):
             self.page_views.setdefault((event["s"], at, url), {
                 "session_id": event["s"], "url": url, "path": path_of(url), "viewed_at_ms": at})
+        if kind in ("lease", "renew") and event.get("pc"):
+            seen = self.page_counts.get(event["s"], 0)
+            self.page_counts[event["s"]] = max(seen, int(event["pc"]))
         if kind == "retired":
             self.retired.append(event["n"])
         if kind == "ad":
@@ -107,6 +111,8 @@ class Batch:
             for visit in self.visits.values():
                 if visit.get("created_at"):
                     visit["local_day"] = local_day(visit["created_at"], zones.get(visit["site_id"]))
+                # A new visit's page count goes in with it: no update for each new session.
+                visit["page_view_count"] = self.page_counts.pop(visit["session_id"], None)
         insert_ignoring_duplicates(db, Visit.__table__, list(self.visits.values()), ["session_id"])
         if self.leases:
             stmt = dialect_insert(db, Lease.__table__)
@@ -123,18 +129,48 @@ class Batch:
                 },
             )
             db.execute(stmt, list(self.leases.values()))
-        insert_ignoring_duplicates(db, PageView.__table__, list(self.page_views.values()),
+        insert_ignoring_duplicates(db, PageView.__table__, self._page_views_within_cap(db),
                                    ["session_id", "viewed_at_ms", "url"])
+        self._write_page_counts(db)
         insert_ignoring_duplicates(db, PoolExhaustion.__table__, self.exhaustions,
                                    ["pool_id", "session_id", "at_ms"])
         for number in self.retired:
             mark_retired(db, self.pool_id, number)
         # After the visits: an update may follow its visit's lease in one batch. Calls already
-        # matched to the session took the visit's values then: they get the new ones too.
+        # matched to the session keep what the visit had then: what a call was matched with
+        # is what it was matched with, and nobody holding only a session id can rewrite it.
         for session_id, values in self.ad_ids.items():
             if values:
                 db.execute(update(Visit).where(Visit.session_id == session_id).values(values))
-                db.execute(update(Call).where(Call.session_id == session_id).values(values))
+
+    def _page_views_within_cap(self, db: Session) -> list[dict]:
+        """The batch's page views, without any past MAX_PAGE_VIEWS stored for their session.
+
+        The scripts stop sending URLs past the cap; this holds it too for a counter that
+        Redis lost (a restart, or a session idle past the counter's life).
+        """
+        if not self.page_views:
+            return []
+        sessions = {row["session_id"] for row in self.page_views.values()}
+        stored = dict(db.execute(
+            select(PageView.session_id, func.count()).where(PageView.session_id.in_(sessions))
+            .group_by(PageView.session_id)).all())
+        kept = []
+        for row in sorted(self.page_views.values(), key=lambda r: r["viewed_at_ms"]):
+            if stored.get(row["session_id"], 0) < MAX_PAGE_VIEWS:
+                stored[row["session_id"]] = stored.get(row["session_id"], 0) + 1
+                kept.append(row)
+        return kept
+
+    def _write_page_counts(self, db: Session) -> None:
+        """Raise each visit's page view count to what the scripts counted (idempotent)."""
+        if not self.page_counts:
+            return
+        table = Visit.__table__
+        count = func.coalesce(table.c.page_view_count, 0)
+        stmt = (update(table).where(table.c.session_id == bindparam("sid", type_=String))
+                .values(page_view_count=greatest(db, count, bindparam("pc", type_=Integer))))
+        db.execute(stmt, [{"sid": sid, "pc": pc} for sid, pc in self.page_counts.items()])
 
 
 def drain_pool(redis, db: Session, pool_id: int, consumer: str, *, prefix: str,

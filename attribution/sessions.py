@@ -5,11 +5,13 @@ the snippet API reports beside a fallback number: ``detect_bot`` (bot), ``pick_p
 (no_pool), ``lease`` (pool_exhausted, rate_limited, unavailable). Nothing here writes
 SQL: the lease script records the visit in the pool's event stream, and the recorder
 copies it into SQL off the request path. Ad ids and consent that arrive later (a renewal,
-the next page) go into the same stream as an ``ad`` event.
+the next page) go into the same stream as an ``ad`` event, only while the session holds a
+live lease.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -19,13 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from attribution import devices, visits
 from attribution.geo import GeoLocator
+from attribution.models import PageView, Visit
 from pools import rules
 from pools.directory import SiteConfig, SiteDirectory
 from pools.errors import PoolError, PoolNotLoaded, PoolUnavailable, WrongSite
-from pools.leases import Lease, LeaseRequest, PoolService
+from pools.leases import Lease, LeaseRequest, PoolService, SessionIdle
 
 VISITOR_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
@@ -109,6 +114,15 @@ class SessionContext:
     rate_window_ms: int = 60_000
     ip_share: float = 0.2  # of a pool's numbers, held at once by one IP (0 = no cap)
     subnet_share: float = 0.4  # ... by one IPv4 /24 or IPv6 /48
+    # Renewals (heartbeats, page loads) of one session's lease per window: past it the
+    # session keeps its number but nothing new is recorded. Off with rate_limit 0.
+    renewal_limit: int = 30
+    renewal_window_ms: int = 60_000
+
+    def renewal_limits(self) -> dict:
+        """The per-session renewal limit as the pool scripts take it."""
+        limit = self.renewal_limit if self.rate_limit > 0 else 0
+        return {"renewal_limit": limit, "renewal_window_ms": self.renewal_window_ms}
 
 
 # -- steps -------------------------------------------------------------------------------
@@ -119,13 +133,12 @@ def detect_bot(user_agent: str) -> devices.Device:
 
 
 def rate_key_ip(ip: str | None) -> str:
-    """IPv6 visitors are limited per /64: one host can rotate through a whole /64."""
-    if not ip:
+    """IPv6 visitors are limited per /64: one host can rotate through a whole /64. An
+    IPv4-mapped address (a dual-stack bind) is its IPv4 address."""
+    normal = visits.client_ip(ip)
+    if normal is None:
         return "-"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return "-"
+    address = ipaddress.ip_address(normal)
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
     return str(address)
@@ -137,10 +150,10 @@ SUBNET_RATE_FACTOR = 4
 
 def rate_key_subnet(ip: str | None) -> str:
     """The IPv4 /24 or IPv6 /48 around ``ip``: a bot rotating addresses stays inside one."""
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
+    normal = visits.client_ip(ip)
+    if normal is None:
         return "-"
+    address = ipaddress.ip_address(normal)
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
@@ -210,7 +223,7 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
     picked = list(chosen.values())
     if picked:
         ip_key = rate_key_ip(req.ip)
-        url = visits.clip(req.url, visits.MAX_URL_LENGTH) or ""
+        url = visits.stored_url(req.url) or ""
         # Without a client address (a misconfigured proxy) every visitor would share one
         # key: only the per-IP rate applies then, not the subnet rate or the pool shares.
         # DNI_SESSION_RATE=0 turns every per-client limit off (load tests from one host).
@@ -226,13 +239,17 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
         def lease(pool_ids: list[int]) -> list:
             return ctx.pools.lease_many([
                 LeaseRequest(pid, session_id, now_ms, ip_key, visitor_id, ctx.rate_limit,
-                             ctx.rate_window_ms, payload, url, ad=ads.get(pid, ""), **limits)
+                             ctx.rate_window_ms, payload, url, ad=ads.get(pid, ""), **limits,
+                             **ctx.renewal_limits(), resuming=not new)
                 for pid in pool_ids])
 
         try:
             outcomes = with_reload(ctx, now_ms, [p.id for p in picked], lease)
         except PoolUnavailable:
             outcomes = [PoolUnavailable(p.id) for p in picked]
+        if any(isinstance(out, SessionIdle) for out in outcomes):
+            # Idle too long to resume: a new session (and visit) for the same visitor.
+            return start_session(ctx, site, dataclasses.replace(req, session_id=None), now_ms)
         entries += [entry_for(out, p.target, p.fallback)
                     for p, out in zip(picked, outcomes, strict=True)]
     entries.sort(key=lambda e: e.target)
@@ -255,11 +272,11 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
             raise UnknownSession(session_id)
         return SessionAnswer(session_id, "", fallback_entries(site.targets(), "no_pool"))
 
-    page = visits.clip(url, visits.MAX_URL_LENGTH) or ""
+    page = visits.stored_url(url) or ""
     try:
         ads = ad_events(pool_ids, ad)
         outcomes = with_reload(ctx, now_ms, pool_ids, lambda ids: ctx.pools.renew_many(
-            ids, session_id, site_key, now_ms, page, ads))
+            ids, session_id, site_key, now_ms, page, ads, **ctx.renewal_limits()))
         if any(isinstance(out, PoolNotLoaded) for out in outcomes):
             # Another process is still rebuilding the pool: answer as if Redis were away,
             # never with an empty list of numbers.
@@ -281,9 +298,10 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
 def _visit_payload(ctx: SessionContext, site: SiteConfig, visit: visits.Visit,
                    device: devices.Device, req: SessionRequest, session_id: str,
                    visitor_id: str, now_ms: int) -> str:
-    row = visit.record(device, ctx.geo.locate(req.ip))
+    ip = visits.client_ip(req.ip)
+    row = visit.record(device, ctx.geo.locate(ip))
     row.update(session_id=session_id, visitor_id=visitor_id, site_id=site.id,
-               created_at_ms=now_ms, ip=req.ip,
+               created_at_ms=now_ms, ip=ip,
                user_agent=(req.user_agent or "")[: devices.MAX_UA_LENGTH] or None,
                # When the click id was first seen: Meta's fbc is built from it.
                click_id_at_ms=now_ms if visit.click_ids else None)
@@ -299,10 +317,41 @@ def ad_events(pool_ids: list[int], ad: visits.AdIds | None) -> dict[int, str]:
     """Ad ids or consent learnt after the session began, as the event to record, by pool.
 
     The lease or renew script writes it to the pool's event stream in the same round trip,
-    and the recorder sets it on the visit and any call already matched to it. One pool
-    only (the session's lowest id, whichever request brings it), so that two updates are
-    recorded in the order they came.
+    only if the session holds a live lease, and the recorder sets it on the visit (a call
+    already matched keeps what the visit had then). One pool only (the session's lowest
+    id, whichever request brings it), so that two updates are recorded in the order they
+    came.
     """
     if not ad or not pool_ids:
         return {}
     return {min(pool_ids): orjson.dumps(ad.columns()).decode()}
+
+
+# -- the journey, read back from SQL ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Journey:
+    """One page of a session's page views, oldest first."""
+
+    views: list[PageView]
+    stored: int  # page views stored for the session (at most pools.leases.MAX_PAGE_VIEWS)
+    seen: int  # page views seen, stored or only counted
+    offset: int
+    limit: int
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + len(self.views)
+        return end if end < self.stored else None
+
+
+def journey(db: Session, session_id: str, offset: int = 0, limit: int = 200) -> Journey:
+    """The session's page views from ``offset``, at most ``limit`` of them."""
+    stored = db.scalar(select(func.count()).select_from(PageView)
+                       .where(PageView.session_id == session_id)) or 0
+    counted = db.scalar(select(Visit.page_view_count).where(Visit.session_id == session_id))
+    views = db.scalars(select(PageView).where(PageView.session_id == session_id)
+                       .order_by(PageView.viewed_at_ms, PageView.id)
+                       .offset(offset).limit(limit)).all()
+    return Journey(list(views), stored, max(stored, counted or 0), offset, limit)

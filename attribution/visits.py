@@ -7,6 +7,7 @@ known search engine or the referrer's domain, else ``(direct)``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -16,6 +17,8 @@ from attribution.geo import NOWHERE, Location
 from attribution.models import CLICK_ID_FIELDS, UTM_FIELDS
 from pools.rules import VisitFacts
 
+# The longest URL stored (landing page, referrer, each page view): what browsers and search
+# engines reliably handle; the rest of a longer one is cut off, never stored.
 MAX_URL_LENGTH = 2048
 MAX_VALUE_LENGTH = 255
 MAX_COOKIE_LENGTH = 4096  # a browser keeps no longer cookie: anything longer is not one
@@ -125,6 +128,27 @@ def clip(value: str | None, limit: int = MAX_VALUE_LENGTH) -> str | None:
     return value[:limit] or None
 
 
+def stored_url(url: str | None) -> str | None:
+    """A URL as stored: without its fragment (OAuth redirects put tokens there), at most
+    MAX_URL_LENGTH characters."""
+    return clip(url.partition("#")[0], MAX_URL_LENGTH) if url else None
+
+
+def client_ip(ip: str | None) -> str | None:
+    """A client address as keyed and stored, or None when it is not one.
+
+    An IPv4 visitor reaching a dual-stack listener arrives as ``::ffff:a.b.c.d``: it is that
+    IPv4 address, so it is keyed and stored as one (not as part of the IPv6 block ``::``
+    that every IPv4 visitor would share).
+    """
+    try:
+        address = ipaddress.ip_address((ip or "").strip())
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if address.version == 6 else None
+    return str(mapped or address)
+
+
 def domain_of(url: str | None) -> str | None:
     if not url:
         return None
@@ -162,9 +186,12 @@ def query_params(url: str) -> dict[str, str]:
 
 def capture(url: str | None, referrer: str | None, keyword_params=()) -> Visit:
     """Read source, medium, campaign fields, click ids and keyword from the landing URL."""
-    url = clip(url, MAX_URL_LENGTH)
-    referrer = clip(referrer, MAX_URL_LENGTH)
-    params = query_params(url) if url else {}
+    # Click ids may sit in a hash route's query ("/#/offer?gclid=..."): read from the whole
+    # URL, but store it without the fragment.
+    whole = clip(url, MAX_URL_LENGTH)
+    params = query_params(whole) if whole else {}
+    url = stored_url(url)
+    referrer = stored_url(referrer)
     try:
         path = urlsplit(url).path or "/" if url else None
     except ValueError:

@@ -14,7 +14,8 @@ key                          type        contents
 ``dni:pool:{42}:session``    hash        session -> number it holds (stickiness)
 ``dni:pool:{42}:retiring``   set         leased numbers to retire when their lease ends
 ``dni:pool:{42}:stats``      hash        counters: leases, renewals, exhausted, rate_limited,
-                                         released, expired, max_age, retired, peak_busy
+                                         renewals_limited, released, expired, max_age,
+                                         retired, peak_busy
 ``dni:pool:{42}:events``     stream      lease history for the recorder (consumer group
                                          ``recorders``); copied into SQL, then deleted
 ``dni:pool:{42}:rate:ip:X``  string      new leases from IP X in the current window
@@ -22,6 +23,10 @@ key                          type        contents
 ``dni:pool:{42}:rate:net:X`` string      new leases from subnet X (IPv4 /24, IPv6 /48)
 ``dni:pool:{42}:live:ip:X``  set         sessions from IP X that may still hold a number
 ``dni:pool:{42}:live:net:X`` set         sessions from subnet X that may still hold a number
+``dni:pool:{42}:beats:S``    string      renewals by session S in the current window
+``dni:pool:{42}:pages:S``    string      page views of session S seen so far (past the cap
+                                         they are counted, not stored); kept while S is
+                                         active, S may be resumed only while it exists
 ===========================  ==========  ===============================================
 """
 
@@ -88,6 +93,16 @@ def live_ip_key(pool_id: int, ip: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 def live_subnet_key(pool_id: int, subnet: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{pool_tag(pool_id, prefix)}:live:net:{subnet}"
+
+
+def session_beats_key(pool_id: int, session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The session's renewals in the current rate window."""
+    return f"{pool_tag(pool_id, prefix)}:beats:{session_id}"
+
+
+def session_pages_key(pool_id: int, session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The session's page views seen so far."""
+    return f"{pool_tag(pool_id, prefix)}:pages:{session_id}"
 
 
 def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:

@@ -29,6 +29,18 @@ from pools.errors import (
 )
 from pools.scripts import PoolScripts, register_scripts
 
+# Page views stored per session; later ones are only counted (visits.page_view_count), so
+# one visitor cannot grow the journey, and the answers that show it, without bound.
+MAX_PAGE_VIEWS = 200
+# A session holding no live lease may be resumed this long after its last lease or renewal
+# (the snippet itself starts a new session after 30 minutes without an answer); after that
+# its id names a visit that is over, and a request naming it starts a new session.
+RESUME_WINDOW_MS = 30 * 60_000
+
+
+class SessionIdle(PoolError):
+    """A session named by the client that has been idle too long to resume (lease.lua 5)."""
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -61,6 +73,11 @@ class LeaseRequest:
     ip_share: float = 0.0  # most of the pool one IP may hold at once (0 = no cap)
     subnet_share: float = 0.0
     ad: str = ""  # ad ids / consent JSON learnt since the session began, recorded as an event
+    renewal_limit: int = 0  # renewals of a held lease per session per window (0 = no limit)
+    renewal_window_ms: int = 60_000
+    page_cap: int = MAX_PAGE_VIEWS
+    resuming: bool = False  # the client named this session: resumed only if still active
+    resume_window_ms: int = RESUME_WINDOW_MS
 
 
 @dataclass(frozen=True)
@@ -94,9 +111,13 @@ class PoolService:
             k.rate_subnet_key(req.pool_id, req.subnet, self.prefix),
             k.live_ip_key(req.pool_id, req.ip, self.prefix),
             k.live_subnet_key(req.pool_id, req.subnet, self.prefix),
+            k.session_beats_key(req.pool_id, req.session_id, self.prefix),
+            k.session_pages_key(req.pool_id, req.session_id, self.prefix),
         ]
         args = [req.session_id, req.now_ms, req.rate_limit, req.rate_window_ms, req.payload, req.url,
-                req.subnet_rate_limit, req.ip_share, req.subnet_share, req.ad]
+                req.subnet_rate_limit, req.ip_share, req.subnet_share, req.ad,
+                req.renewal_limit, req.renewal_window_ms, req.page_cap,
+                1 if req.resuming else 0, req.resume_window_ms]
         return keys, args
 
     def lease(self, req: LeaseRequest) -> Lease:
@@ -133,16 +154,23 @@ class PoolService:
     # -- renew -------------------------------------------------------------------------
 
     def renew_many(self, pool_ids: list[int], session_id: str, site_key: str, now_ms: int,
-                   url: str = "", ads: Mapping[int, str] | None = None
-                   ) -> list[Lease | PoolError]:
+                   url: str = "", ads: Mapping[int, str] | None = None, *,
+                   renewal_limit: int = 0, renewal_window_ms: int = 60_000,
+                   page_cap: int = MAX_PAGE_VIEWS,
+                   resume_window_ms: int = RESUME_WINDOW_MS) -> list[Lease | PoolError]:
         """Extend the session's lease in each pool; never leases a new number.
 
-        ``ads``: ad ids / consent JSON to record in a pool's event stream, by pool id. Each
-        item is a Lease, or LeaseNotHeld / MaxLeaseAgeExceeded (carrying the pool's target
-        and fallback), PoolNotLoaded, or WrongSite.
+        ``ads``: ad ids / consent JSON to record in a pool's event stream, by pool id, only
+        if the lease is live. Past ``renewal_limit`` renewals per window the lease is kept
+        as it is and nothing is recorded. Each item is a Lease, or LeaseNotHeld /
+        MaxLeaseAgeExceeded (carrying the pool's target and fallback), PoolNotLoaded, or
+        WrongSite.
         """
         ads = ads or {}
-        calls = [(self.keys(pid).state(), [session_id, now_ms, site_key, url, ads.get(pid, "")])
+        calls = [(self.keys(pid).state() + [k.session_beats_key(pid, session_id, self.prefix),
+                                            k.session_pages_key(pid, session_id, self.prefix)],
+                  [session_id, now_ms, site_key, url, ads.get(pid, ""), renewal_limit,
+                   renewal_window_ms, page_cap, resume_window_ms])
                  for pid in pool_ids]
         if len(calls) == 1:
             replies = [self.guard.call(self.direct.run, self.scripts.renew, *calls[0])]
@@ -231,7 +259,8 @@ def _lease_from_reply(pool_id: int, reply) -> Lease:
     code = int(reply[0])
     if code in (0, 1):
         return Lease(pool_id, reply[1], int(reply[2]), int(reply[3]), new=code == 0)
-    raise {2: PoolExhausted, 3: RateLimited, -1: PoolNotLoaded}.get(code, UnexpectedReply)(pool_id)
+    raise {2: PoolExhausted, 3: RateLimited, 5: SessionIdle,
+           -1: PoolNotLoaded}.get(code, UnexpectedReply)(pool_id)
 
 
 def _renewal_from_reply(pool_id: int, reply) -> Lease | PoolError:

@@ -493,8 +493,9 @@ def test_a_matched_call_carries_the_visits_ad_ids(app, client, admin, site, pool
         "1700000123", FBP, True)
 
 
-def test_consent_given_after_the_call_was_matched_reaches_the_call(app, client, admin, site,
-                                                                   pool):
+def test_consent_given_after_the_call_was_matched_reaches_only_the_visit(app, client, admin,
+                                                                         site, pool):
+    """A call keeps the consent its visit had when it was matched (issue 11, F2)."""
     body = post_session(client, site["key"], consent=False).json
     record(app)
     call = call_to(admin, body["numbers"][0]["number"], "CA-ad-2")
@@ -502,4 +503,5 @@ def test_consent_given_after_the_call_was_matched_reaches_the_call(app, client, 
     beat_with(client, site["key"], body["session_id"], consent=True, fbp=FBP)
     record(app)
     a = admin.get(f"/v1/calls/{call['id']}").json["attribution"]
-    assert (a["ad_consent"], a["fbp"], a["ga_client_id"]) == (True, FBP, None)
+    assert (a["ad_consent"], a["fbp"], a["ga_client_id"]) == (False, None, None)
+    assert ad_fields(visit_of(admin, body["session_id"]))[2:] == (FBP, True)

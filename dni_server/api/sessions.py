@@ -15,13 +15,17 @@ from dni_server.api.schemas import (
     SessionRequestSchema,
     session_answer,
 )
-from dni_server.errors import NotFound
-from dni_server.timefmt import now_ms
+from dni_server.errors import Invalid, NotFound
+from dni_server.timefmt import iso_ms, now_ms
 
 bp = Blueprint("sessions", __name__)
 enable_cors(bp)
 session_request = SessionRequestSchema()
 heartbeat_request = QuickLoader(HeartbeatRequestSchema())
+
+
+# A session's journey in the admin API, a page at a time (a session stores at most 200).
+JOURNEY_LIMIT, JOURNEY_MAX_LIMIT = 200, 1000
 
 
 def context() -> sessions.SessionContext:
@@ -61,3 +65,24 @@ def heartbeat(session_id: str):
     answer.visitor_id = body["visitor_id"] or ""
     metrics.observe_numbers(answer.numbers, renewal=True)
     return jsonify(session_answer(answer, now))
+
+
+def _count_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) \
+            or not minimum <= int(raw) <= maximum:
+        raise Invalid(f"{name} must be a whole number from {minimum} to {maximum}",
+                      fields={name: "out of range"})
+    return int(raw)
+
+
+def journey_json(db_session, session_id: str) -> tuple[list[dict], dict]:
+    """The session's pages for the admin API, paged by ``?page_views_offset`` and
+    ``?page_views_limit``, and what the page covers."""
+    offset = _count_arg("page_views_offset", 0, 0, 10**9)
+    limit = _count_arg("page_views_limit", JOURNEY_LIMIT, 1, JOURNEY_MAX_LIMIT)
+    page = sessions.journey(db_session, session_id, offset, limit)
+    pages = [{"url": pv.url, "path": pv.path, "viewed_at": iso_ms(pv.viewed_at_ms)}
+             for pv in page.views]
+    return pages, {"stored": page.stored, "seen": page.seen, "offset": offset, "limit": limit,
+                   "next_offset": page.next_offset}

@@ -31,12 +31,35 @@ local function end_lease(number, at_ms, reason)
 end
 
 -- Ad ids or consent learnt after the visit began (JSON; '' = none), for the recorder, which
--- sets them on the visit and its calls. Sent to one pool of the session only, so that two
--- updates keep their order.
+-- sets them on the visit (a call keeps what the visit had when it was matched). Sent to one
+-- pool of the session only, so that two updates keep their order. Called only while the
+-- session holds a live lease: a session id alone (read off a page, or long expired) must not
+-- change a visit's consent.
 local function record_ad(session, at_ms, payload)
   if payload ~= '' then
     redis.call('XADD', K_EVENTS, '*', 't', 'ad', 's', session, 'at', at_ms, 'p', payload)
   end
+end
+
+-- Per-session renewal limit (fixed window; `key` is the session's counter, `limit` 0 = none):
+-- true when this renewal is one too many. It is counted either way.
+local function renewal_limited(key, now_ms, limit, window_ms)
+  if limit <= 0 then return false end
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, window_ms) end
+  return count > limit
+end
+
+-- The page-view fields of a lease or renew event for `url` ('' = none). Each session stores
+-- at most `cap` page views; later ones are only counted ('pc', the views seen so far). The
+-- counter (`key`) is kept `ttl_ms` after the session's last lease or renewal, with or without
+-- a page: while it exists the session is active and may be resumed (see lease.lua).
+local function page_fields(key, url, cap, ttl_ms)
+  local count = redis.call('INCRBY', key, url == '' and 0 or 1)
+  redis.call('PEXPIRE', key, ttl_ms)
+  if url == '' then return {} end
+  if count > cap then return {'pc', count} end
+  return {'u', url, 'pc', count}
 end
 
 -- Leases whose expiry has passed end at their expiry, not at now: the number has been

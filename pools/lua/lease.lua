@@ -7,18 +7,25 @@
 -- ARGV[6] page url to record as viewed ('' = none)
 -- ARGV[7] new leases allowed per window from the subnet (0 = no limit)
 -- ARGV[8] ARGV[9] share of the pool's numbers one IP, one subnet may hold at once (0 = no cap)
--- ARGV[10] ad ids / consent JSON to record for a resumed session ('' = none)
--- Returns {code, number, expires_ms, started_ms}: 0 leased now, 1 already held (renewed),
--- 2 exhausted, 3 rate limited, -1 pool not loaded.
+-- ARGV[10] ad ids / consent JSON to record for a resumed session ('' = none): recorded only
+-- when the session already held a live lease, never with a new one (a session id alone must
+-- not change a visit's consent)
+-- KEYS[14] the session's renewals in this window   KEYS[15] the session's page views
+-- ARGV[11] renewals allowed per session per window (0 = no limit)   ARGV[12] window ms
+-- ARGV[13] page views stored per session (later ones are only counted)
+-- ARGV[14] '1' when the client named the session (resuming it), else '0'
+-- ARGV[15] how long after its last lease or renewal a session may be resumed (ms)
+-- Returns {code, number, expires_ms, started_ms}: 0 leased now, 1 already held (renewed, or
+-- past the session's renewal limit: expiry unchanged, nothing recorded), 2 exhausted,
+-- 3 rate limited, 5 not resumed (idle too long, or unknown here: start a new session),
+-- -1 pool not loaded.
 local session, now_s = ARGV[1], ARGV[2]
 local now = tonumber(now_s)
 local meta = redis.call('HMGET', K_META, 'lease_ms', 'max_age_ms', 'cooldown_ms', 'policy')
 if not meta[1] then return {-1} end
 local lease_ms, max_age_ms, cooldown_ms = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
--- Every answer from here on records the ad ids of a resumed session.
-local function done(reply)
-  record_ad(session, now_s, ARGV[10])
-  return reply
+local function page(url)
+  return unpack(page_fields(KEYS[15], url, tonumber(ARGV[13]), tonumber(ARGV[15]) + lease_ms))
 end
 
 reclaim_expired(now, 100)
@@ -26,17 +33,31 @@ reclaim_expired(now, 100)
 local held = redis.call('HGET', K_SESSION, session)
 if held then
   local _, start = split_holder(redis.call('HGET', K_HOLDER, held))
-  if now - tonumber(start) <= max_age_ms then
+  local expiry = redis.call('ZSCORE', K_BUSY, held)
+  if not expiry or tonumber(expiry) <= now then
+    -- Lapsed (beyond what reclaim_expired took this time): it ended at its expiry.
+    end_lease(held, expiry or now_s, 'expired')
+  elseif now - tonumber(start) <= max_age_ms then
+    if renewal_limited(KEYS[14], now, tonumber(ARGV[11]), ARGV[12]) then
+      redis.call('HINCRBY', K_STATS, 'renewals_limited', 1)
+      return {1, held, tonumber(expiry), tonumber(start)}
+    end
     local expires = now + lease_ms
     redis.call('ZADD', K_BUSY, 'XX', expires, held)
     redis.call('HINCRBY', K_STATS, 'renewals', 1)
     redis.call('XADD', K_EVENTS, '*', 't', 'renew', 'n', held, 's', session, 'st', start,
-      'at', now_s, 'x', expires, 'u', ARGV[6])
-    return done({1, held, expires, tonumber(start)})
+      'at', now_s, 'x', expires, page(ARGV[6]))
+    record_ad(session, now_s, ARGV[10])
+    return {1, held, expires, tonumber(start)}
+  else
+    -- A page load after the maximum age starts a fresh lease; only idle renewals are refused.
+    end_lease(held, now_s, 'max_age')
   end
-  -- A page load after the maximum age starts a fresh lease; only idle renewals are refused.
-  end_lease(held, now_s, 'max_age')
 end
+
+-- A session holding no live lease is resumed only while it is active: a session id alone
+-- (read off a page, or leaked) must not revive a visit, nor its consent, long after.
+if ARGV[14] == '1' and redis.call('EXISTS', KEYS[15]) == 0 then return {5} end
 
 local limits = {[9] = tonumber(ARGV[3]), [10] = tonumber(ARGV[3]), [11] = tonumber(ARGV[7])}
 for i = 9, 11 do
@@ -45,7 +66,7 @@ for i = 9, 11 do
     if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
     if count > limits[i] then
       redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
-      return done({3})
+      return {3}
     end
   end
 end
@@ -65,7 +86,7 @@ for i = 12, 13 do
       end
       if redis.call('SCARD', KEYS[i]) >= cap then
         redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
-        return done({3})
+        return {3}
       end
     end
     live_keys[#live_keys + 1] = KEYS[i]
@@ -76,7 +97,7 @@ local pick = redis.call('ZRANGE', K_IDLE, 0, 0, 'WITHSCORES')
 if #pick == 0 or (meta[4] ~= 'reuse_cooling' and now - tonumber(pick[2]) < cooldown_ms) then
   redis.call('HINCRBY', K_STATS, 'exhausted', 1)
   redis.call('XADD', K_EVENTS, '*', 't', 'exhausted', 's', session, 'at', now_s, 'p', ARGV[5])
-  return done({2})
+  return {2}
 end
 
 local number = pick[1]
@@ -95,5 +116,5 @@ if busy > tonumber(redis.call('HGET', K_STATS, 'peak_busy') or '0') then
   redis.call('HSET', K_STATS, 'peak_busy', busy)
 end
 redis.call('XADD', K_EVENTS, '*', 't', 'lease', 'n', number, 's', session, 'st', now_s,
-  'at', now_s, 'x', expires, 'p', ARGV[5], 'u', ARGV[6])
-return done({0, number, expires, now})
+  'at', now_s, 'x', expires, 'p', ARGV[5], page(ARGV[6]))
+return {0, number, expires, now}

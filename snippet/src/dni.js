@@ -41,7 +41,7 @@
   var state = {};
   // consent: the visitor's answer, true or false; guard (truthy) when the site does not ask.
   // pend: the ad ids (as JSON) the request in flight carries.
-  var consent, pend, off, ready, started, inflight, leasing, pv, hiddenAt, timer, expT, mo, lastPath;
+  var consent, pend, off, ready, started, inflight, leasing, pv, hiddenAt, timer, expT, mo, lastUrl;
   var site, base, store;
 
   // Unit-test hook, dropped from the build (esbuild dropLabels); see tests/js/.
@@ -292,16 +292,18 @@
       r.t = Date.now();
       // A renewal's answer may leave the visitor id out.
       r.visitor_id = r.visitor_id || state.visitor_id;
-      // What the service now knows of the ad ids: what this request sent, else what it knew,
-      // unless it answered with another session.
-      r.k = pend || (r.session_id == state.session_id && state.k);
-      state = r;
       entries = r.numbers || [];
-      apply(1);
-      save(); // after the swap: a synchronous storage write need not delay it
       // A renewal that found a lease lapsed (the tab slept too long): lease again for this
       // session. Never after a lease, which would loop.
       for (i = 0; i < entries.length; i++) if (entries[i].reason == 'expired') again = !leasing;
+      // What the service now knows of the ad ids. Another session (a new one): what this
+      // request sent. The same one: what it knew, plus what this request sent if it was a
+      // live lease's renewal; resuming a session or finding a lease lapsed records no ad ids,
+      // so they go again with the next renewal.
+      r.k = r.session_id != state.session_id ? pend : !(leasing || again) && pend || state.k;
+      state = r;
+      apply(1);
+      save(); // after the swap: a synchronous storage write need not delay it
       // renew_in 0: nothing is leased, nothing to renew. Never below 5 s: no tight loop,
       // whatever the answer says.
       sched(r.renew_in && Math.max(r.renew_in, 5));
@@ -328,7 +330,7 @@
       if (!(pend = k != state.k && k)) b = {};
       b.site = site;
       leasing = L || !state.session_id;
-      if (leasing || pv) b.url = LOC.href;
+      if (leasing || pv) b.url = lastUrl;
       if (leasing) {
         b.referrer = d.referrer;
         b.visitor_id = state.visitor_id;
@@ -363,17 +365,19 @@
   // Start the visit (page load), or record a page view (SPA route change). No lease while the
   // page is prerendered: the visitor may never see it.
   function visit() {
-    var p = LOC.pathname + LOC.search;
+    // The page's URL without its fragment: never sent (OAuth redirects put tokens there), and
+    // a change of fragment alone is no page view.
+    var p = LOC.href.split('#')[0];
     var c = camp(LOC.search);
     var first = !started;
-    if (!d.prerendering && d[VIS] != 'prerender' && p != lastPath) {
+    if (!d.prerendering && d[VIS] != 'prerender' && p != lastUrl) {
       if (first) {
         started = 1;
         try {
           if (consent) state = JSON.parse(localStorage.getItem(store)) || state;
         } catch (e) {}
       }
-      lastPath = p;
+      lastUrl = p;
       pv = 1;
       // Another campaign, or 30 minutes without an answer: a new session for the same visitor.
       if ((c && c != state.c) || Date.now() - state.t > 18e5) {

@@ -32,10 +32,14 @@ def test_destination_credentials_are_masked_everywhere(admin):
     patched = admin.patch(f"/v1/conversions/destinations/{dest['id']}",
                           json={"config": dest["config"] | {"pixel_id": "999"}})
     assert patched.status_code == 200 and patched.get_json()["config"]["pixel_id"] == "999"
+    from attribution.conversions.credentials import CredentialBox
     from attribution.conversions.models import ConversionDestination
     from dni_server.extensions import db
-    with admin.client.application.app_context():
-        assert db.session.get(ConversionDestination, dest["id"]).config["access_token"] == SECRET
+    app = admin.client.application
+    with app.app_context():
+        stored = db.session.get(ConversionDestination, dest["id"]).config
+        box = CredentialBox(app.extensions["dni"].settings.credentials_keys)
+        assert box.open(stored)["access_token"] == SECRET  # kept, and encrypted at rest
     assert admin.delete(f"/v1/conversions/destinations/{dest['id']}").status_code == 200
 
 
@@ -219,7 +223,7 @@ def test_dashboard_lists_deliveries_and_their_log(app, admin):
     browser = app.test_client()
     login = browser.get("/dashboard/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
-    assert browser.post("/dashboard/login", data={"token": "test-admin-token-0123456789",
+    assert browser.post("/dashboard/login", data={"token": "test-admin-token-0123456789abcdef",
                                                   "csrf_token": csrf}).status_code == 302
     page = browser.get("/dashboard/conversions")
     text = page.get_data(as_text=True)

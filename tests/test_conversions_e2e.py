@@ -17,7 +17,17 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from attribution.conversions.models import ConversionDelivery
-from factories import ADMIN_TOKEN, AdminClient, make_pool, make_site, numbers, post_session, record
+from factories import (
+    ADMIN_TOKEN,
+    CREDENTIALS_KEY,
+    OUTBOUND_ALLOW_HOSTS,
+    AdminClient,
+    make_pool,
+    make_site,
+    numbers,
+    post_session,
+    record,
+)
 
 LANDING = ("https://shop.example/plumbing?utm_source=google&utm_medium=cpc"
            "&gclid=EAIaIQobChMI-e2e&fbclid=IwAR-e2e-click&msclkid=5a6b7c8d9e")
@@ -151,7 +161,8 @@ def test_worker_killed_mid_delivery_sends_once_per_key(make_app, database_url, r
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                "DNI_ADMIN_TOKEN": ADMIN_TOKEN, "DNI_SECRET_KEY": "test-secret-key-0123456789",
                "DNI_WORKER": "false", "DNI_CONVERSIONS_SETTLE_SECONDS": "0",
-               "DNI_CONVERSIONS_LEASE_SECONDS": "5"}
+               "DNI_CONVERSIONS_LEASE_SECONDS": "5", "DNI_CREDENTIALS_KEYS": CREDENTIALS_KEY,
+               "DNI_OUTBOUND_ALLOW_HOSTS": OUTBOUND_ALLOW_HOSTS}
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         command = [sys.executable, "-m", "flask", "--app", "wsgi", "dni", "worker"]
 

@@ -138,7 +138,9 @@ def deliverer(app, **policy) -> Deliverer:
     policy = {"settle_seconds": 0, "base_delay": 10, "max_attempts": 5} | policy
     return Deliverer(services.session_factory,
                      RateLimiter(services.redis_admin, services.settings.redis_prefix),
-                     Policy(**policy), build=build)
+                     Policy(**policy), build=build,
+                     allow_hosts=services.settings.outbound_allow_hosts,
+                     credentials_keys=services.settings.credentials_keys)
 
 
 # -- setting up a site that converts -------------------------------------------------------------

@@ -28,11 +28,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attribution.conversions.base import Outcome
+from attribution.conversions.credentials import CredentialBox, MissingKey, reseal
 from attribution.conversions.models import (
     DUE,
     ConversionAttempt,
@@ -131,7 +133,10 @@ class Deliverer:
     timeout: float | None = None  # default: the destination's own
     configured: dict | None = None  # destinations and rules from DNI_CONVERSIONS_CONFIG
     observe: Callable | None = None  # (destination kind, outcome status), e.g. for metrics
+    allow_hosts: tuple[str, ...] = ()  # may resolve to internal addresses (test receivers)
+    credentials_keys: tuple[str, ...] = ()  # DNI_CREDENTIALS_KEYS: open the stored configs
     _built: dict = field(default_factory=dict)
+    _resealed: bool = False
 
     @classmethod
     def from_settings(cls, session_factory: sessionmaker, redis, settings,
@@ -142,7 +147,13 @@ class Deliverer:
                         settle_seconds=settings.conversions_settle_seconds,
                         lease_seconds=settings.conversions_lease_seconds)
         return cls(session_factory, RateLimiter(redis, settings.redis_prefix), policy,
-                   configured=settings.conversions_config, observe=observe)
+                   configured=settings.conversions_config, observe=observe,
+                   allow_hosts=settings.outbound_allow_hosts,
+                   credentials_keys=settings.credentials_keys)
+
+    @cached_property
+    def box(self) -> CredentialBox:
+        return CredentialBox(self.credentials_keys)
 
     def _ready(self) -> None:
         """Resolve the defaults on first use, so building a worker never imports them."""
@@ -155,9 +166,9 @@ class Deliverer:
 
             self.deliver = deliver
         if self.http_session is None:
-            import requests
+            from attribution.conversions.outbound import guarded_session
 
-            self.http_session = requests.Session()
+            self.http_session = guarded_session(self.allow_hosts)
         mask_library_logs()
 
     # -- one pass ---------------------------------------------------------------------------
@@ -167,9 +178,19 @@ class Deliverer:
         now = now or utcnow()
         with self.session_factory() as db:
             if self.configured is not None:
-                apply_config(db, self.configured)
-                db.commit()
+                try:
+                    apply_config(db, self.configured, self.box)
+                    db.commit()
+                except MissingKey as exc:
+                    db.rollback()
+                    log.error("DNI_CONVERSIONS_CONFIG not applied: %s", exc)
                 self.configured = None  # once per worker: the file is read at start
+            if not self._resealed:
+                # Once per worker: encrypt credentials stored in plain text by older
+                # versions, and re-encrypt with the first key after a rotation.
+                if reseal(db, self.box):
+                    db.commit()
+                self._resealed = True
             destination_ids = list(db.scalars(
                 select(ConversionDelivery.destination_id).where(self._due(now)).distinct()))
         if destination_ids:
@@ -210,7 +231,7 @@ class Deliverer:
         cache_key = (row.id, row.updated_at, row.kind)
         if cache_key not in self._built:
             self._built = {k: v for k, v in self._built.items() if k[0] != row.id}
-            self._built[cache_key] = self.build(row.kind, row.config)
+            self._built[cache_key] = self.build(row.kind, self.box.open(row.config))
         return self._built[cache_key]
 
     # -- claiming ---------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from attribution.conversions.base import Conversion, Outcome, PreparedRequest
+from attribution.conversions.outbound import ForbiddenAddress, checked_url
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -73,10 +73,10 @@ class Config:
 
     def url(self, key: str, default: str) -> str:
         value = self.text(key, default)
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{self.kind}: invalid config key {key!r}: not an http(s) URL")
-        return value.rstrip("/")
+        try:
+            return checked_url(value).rstrip("/")
+        except ValueError as exc:
+            raise ValueError(f"{self.kind}: invalid config key {key!r}: {exc}") from None
 
     def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
         value = self._raw(key)
@@ -271,7 +271,11 @@ class OAuthToken:
         if self.scope:
             form["scope"] = self.scope
         try:
-            response = session.post(self.token_url, data=form, timeout=timeout)
+            # No redirects: a redirect would carry the refresh token somewhere unchecked.
+            response = session.post(self.token_url, data=form, timeout=timeout,
+                                    allow_redirects=False)
+        except ForbiddenAddress as exc:
+            raise AuthError(f"token refresh refused: {exc}") from exc
         except Exception as exc:  # requests' network errors, timeouts
             raise AuthError(f"token refresh failed: {type(exc).__name__}") from exc
         data = json_body(response.content) or {}

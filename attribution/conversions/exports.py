@@ -22,16 +22,14 @@ Microsoft's line takes a fixed offset only, and one offset cannot describe a fil
 times straddle a DST change in the site's zone (the offset differs before and after). So we
 write every time in UTC with ``+0000``: always correct, whatever the site's zone.
 
-Rows are written with the csv module (quoting as needed, CRLF line ends). Only conversions
-(not retractions) with consent and a click id are exported; a click id with characters no
-real click id has (a visitor can type anything into a URL) is left out rather than let a
-spreadsheet read it as a formula.
+Rows are written by ``attribution.spreadsheet`` (quoting as needed, CRLF line ends, formula
+starts neutralised in every cell, conversion names included). Only conversions (not
+retractions) with consent and a click id are exported; a click id with characters no real
+click id has (a visitor can type anything into a URL) is left out altogether.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
@@ -39,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attribution.conversions.base import Conversion
 from attribution.conversions.destination import utc
+from attribution.spreadsheet import write_csv
 
 GOOGLE_COLUMNS = ["Conversion Name", "Conversion Time", "Conversion Value", "Conversion Currency"]
 GOOGLE_ID_COLUMNS = {"gclid": "Google Click ID", "gbraid": "GBRAID", "wbraid": "WBRAID"}
@@ -63,9 +62,7 @@ def _exportable(conv: Conversion) -> bool:
 
 
 def _write(rows: list[list[str]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue()
+    return write_csv(rows)
 
 
 def google_id(conv: Conversion) -> tuple[str, str] | None:

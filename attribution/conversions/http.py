@@ -19,6 +19,7 @@ import requests
 
 from attribution.conversions.base import Conversion, Outcome
 from attribution.conversions.destination import AuthError, Destination
+from attribution.conversions.outbound import ForbiddenAddress
 
 LOG_BODY_LIMIT = 200_000  # characters kept of each request/response body in the log
 
@@ -47,8 +48,17 @@ class _Delivery:
         self.records.append(record)
         started = time.perf_counter()
         try:
+            # No redirects: one would take the request (and its credentials) somewhere else.
             response = self.session.request(request.method, request.url, headers=request.headers,
-                                            data=request.body, timeout=self.timeout)
+                                            data=request.body, timeout=self.timeout,
+                                            allow_redirects=False)
+        except ForbiddenAddress as exc:
+            # Not a passing network trouble: the destination's address is not allowed.
+            record["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            record["error"] = f"ForbiddenAddress: {exc}"[:500]
+            for conv in chunk:
+                self.outcomes[conv.key] = Outcome(conv.key, "failed", f"{d.kind}: refused: {exc}")
+            return
         except requests.RequestException as exc:
             record["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
             record["error"] = d.redact(f"{type(exc).__name__}: {exc}")[:500]

@@ -251,8 +251,14 @@ def parse_config(data: object) -> dict:
     return data
 
 
-def apply_config(db: Session, data: dict) -> None:
-    """Create or update the file's destinations and site rules (marked ``managed_by=env``)."""
+def apply_config(db: Session, data: dict, box=None) -> None:
+    """Create or update the file's destinations and site rules (marked ``managed_by=env``).
+
+    ``box`` (a ``CredentialBox``) encrypts the credentials; MissingKey when it has no key.
+    """
+    from attribution.conversions.credentials import CredentialBox
+
+    box = box or CredentialBox()
     for site_key, site_data in data["sites"].items():
         site = db.scalar(select(Site).where(Site.key == site_key))
         if site is None:
@@ -265,7 +271,7 @@ def apply_config(db: Session, data: dict) -> None:
             if row is None:
                 row = ConversionDestination(site_id=site.id, name=name)
                 db.add(row)
-            row.kind, row.config = dest["kind"], dest.get("config") or {}
+            row.kind, row.config = dest["kind"], box.seal(dest.get("config") or {})
             row.enabled, row.managed_by = dest.get("enabled", True), "env"
             db.flush()
             ids[name] = row.id

@@ -1,19 +1,28 @@
 """Offline conversions (admin API): destinations, rules, the delivery log, file exports.
 
-Credentials are write-only: every answer shows them masked (``****`` and at most the last
-four characters). A PATCH may send a masked value back unchanged to keep the stored one.
+Credentials are write-only and encrypted at rest: every answer shows them masked (``****``
+and at most the last four characters). A PATCH may send a masked value back unchanged to
+keep the stored one, except when it also changes where requests go (a URL in the config):
+then every credential must be given again, so a stored secret cannot be redirected.
+URLs are shown with any userinfo masked; raw request and response bodies of the delivery
+log are shown to admin tokens only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError, fields, validate, validates_schema
 from sqlalchemy import select, update
 
 from attribution.conversions import exports, outbox
 from attribution.conversions import rules as conversion_rules
+from attribution.conversions.credentials import (
+    CredentialBox,
+    MissingKey,
+    is_url_key,
+)
 from attribution.conversions.destination import mask
 from attribution.conversions.models import (
     DESTINATION_KINDS,
@@ -24,6 +33,7 @@ from attribution.conversions.models import (
     ConversionDestination,
     ConversionRule,
 )
+from attribution.conversions.outbound import masked_url
 from attribution.conversions.registry import build_destination
 from attribution.models import Call
 from attribution.qualification import DISPOSITIONS
@@ -31,6 +41,7 @@ from dni_server.api.admin import get_site, limit_arg
 from dni_server.api.auth import deny_publishers, scoped, token_required, visible
 from dni_server.api.body import json_object
 from dni_server.api.schemas import Loose, _money
+from dni_server.converters import date_arg, id_arg
 from dni_server.errors import Conflict, Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.timefmt import iso_utc
@@ -100,21 +111,42 @@ rule_create, rule_update = RuleSchema(), RuleUpdateSchema()
 # -- views of rows ---------------------------------------------------------------------------
 
 
+def credential_box() -> CredentialBox:
+    return CredentialBox(current_app.extensions["dni"].settings.credentials_keys)
+
+
+def plain_config(row: ConversionDestination) -> dict:
+    """The stored config with its credentials decrypted (never to be shown as it is)."""
+    try:
+        return credential_box().open(row.config)
+    except ValueError:  # a key was removed: show what can be shown, masked
+        return dict(row.config or {})
+
+
 def masked_config(row: ConversionDestination) -> dict:
     """The config with every credential masked: by key name, and any value the destination
-    itself treats as secret."""
+    itself treats as secret; URLs with any userinfo masked."""
+    config = plain_config(row)
     secrets_seen: list[str] = []
     try:
-        secrets_seen = list(build_destination(row.kind, row.config)._secrets)
+        secrets_seen = list(build_destination(row.kind, config)._secrets)
     except ValueError:
         pass
     out = {}
-    for name, value in (row.config or {}).items():
-        if isinstance(value, str) and (any(w in name.lower() for w in SECRET_WORDS)
-                                       or value in secrets_seen):
+    for name, value in config.items():
+        if isinstance(value, str) and _url_like(name, value):
+            value = masked_url(value)
+        elif isinstance(value, str) and (any(w in name.lower() for w in SECRET_WORDS)
+                                         or value in secrets_seen):
             value = mask(value)
         out[name] = value
     return out
+
+
+def _url_like(name: str, value) -> bool:
+    """Config fields that say where requests go: ``*_url`` keys, and any http(s) URL."""
+    return is_url_key(name) or (isinstance(value, str)
+                                and value.strip().lower().startswith(("http://", "https://")))
 
 
 def destination_view(row: ConversionDestination) -> dict:
@@ -148,10 +180,34 @@ def delivery_view(row: ConversionDelivery) -> dict:
             "created_at": iso_utc(row.created_at), "updated_at": iso_utc(row.updated_at)}
 
 
-def attempt_view(row: ConversionAttempt) -> dict:
+def attempt_view(row: ConversionAttempt, full: bool) -> dict:
+    """One exchange of the log; ``full`` (admins) adds the request and response bodies."""
+    view = shown_attempt(row, full)
     return {"id": row.id, "operation": row.operation, "outcome": row.outcome,
-            "detail": row.detail, "request": row.request, "response": row.response,
+            "detail": row.detail, "request": view["request"], "response": view["response"],
             "http_status": row.http_status, "elapsed_ms": row.elapsed_ms, "at": iso_utc(row.at)}
+
+
+def shown_attempt(row: ConversionAttempt, full: bool) -> dict:
+    """The request and response of an attempt as they may be shown.
+
+    A response body is whatever the far end answered; only admins (who chose the
+    destination) see it. Others get the status and a short error code.
+    """
+    request_part = dict(row.request or {})
+    response_part = dict(row.response or {})
+    if isinstance(request_part.get("url"), str):
+        request_part["url"] = masked_url(request_part["url"])
+    if full:
+        return {"request": request_part, "response": response_part}
+    error = response_part.get("error")
+    return {"request": {"method": request_part.get("method"), "url": request_part.get("url")},
+            "response": {"status": response_part.get("status"),
+                         "error": error.split(":", 1)[0][:60] if isinstance(error, str) else None}}
+
+
+def sees_bodies() -> bool:
+    return g.principal.scope == "admin"
 
 
 # -- destinations ----------------------------------------------------------------------------
@@ -164,6 +220,35 @@ def checked_config(kind: str, config: dict) -> dict:
         raise Invalid("the destination's config is invalid", fields={"config": str(exc)}) \
             from None
     return config
+
+
+def sealed_config(config: dict) -> dict:
+    """``config`` as it is stored: credentials encrypted."""
+    try:
+        return credential_box().seal(config)
+    except MissingKey as exc:
+        raise Conflict(str(exc), code="credentials_key_missing") from None
+
+
+def _kept_credentials(old: dict, given: dict) -> dict:
+    """``given`` with masked credentials sent back replaced by the stored ones.
+
+    If a URL changes (where requests, and so credentials, are sent), a masked value is
+    refused: the credential must be entered again (422 naming the field).
+    """
+    masked = [k for k, v in given.items()
+              if isinstance(v, str) and v.startswith(MASKED) and k in old]
+    merged = {k: old[k] if k in masked else v for k, v in given.items()}
+    moved = sorted(k for k in {**old, **merged} if _url_like(k, old.get(k) or merged.get(k))
+                   and old.get(k) != merged.get(k))
+    stale = [k for k in masked if not _url_like(k, old[k])]
+    if moved and stale:
+        raise Invalid(
+            f"{', '.join(moved)} changed: enter the credentials again, stored ones are not "
+            "sent to a new address",
+            fields={"config": {k: "must be entered again when the URL changes"
+                               for k in stale}})
+    return merged
 
 
 def get_destination(destination_id: int) -> ConversionDestination:
@@ -187,9 +272,10 @@ def create_destination():
     data = destination_create.load(json_object())
     site = get_site(data["site"])
     _name_taken(site.id, data["name"])
+    config = checked_config(data["kind"], data["config"])
     row = ConversionDestination(site_id=site.id, name=data["name"], kind=data["kind"],
-                                config=checked_config(data["kind"], data["config"]),
-                                enabled=data["enabled"], managed_by="api")
+                                config=sealed_config(config), enabled=data["enabled"],
+                                managed_by="api")
     db.session.add(row)
     db.session.commit()
     return jsonify(destination_view(row)), 201
@@ -217,11 +303,9 @@ def update_destination(destination_id: int):
         _name_taken(row.site_id, data["name"], row.id)
         row.name = data["name"]
     if "config" in data:
-        old = row.config or {}
-        # A masked value sent back means "keep what is stored".
-        config = {k: old.get(k) if isinstance(v, str) and v.startswith(MASKED) and k in old
-                  else v for k, v in data["config"].items()}
-        row.config = checked_config(row.kind, config)
+        # A masked value sent back means "keep what is stored" (unless a URL changes).
+        config = _kept_credentials(plain_config(row), data["config"])
+        row.config = sealed_config(checked_config(row.kind, config))
     if "enabled" in data:
         row.enabled = data["enabled"]
     db.session.commit()
@@ -330,12 +414,7 @@ def delete_rule(rule_id: int):
 
 
 def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise Invalid(f"{name} must be a whole number", fields={name: "not a whole number"})
-    return int(raw)
+    return id_arg(request.args, name)
 
 
 def get_delivery(delivery_id: int) -> ConversionDelivery:
@@ -371,7 +450,8 @@ def list_attempts(delivery_id: int):
     row = get_delivery(delivery_id)
     attempts = db.session.scalars(select(ConversionAttempt).where(
         ConversionAttempt.delivery_id == row.id).order_by(ConversionAttempt.id))
-    return jsonify(attempts=[attempt_view(a) for a in attempts])
+    full = sees_bodies()
+    return jsonify(attempts=[attempt_view(a, full) for a in attempts])
 
 
 @bp.post("/v1/conversions/deliveries/<int:delivery_id>/retry")
@@ -387,14 +467,7 @@ def retry_delivery(delivery_id: int):
 
 
 def _date(name: str, default: dt.date) -> dt.date:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be a date, YYYY-MM-DD", fields={name: "not a date"}) \
-            from None
+    return date_arg(request.args, name, default)
 
 
 def _export(kind: str):

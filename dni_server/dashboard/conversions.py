@@ -5,7 +5,9 @@ Registered on ``dashboard.bp`` by importing this module before the blueprint is 
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from types import SimpleNamespace
+
+from flask import abort, g, render_template, request
 from sqlalchemy import select
 
 from attribution.conversions.models import (
@@ -16,6 +18,8 @@ from attribution.conversions.models import (
 )
 from attribution.models import Call
 from dni_server.api.auth import scoped, visible
+from dni_server.api.conversions import shown_attempt
+from dni_server.converters import parse_id
 from dni_server.dashboard import bp
 from dni_server.extensions import db
 
@@ -35,11 +39,21 @@ def conversions():
     rows = db.session.execute(query.order_by(D.id.desc()).limit(PER_PAGE)).all()
     selected = request.args.get("delivery", "")
     attempts, chosen = [], None
-    if selected.isdigit():
-        chosen = db.session.get(D, int(selected))
+    if selected:
+        delivery_id = parse_id(selected)  # ASCII digits within an id's range, else no row
+        chosen = db.session.get(D, delivery_id) if delivery_id is not None else None
         if chosen is None or not visible(db.session.get(Call, chosen.call_id)):
             abort(404, "No such delivery.")
         attempts = db.session.scalars(select(ConversionAttempt).where(
             ConversionAttempt.delivery_id == chosen.id).order_by(ConversionAttempt.id)).all()
+        attempts = [_shown(a, g.principal.scope == "admin") for a in attempts]
     return render_template("dashboard/conversions.html", rows=rows, statuses=STATUSES,
                            status=status, chosen=chosen, attempts=attempts)
+
+
+def _shown(attempt: ConversionAttempt, full: bool) -> SimpleNamespace:
+    """An attempt as the page may show it: bodies for admins only, userinfo masked."""
+    view = shown_attempt(attempt, full)
+    return SimpleNamespace(at=attempt.at, operation=attempt.operation, outcome=attempt.outcome,
+                           detail=attempt.detail, http_status=attempt.http_status,
+                           elapsed_ms=attempt.elapsed_ms, **view)

@@ -8,6 +8,10 @@ callers in total and one over visits for session counts).
 Rows come back as ``{"dimensions": {...}, "metrics": {...}}`` with totals over all rows.
 Only the metrics asked for are computed; totals are sums of the rows, but for unique
 callers (one more query). ``statements`` shows the SQL (the benchmark EXPLAINs it).
+
+What one report may cost is bounded (``Limits``): rows come a page at a time (totals stay
+over all rows: one more query when the page is not the whole report), days in the range
+times dimensions grouped by is capped, and each SQL statement has a time limit.
 Dates are local days in each call's site time zone (``Call.local_day``). The dashboard,
 the API and the CSV export share this runner.
 """
@@ -15,15 +19,20 @@ the API and the CSV export share this runner.
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import Integer, cast, distinct, func, select, text
+from sqlalchemy import Integer, String, and_, cast, distinct, func, select, text, true
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from attribution.models import Call, Visit
+from attribution.spreadsheet import safe_cell, write_csv
 
 MAX_DAYS = 3660
 
@@ -34,6 +43,32 @@ class ReportError(ValueError):
     def __init__(self, message: str, fields: dict):
         super().__init__(message)
         self.fields = fields
+
+
+class ReportTimeout(Exception):
+    """A report's SQL ran past its time limit and was stopped."""
+
+    def __init__(self, timeout_ms: int):
+        super().__init__(f"the report took longer than its limit of {timeout_ms} ms")
+        self.timeout_ms = timeout_ms
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one report may cost. ``max_day_dimensions`` bounds days in the range times the
+    dimensions grouped by (at least one): the groups a report can make grow with both."""
+
+    max_rows: int = 1000  # rows per page
+    max_day_dimensions: int = 3660  # ten years by one dimension, or 610 days by six
+    timeout_ms: int = 5000  # per SQL statement
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which rows of a report to return, in the report's order."""
+
+    offset: int = 0
+    limit: int | None = None  # None: Limits.max_rows
 
 
 @dataclass(frozen=True)
@@ -120,7 +155,8 @@ class ReportQuery:
     metrics: list[str] = field(default_factory=lambda: list(ALL_METRICS))
     filters: dict = field(default_factory=dict)
 
-    def check(self) -> None:
+    def check(self, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
         errors = {}
         if bad := [d for d in self.group_by if d not in DIMENSIONS]:
             errors["group_by"] = f"unknown dimensions {bad}; known: {sorted(DIMENSIONS)}"
@@ -132,12 +168,22 @@ class ReportQuery:
             errors["end"] = "must not be before start"
         elif (self.end - self.start).days > MAX_DAYS:
             errors["end"] = f"a report covers at most {MAX_DAYS} days"
+        elif "group_by" not in errors and self.day_dimensions > limits.max_day_dimensions:
+            errors["range"] = (
+                f"{self.day_dimensions} days x dimensions is over the limit of "
+                f"{limits.max_day_dimensions} (days in the range times the dimensions "
+                "grouped by, at least one): shorten the range or group by fewer dimensions")
         if bad := set(self.filters) - FILTERS:
             errors["filters"] = f"unknown filters {sorted(bad)}"
         if self.filters.get("caller") not in (None, "first_time", "repeat"):
             errors["caller"] = "must be first_time or repeat"
         if errors:
             raise ReportError("invalid report", errors)
+
+    @property
+    def day_dimensions(self) -> int:
+        """Days in the range times dimensions (at least one): what ``Limits`` bounds."""
+        return ((self.end - self.start).days + 1) * max(1, len(self.group_by))
 
     @property
     def sessions_possible(self) -> bool:
@@ -189,15 +235,46 @@ def statements(query: ReportQuery, dialect: str) -> dict:
         out["callers"] = select(func.count()).select_from(
             callers.group_by(Call.from_number).subquery())
     if query.wants_sessions:
-        keys = [_grouping(d, DIMENSIONS[d].visit_column, dialect).label(d)
-                for d in query.group_by]
-        day = _day(Visit.local_day, dialect, by_source)
-        stmt = select(func.count().label("sessions"), *keys).select_from(Visit).where(
-            day >= query.start, day <= query.end)
-        if query.filters.get("site") is not None:
-            stmt = stmt.where(Visit.site_id == query.filters["site"])
-        out["sessions"] = stmt.group_by(*keys)
+        groups = [_grouping(d, DIMENSIONS[d].visit_column, dialect) for d in query.group_by]
+        keys = [group.label(d) for group, d in zip(groups, query.group_by, strict=True)]
+        # Each key again as text, never NULL: what the page's rows are joined on (run()).
+        joins = [_join_key(group).label("join_" + d)
+                 for group, d in zip(groups, query.group_by, strict=True)]
+        out["sessions"] = _visits(query, dialect, func.count().label("sessions"), *keys,
+                                  *joins).group_by(*keys)
     return out
+
+
+def _visits(query: ReportQuery, dialect: str, *columns):
+    day = _day(Visit.local_day, dialect, query.group_by[:1] == ["source"])
+    stmt = select(*columns).select_from(Visit).where(day >= query.start, day <= query.end)
+    if query.filters.get("site") is not None:
+        stmt = stmt.where(Visit.site_id == query.filters["site"])
+    return stmt
+
+
+NULL_KEY = "\x1f(none)"  # stands for NULL in a join key: no dimension value looks like it
+
+
+def _join_key(column):
+    """A group's key as text with NULL spelled out, so that equal keys join, NULL too."""
+    return func.coalesce(cast(column, String), NULL_KEY)
+
+
+def _with_sessions(rows, sessions, dims: list[str]):
+    """The page of ``rows`` with each row's visit count beside it: the database matches
+    them (a page, not every group, comes back to Python)."""
+    page = rows.subquery("page_rows")
+    groups = sessions.subquery("visit_groups")
+    on = and_(true(), *(groups.c["join_" + d] == _join_key(page.c[d]) for d in dims))
+    return (select(page, groups.c.sessions).select_from(page.outerjoin(groups, on))
+            .order_by(page.c.calls.desc(), *(page.c[d] for d in dims)))
+
+
+def totals_statement(query: ReportQuery):
+    """Totals when the rows come a page at a time: the same metrics, nothing grouped."""
+    return _filtered(select(*(METRICS[name].label(name) for name in query.sql_metrics)),
+                     query, Call.local_day)
 
 
 def plan(db: Session, stmt) -> list[str]:
@@ -209,34 +286,113 @@ def plan(db: Session, stmt) -> list[str]:
     return [row[0] for row in db.execute(text("EXPLAIN " + sql))]
 
 
-def run(db: Session, query: ReportQuery) -> dict:
-    """Run the report; returns {"rows": [...], "totals": {...}, "query": {...}}."""
-    query.check()
-    stmts = statements(query, db.get_bind().dialect.name)
-    rows = db.execute(stmts["rows"]).mappings().all()
-    totals = _totals(rows, query)
-    if "callers" in stmts:
-        totals["unique_callers"] = db.execute(stmts["callers"]).scalar_one()
+def run(db: Session, query: ReportQuery, limits: Limits | None = None,
+        page: Page | None = None) -> dict:
+    """Run the report; returns {"rows": [...], "totals": {...}, "query": {...},
+    "page": {"offset", "limit", "next_offset"}} (next_offset None on the last page).
 
-    sessions, total_sessions = {}, None
-    if "sessions" in stmts:
-        for row in db.execute(stmts["sessions"]):
-            sessions[tuple(_plain(v) for v in row[1:])] = row[0]
-        total_sessions = sum(sessions.values())
+    Raises ReportError for a query or page over the limits, ReportTimeout when its SQL
+    runs out of time (the session is rolled back then)."""
+    limits, page = limits or Limits(), page or Page()
+    query.check(limits)
+    limit = _checked_page(page, limits)
+    stmts = statements(query, db.get_bind().dialect.name)
+    with time_limit(db, limits.timeout_ms):
+        rows_stmt = stmts["rows"].limit(limit + 1).offset(page.offset)
+        if "sessions" in stmts:
+            rows_stmt = _with_sessions(rows_stmt, stmts["sessions"], query.group_by)
+        rows = db.execute(rows_stmt).mappings().all()
+        next_offset = page.offset + limit if len(rows) > limit else None
+        rows = rows[:limit]
+        if page.offset == 0 and next_offset is None:
+            totals = _totals(rows, query)  # every row is on this page
+        else:
+            totals = dict(db.execute(totals_statement(query)).mappings().one())
+        if "callers" in stmts:
+            totals["unique_callers"] = db.execute(stmts["callers"]).scalar_one()
+
+        total_sessions = None
+        if "sessions" in stmts:
+            total_sessions = db.execute(_visits(query, db.get_bind().dialect.name,
+                                                func.count())).scalar_one()
 
     out_rows = []
     for row in rows:
         dims = {d: _plain(row[d]) for d in query.group_by}
         out_rows.append({"dimensions": dims, "metrics": _metrics(
-            row, query, sessions.get(tuple(dims.values()), 0)
-            if query.sessions_possible else None)})
+            row, query, (row.get("sessions") or 0) if query.sessions_possible else None)})
     return {
         "rows": out_rows,
         "totals": _metrics(totals, query, total_sessions),
         "query": {"start": query.start.isoformat(), "end": query.end.isoformat(),
                   "group_by": query.group_by, "metrics": query.metrics,
                   "filters": query.filters},
+        "page": {"offset": page.offset, "limit": limit, "next_offset": next_offset},
     }
+
+
+def _checked_page(page: Page, limits: Limits) -> int:
+    """The page's row count, after checking it against the limits."""
+    limit = limits.max_rows if page.limit is None else page.limit
+    errors = {}
+    if not 1 <= limit <= limits.max_rows:
+        errors["limit"] = f"must be between 1 and {limits.max_rows} (rows per page)"
+    if page.offset < 0:
+        errors["offset"] = "must not be negative"
+    if errors:
+        raise ReportError("invalid page", errors)
+    return limit
+
+
+# SQLite calls the progress handler every this many virtual machine steps (well under a
+# millisecond of work), so a report stops soon after its deadline.
+PROGRESS_STEPS = 10_000
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
+
+
+@contextmanager
+def time_limit(db: Session, timeout_ms: int) -> Iterator[None]:
+    """Stop the SQL run inside after ``timeout_ms`` (each statement on PostgreSQL, all of
+    them together on SQLite); raises ReportTimeout after rolling the session back."""
+    connection = db.connection()
+    if connection.dialect.name == "postgresql":
+        # SET LOCAL ends with the transaction; set back to the defaults once done. No
+        # nested loops: on a fresh table's estimates the planner may join a page to its
+        # visit counts by aggregating the visits again for every row; a hash join does it
+        # once (a report joins nothing else).
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        try:
+            yield
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != QUERY_CANCELED:
+                raise
+            db.rollback()
+            raise ReportTimeout(timeout_ms) from None
+        connection.exec_driver_sql("SET LOCAL statement_timeout TO DEFAULT")
+        connection.exec_driver_sql("SET LOCAL enable_nestloop TO DEFAULT")
+        return
+    raw = connection.connection.driver_connection
+    deadline = time.monotonic() + timeout_ms / 1000
+    expired = False
+
+    def past_deadline() -> bool:
+        nonlocal expired
+        expired = time.monotonic() > deadline
+        return expired  # true: SQLite interrupts the statement
+
+    raw.set_progress_handler(past_deadline, PROGRESS_STEPS)
+    try:
+        yield
+    except OperationalError:
+        # Off before the rollback hands the connection back to the pool for others.
+        raw.set_progress_handler(None, PROGRESS_STEPS)
+        if not expired:
+            raise
+        db.rollback()
+        raise ReportTimeout(timeout_ms) from None
+    finally:
+        raw.set_progress_handler(None, PROGRESS_STEPS)
 
 
 def _totals(rows, query: ReportQuery) -> dict:
@@ -289,29 +445,31 @@ def _metrics(row, query: ReportQuery, sessions: int | None) -> dict:
     return out
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 def csv_safe(value) -> str:
-    """A cell a spreadsheet shows as text: data starting like a formula is neutralised."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """A cell a spreadsheet shows as text: formula starts neutralised (``spreadsheet``)."""
+    return str(safe_cell("" if value is None else str(value)))
+
+
+def _metric_cell(value):
+    """A metric as a number cell (Decimals travel as text in the report: ``-15.00``)."""
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            return value  # not a number: written as (neutralised) text
+    return "" if value is None else value
 
 
 def to_csv(report: dict) -> str:
-    """The report as CSV (UTF-8 with a BOM so spreadsheets read it as UTF-8), totals last."""
-    import csv
-    import io
+    """The report as CSV (UTF-8 with a BOM so spreadsheets read it as UTF-8), totals last.
 
+    Written by ``attribution.spreadsheet``, like every CSV the product hands out.
+    """
     dims, metrics = report["query"]["group_by"], report["query"]["metrics"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(dims + metrics)
-    for row in report["rows"]:
-        writer.writerow([csv_safe(row["dimensions"][d]) for d in dims]
-                        + ["" if row["metrics"][m] is None else row["metrics"][m]
-                           for m in metrics])
     totals = report["totals"]
-    writer.writerow(["Total"] + [""] * (len(dims) - 1)
-                    + ["" if totals[m] is None else totals[m] for m in metrics])
-    return "\ufeff" + out.getvalue()
+    rows = [dims + metrics]
+    rows += [[row["dimensions"][d] for d in dims] + [_metric_cell(row["metrics"][m])
+                                                     for m in metrics]
+             for row in report["rows"]]
+    rows.append(["Total"] + [""] * (len(dims) - 1) + [_metric_cell(totals[m]) for m in metrics])
+    return write_csv(rows, bom=True)

@@ -47,7 +47,7 @@ from dni_server.api.reports import report_query  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
 from pools.models import Pool, Site  # noqa: E402
 
-ADMIN_TOKEN = "bench-admin-token-0123456789"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FIRST_DAY = dt.date(2025, 6, 1)
 DAYS = 365

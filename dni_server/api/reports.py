@@ -1,35 +1,79 @@
-"""GET /v1/reports/attribution: the report runner over HTTP, as JSON or CSV."""
+"""GET /v1/reports/attribution: the report runner over HTTP, as JSON or CSV.
+
+A report is bounded (issue 11, F7): a page of at most DNI_REPORT_MAX_ROWS rows (``limit``
+and ``offset``; the answer's ``page.next`` links the next one), at most
+DNI_REPORT_MAX_DAY_DIMENSIONS days x dimensions (422), DNI_REPORT_TIMEOUT_MS of SQL per
+statement (503), and DNI_REPORT_RATE reports per token (429 with Retry-After).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import sys
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
+import redis
+from flask import Blueprint, Response, after_this_request, current_app, g, jsonify, request
+from sqlalchemy import exists, or_, select
 
 from attribution import reports
+from attribution.models import StaticNumber
 from dni_server.api.admin import get_site
 from dni_server.api.auth import publisher_scope, token_required
-from dni_server.converters import parse_id
-from dni_server.errors import Invalid
+from dni_server.converters import date_arg, id_arg
+from dni_server.errors import ApiError, Invalid, NotFound
 from dni_server.extensions import db
+from pools.models import Pool, Site
 
+log = logging.getLogger(__name__)
 bp = token_required(Blueprint("reports", __name__))
+
+# One fixed window per token: the first report of a window starts its expiry, so a key
+# never outlives its window even if a worker dies between the two steps.
+RATE_SCRIPT = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {used, redis.call('TTL', KEYS[1])}
+"""
 
 
 def _date(args: Mapping, name: str, default: dt.date) -> dt.date:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be a date, YYYY-MM-DD", fields={name: "not a date"}) from None
+    return date_arg(args, name, default)
 
 
 def _list(args: Mapping, name: str, default: list[str]) -> list[str]:
     raw = args.get(name)
     return [part.strip() for part in raw.split(",") if part.strip()] if raw else default
+
+
+def _count(args: Mapping, name: str) -> int | None:
+    """A non-negative whole number from the query string, or None when not given."""
+    raw = args.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise Invalid(f"{name} must be a whole number", fields={name: "not a whole number"})
+    return int(raw)
+
+
+def site_filter(ref: str) -> Site:
+    """The site ``?site=`` names. A publisher gets the same 404 for a site that does not
+    exist and for one where it has no pool and no static number, so it cannot learn which
+    other sites exist."""
+    site = get_site(ref, lookup_only=True)
+    scope = publisher_scope()
+    if scope is not None and not db.session.scalar(select(or_(
+            exists().where(Pool.site_id == site.id, Pool.publisher == scope),
+            exists().where(StaticNumber.site_id == site.id, StaticNumber.publisher == scope)))):
+        raise NotFound(f"unknown site {ref!r}", code="unknown_site")
+    return site
 
 
 def report_query(args: Mapping | None = None) -> reports.ReportQuery:
@@ -40,12 +84,9 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
     start = _date(args, "start", end - dt.timedelta(days=29))
     filters: dict = {}
     if "site" in args:
-        filters["site"] = get_site(args["site"], lookup_only=True).id
+        filters["site"] = site_filter(args["site"]).id
     if "pool" in args:
-        pool_id = parse_id(args["pool"])
-        if pool_id is None:
-            raise Invalid("pool must be a pool id", fields={"pool": "not an id"})
-        filters["pool"] = pool_id
+        filters["pool"] = id_arg(args, "pool")
     if "qualified" in args:
         value = args["qualified"].lower()
         if value not in ("true", "false", "1", "0"):
@@ -63,18 +104,143 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
                                filters=filters)
 
 
+def report_page(args: Mapping | None = None) -> reports.Page:
+    """``offset`` and ``limit`` from the query string (or ``args``)."""
+    args = request.args if args is None else args
+    return reports.Page(offset=_count(args, "offset") or 0, limit=_count(args, "limit"))
+
+
+def report_limits() -> reports.Limits:
+    settings = current_app.extensions["dni"].settings
+    return reports.Limits(max_rows=settings.report_max_rows,
+                          max_day_dimensions=settings.report_max_day_dimensions,
+                          timeout_ms=settings.report_timeout_ms)
+
+
+# Reports run on threads of their own, at most REPORT_THREADS at once per worker process
+# and at a lower CPU priority (Linux): the request threads gunicorn.conf.py gives each
+# worker stay free, and get the CPU first, for heartbeats and call webhooks.
+REPORT_THREADS = 2
+REPORT_NICENESS = 10
+_report_slots = threading.BoundedSemaphore(REPORT_THREADS)
+_report_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    if sys.platform.startswith("linux"):  # elsewhere the call would renice the process
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REPORT_NICENESS)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """This process's report threads, made on first use (so after gunicorn forks)."""
+    global _report_pool
+    with _pool_lock:
+        if _report_pool is None:
+            _report_pool = ThreadPoolExecutor(REPORT_THREADS, "report",
+                                              initializer=_lower_priority)
+        return _report_pool
+
+
+def _run_with_own_session(app, query, limits, page) -> dict:
+    with app.app_context():  # its own database session, removed after
+        try:
+            return reports.run(db.session, query, limits, page)
+        finally:
+            db.session.remove()
+
+
+def run_report(query: reports.ReportQuery, page: reports.Page | None = None) -> dict:
+    """Run a report within the configured limits (ReportError for a query or page over
+    them); running out of time is a 503 naming the limit, as is a worker already running
+    REPORT_THREADS reports."""
+    if not _report_slots.acquire(blocking=False):
+        _retry_after("2")
+        raise ApiError("this worker is running as many reports as it may; try again shortly",
+                       status=503, code="reports_busy", fields={"reports_at_once": REPORT_THREADS})
+    try:
+        app = current_app._get_current_object()
+        return _pool().submit(_run_with_own_session, app, query, report_limits(), page).result()
+    except reports.ReportTimeout as exc:
+        raise ApiError(
+            f"the report ran past DNI_REPORT_TIMEOUT_MS ({exc.timeout_ms} ms) and was "
+            "stopped: shorten the range, group by fewer dimensions or filter more",
+            status=503, code="report_timeout",
+            fields={"timeout_ms": exc.timeout_ms}) from None
+    finally:
+        _report_slots.release()
+
+
+def _retry_after(seconds: str) -> None:
+    """Send Retry-After with the answer (an error's too)."""
+
+    @after_this_request
+    def retry_header(response: Response) -> Response:
+        response.headers["Retry-After"] = seconds
+        return response
+
+
+def _rate_key() -> str:
+    """Who the rate limit counts: the token's id, or a hash of the bootstrap admin token."""
+    settings = current_app.extensions["dni"].settings
+    token_id = g.principal.token_id
+    if token_id is not None:
+        who = f"token:{token_id}"
+    else:
+        who = "bootstrap:" + hashlib.sha256((settings.admin_token or "").encode()).hexdigest()[:16]
+    return f"{settings.redis_prefix}:report-rate:{who}"
+
+
+def limit_report_rate() -> None:
+    """Count one report (or export) against the caller's token; 429 past DNI_REPORT_RATE.
+
+    Shared by every worker through Redis. When Redis cannot answer, the report runs: the
+    statement timeout still bounds it."""
+    services = current_app.extensions["dni"]
+    count, seconds = services.settings.report_rate
+    if not count:
+        return
+    try:
+        used, ttl = services.redis_admin.eval(RATE_SCRIPT, 1, _rate_key(), seconds)
+    except redis.RedisError as exc:
+        log.warning("report rate limit skipped: redis unavailable (%s)", exc.__class__.__name__)
+        return
+    if used <= count:
+        return
+    retry_after = str(max(1, int(ttl)))
+    _retry_after(retry_after)
+    raise ApiError(f"at most {count} reports per {seconds} s per token (DNI_REPORT_RATE); "
+                   f"try again in {retry_after} s", status=429, code="rate_limited",
+                   fields={"limit": f"{count}/{seconds}"})
+
+
+def next_page_url(result: dict) -> str | None:
+    """The URL of the page after ``result``'s, or None on the last page."""
+    next_offset = result["page"]["next_offset"]
+    if next_offset is None:
+        return None
+    args = request.args.to_dict() | {"offset": next_offset, "limit": result["page"]["limit"]}
+    return request.base_url + "?" + urlencode(args)
+
+
 @bp.get("/v1/reports/attribution")
 def attribution_report():
+    limit_report_rate()
     query = report_query()
+    page = report_page()
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "csv"):
         raise Invalid("format must be json or csv", fields={"format": fmt})
     try:
-        result = reports.run(db.session, query)
+        result = run_report(query, page)
     except reports.ReportError as exc:
         raise Invalid(str(exc), fields=exc.fields) from None
+    next_url = next_page_url(result)
     if fmt == "csv":
         name = f"attribution-{query.start}-{query.end}.csv"
-        return Response(reports.to_csv(result), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if next_url:
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return Response(reports.to_csv(result), mimetype="text/csv", headers=headers)
+    result["page"]["next"] = next_url
     return jsonify(result)

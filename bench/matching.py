@@ -116,7 +116,7 @@ def run(engine_name: str, sizes: list[int], samples: int, rounds: int) -> list[d
             url, handle = database(engine_name, workdir)
             stack.callback(drop, handle)
             app = create_app({"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/13",
-                              "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": "x" * 20,
+                              "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": "x" * 32,
                               "DNI_SECRET_KEY": "y" * 20}, instance_path=workdir)
             context = app.app_context()
             context.push()

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -67,8 +68,9 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="dni-obs-bench-")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    metrics_token = secrets.token_hex(16)  # /metrics needs a bearer token
     env.update(DNI_INSTANCE_PATH=folder, DNI_WORKER="false", DNI_LOG_FORMAT="json",
-               DNI_REDIS_TIMEOUT_MS="2000")
+               DNI_REDIS_TIMEOUT_MS="2000", DNI_METRICS_TOKEN=metrics_token)
     app = create_app(env)
     client = app.test_client()
     site = client.get("/v1/sites", headers={
@@ -87,7 +89,10 @@ def main() -> None:
                 (on if hooks else off).append(per_request(client, path, body, args.requests))
                 if restore:
                     restore()
-        scrape = min(_timed(lambda: client.get("/metrics")) for _ in range(20))
+        scraper = {"Authorization": f"Bearer {metrics_token}"}
+        if client.get("/metrics", headers=scraper).status_code != 200:
+            raise SystemExit("GET /metrics was refused")
+        scrape = min(_timed(lambda: client.get("/metrics", headers=scraper)) for _ in range(20))
         health = min(_timed(lambda: client.get("/healthz")) for _ in range(20))
 
     on_us, off_us = statistics.median(on) * 1e6, statistics.median(off) * 1e6

@@ -13,6 +13,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -46,6 +48,23 @@ class Principal:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A key for one ``purpose`` derived from ``DNI_SECRET_KEY`` (HKDF-SHA256).
+
+    Visitor session ids and dashboard cookies each sign with their own key: one leaked
+    reveals nothing of the other. Dashboard logins end through their records in Redis
+    (logout, a revoked token, a new DNI_ADMIN_TOKEN), never by changing DNI_SECRET_KEY,
+    which would also end every visitor's session id.
+    """
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=f"dni {purpose}".encode()).derive(secret.encode())
+
+
+def fingerprint(key: bytes, token: str) -> str:
+    """A keyed digest of ``token``: proves later that the same token is still in force."""
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
 def create_token(db: Session, name: str, scope: str, publisher: str | None) -> tuple[ApiToken, str]:

@@ -41,8 +41,15 @@ METRICS_TOKEN = "metrics-token-0123456789"
 IPS = ["192.0.2.10", "198.51.100.10", "203.0.113.10", "192.0.2.200"]
 
 
+@pytest.fixture
+def make_app(make_app):
+    """The suite's apps, with a metrics token: /metrics needs one unless made public."""
+    return lambda **extra: make_app(**{"DNI_METRICS_TOKEN": METRICS_TOKEN, **extra})
+
+
 def scrape(client, **headers) -> dict:
     """/metrics parsed with prometheus_client's own parser: {(sample, labels): value}."""
+    headers.setdefault("Authorization", f"Bearer {METRICS_TOKEN}")
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.data
     assert response.content_type.startswith("text/plain; version=")
@@ -99,7 +106,7 @@ def test_sessions_count_leases_renewals_and_every_fallback_reason(make_app, redi
     for reason in metrics.FALLBACK_REASONS:
         assert moved(before, after, "dni_fallbacks_total", reason=reason) == 1, reason
     # Utilisation is read from Redis at scrape time: one of the two numbers is held now.
-    labels = {"pool_id": str(pool["id"]), "site": site["key"]}
+    labels = {"pool_id": str(pool["id"]), "site_id": str(site["id"])}
     assert value(after, "dni_pool_busy_numbers", **labels) == 1
     assert value(after, "dni_pool_numbers", **labels) == 2
     assert value(after, "dni_pool_utilisation_ratio", **labels) == 0.5
@@ -201,8 +208,9 @@ def test_outbox_depth_by_status_and_the_delivery_hook(app, client, admin):
 # -- who may read /metrics ------------------------------------------------------------
 
 
-def test_metrics_are_open_by_default_and_never_cors_exposed(client):
-    response = client.get("/metrics", headers={"Origin": "https://evil.example"})
+def test_metrics_are_never_cors_exposed(client):
+    response = client.get("/metrics", headers={"Origin": "https://evil.example",
+                                               "Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200
     assert "Access-Control-Allow-Origin" not in response.headers
     preflight = client.options("/metrics", headers={
@@ -381,6 +389,7 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
            if k not in ("PROMETHEUS_MULTIPROC_DIR", "DNI_LOG_FORMAT", "DNI_ACCESS_LOG")}
     env.update(DATABASE_URL=database_url, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                DNI_ADMIN_TOKEN=ADMIN_TOKEN, DNI_SECRET_KEY="test-secret-key-0123456789",
+               DNI_METRICS_TOKEN=METRICS_TOKEN,
                DNI_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2", DNI_WORKER="false",
                DNI_SESSION_RATE="0", DNI_REDIS_TIMEOUT_MS="2000", TMPDIR=str(scratch),
                DNI_LOG_LEVEL="debug",  # the snippet API's successes are logged at DEBUG
@@ -418,14 +427,15 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
         os.kill(served_by.pop(), signal.SIGKILL)
         wait_until_up(base, server)
         for _ in range(4):  # whichever worker answers, the totals are the same
-            samples = parse(requests.get(f"{base}/metrics", timeout=30).text)
+            samples = parse(requests.get(f"{base}/metrics", timeout=30, headers={
+                "Authorization": f"Bearer {METRICS_TOKEN}"}).text)
             assert value(samples, "dni_request_duration_seconds_count",
                          endpoint="sessions.create_session", status="2xx") == 40
             answered = value(samples, "dni_leases_total") + sum(
                 value(samples, "dni_fallbacks_total", reason=r) for r in metrics.FALLBACK_REASONS)
             assert answered == 40
             assert value(samples, "dni_pool_numbers", pool_id=str(pool["id"]),
-                         site=site["key"]) == 5
+                         site_id=str(site["id"])) == 5
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

@@ -2,30 +2,67 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, g, request
 
-from dni_server.errors import Forbidden, Unauthorized
+from dni_server.errors import Forbidden, Unauthorized, error_response
 from dni_server.extensions import db
+from dni_server.guesses import GuessLimiter
 from dni_server.tokens import Principal, principal_for
+
+log = logging.getLogger(__name__)
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Admin bodies may list up to 10,000 numbers; the public API keeps DNI_MAX_BODY_BYTES.
 ADMIN_MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
-def authenticate() -> None:
+def guesses() -> GuessLimiter:
+    """The back-off on wrong tokens (API, dashboard login and /metrics share it)."""
+    services = current_app.extensions["dni"]
+    limit, window = services.settings.auth_failures
+    return GuessLimiter(services.redis, services.settings.redis_prefix, limit, window)
+
+
+def too_many_guesses():
+    """A 429 for a client that sent too many wrong tokens lately, or None."""
+    wait = guesses().wait_seconds(request.remote_addr)
+    if not wait:
+        return None
+    response = error_response(429, "rate_limited",
+                              f"too many wrong tokens from this address; retry in {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def wrong_token(what: str) -> None:
+    """Count and log a wrong token (the address, never the token itself)."""
+    log.warning("wrong %s from %s on %s", what, request.remote_addr, request.path)
+    guesses().failed(request.remote_addr)
+
+
+def bearer_token() -> str | None:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
+def authenticate():
     request.max_content_length = max(ADMIN_MAX_BODY_BYTES,
                                      current_app.config["MAX_CONTENT_LENGTH"] or 0)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    found = None
-    if scheme.lower() == "bearer":
-        found = principal_for(db.session, given.strip(),
-                              current_app.extensions["dni"].settings.admin_token)
+    if (refused := too_many_guesses()) is not None:
+        return refused  # before the token is looked at: a right guess now gains nothing
+    given = bearer_token()
+    found = principal_for(db.session, given,
+                          current_app.extensions["dni"].settings.admin_token) if given else None
     if found is None:
+        if given:
+            wrong_token("bearer token")
         raise Unauthorized("a valid token is required: Authorization: Bearer <token>")
     if request.method not in READ_METHODS and not found.can_write:
         raise Forbidden(f"a {found.scope} token cannot make changes")
     g.principal = found
+    return None
 
 
 def principal() -> Principal:

@@ -6,7 +6,7 @@ Register with ``app.register_blueprint(dashboard.bp)``. Views are thin: the numb
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 from flask.sessions import SecureCookieSessionInterface
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
@@ -14,11 +14,22 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="
 
 @bp.record_once
 def _configure(state) -> None:
-    """Sign the session cookie with the service's secret, HttpOnly and SameSite=Lax."""
+    """Sign the session cookie with a key of its own, HttpOnly and SameSite=Lax; logins in Redis."""
+    from dni_server.dashboard.logins import LoginStore
+    from dni_server.tokens import derive_key
+
     app = state.app
+    services = app.extensions["dni"]
+    settings = services.settings
     if not app.secret_key:
-        app.secret_key = app.extensions["dni"].settings.secret_key
+        # Derived for this use only: visitor session ids are signed with another key.
+        app.secret_key = derive_key(settings.secret_key, "dashboard cookies")
+    app.extensions["dashboard_logins"] = LoginStore(
+        services.redis_admin, settings.redis_prefix, settings.dashboard_session_hours * 3600,
+        derive_key(settings.secret_key, "dashboard login fingerprints"))
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if (settings.public_url or "").startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.session_interface = DashboardSessions()
@@ -35,6 +46,11 @@ class DashboardSessions(SecureCookieSessionInterface):
         if not request.path.startswith(bp.url_prefix):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app) -> bool:
+        """Secure when the public URL is https (set at boot) or this request came over https
+        (with DNI_PROXY_HOPS, the scheme the trusted proxy was reached with)."""
+        return super().get_cookie_secure(app) or request.scheme == "https"
 
 
 from dni_server.dashboard import auth, views  # noqa: E402, F401  (routes register on bp)

@@ -1,8 +1,10 @@
 """Carrier webhooks in, carrier-neutral call events out; signature checks for each carrier.
 
-Formats: ../shared/docs/integrations.md section 1 (Twilio and SignalWire form posts,
-Telnyx Call Control JSON). Parsing is defensive: carriers add parameters over time, and
-a missing or odd field never loses the call.
+Formats: Twilio and SignalWire form posts, Telnyx Call Control JSON. Parsing is
+defensive: carriers add parameters over time, and a missing or odd field never loses the
+call. Each field goes through a reader that never raises: a value of the wrong type, out
+of range or too long for its column is dropped to None (the raw event keeps it), so the
+call is still stored with what could be read.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import hashlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from urllib.parse import quote
 
 import requests
 from cryptography.exceptions import InvalidSignature
@@ -23,9 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from twilio.request_validator import RequestValidator
 
 from attribution.calls import CallEventIn
+from attribution.zones import in_range, parse_datetime
 
 log = logging.getLogger(__name__)
 TELNYX_TOLERANCE_SECONDS = 300
+MAX_COUNT = 2**31 - 1  # what the sequence and duration columns hold
 TELNYX_HANGUP_STATUS = {"normal_clearing": "completed", "originator_cancel": "canceled",
                         "user_busy": "busy", "no_answer": "no-answer", "timeout": "no-answer",
                         "call_rejected": "failed", "not_found": "failed",
@@ -49,21 +54,56 @@ def check_twilio_signature(auth_token: str, url: str, params, signature: str) ->
         raise SignatureError("X-Twilio-Signature does not match")
 
 
+# -- field readers: each returns None for anything it cannot use, and never raises ----------
+
+
 def _int(value) -> int | None:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
+    """A count (sequence, duration) its column can hold: ASCII digits or a JSON number."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= 10):
+            return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
+    return value if 0 <= value <= MAX_COUNT else None
 
 
-def _rfc2822(value: str | None) -> dt.datetime | None:
-    if not value:
+def _text(value, limit: int = 255) -> str | None:
+    """A string field (a JSON number is taken as its digits), without NULs, cut to ``limit``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", "")[:limit] or None
+
+
+def _country(value) -> str | None:
+    text = _text(value, 8)
+    return text.upper() if text and len(text) == 2 and text.isascii() and text.isalpha() else None
+
+
+def _evidence(value):
+    """The raw event as JSON SQL can store: NULs removed from every string and key."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): _evidence(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_evidence(v) for v in value]
+    return value
+
+
+def _rfc2822(value) -> dt.datetime | None:
+    text = _text(value, 64)
+    if not text:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return parsed if in_range(parsed) else None
 
 
 def twilio_event(params, kind: str, now: dt.datetime) -> CallEventIn | None:
@@ -72,34 +112,36 @@ def twilio_event(params, kind: str, now: dt.datetime) -> CallEventIn | None:
     The call is keyed on the caller's CallSid; events of the forwarded leg (which carry
     ``ParentCallSid``) and the ``<Dial>`` action describe the forward.
     """
-    sid = params.get("ParentCallSid") or params.get("CallSid")
+    def field(name: str, limit: int = 255) -> str | None:
+        return _text(params.get(name), limit)
+
+    sid = field("ParentCallSid", 128) or field("CallSid", 128)
     if not sid:
         return None
-    leg = "forward" if params.get("ParentCallSid") or kind == "dial" else "call"
+    leg = "forward" if field("ParentCallSid") or kind == "dial" else "call"
     occurred = _rfc2822(params.get("Timestamp")) or now
     if kind == "dial":
-        status = {"answered": "completed"}.get(params.get("DialCallStatus"),
-                                                params.get("DialCallStatus"))
+        status = {"answered": "completed"}.get(field("DialCallStatus"), field("DialCallStatus"))
         duration = _int(params.get("DialCallDuration"))
-        key = f"dial:{params.get('DialCallSid') or sid}:{status}"
+        key = f"dial:{field('DialCallSid') or sid}:{status}"
     elif kind == "recording":
         status, duration = None, None
-        key = f"recording:{params.get('RecordingSid') or params.get('RecordingUrl')}"
+        key = f"recording:{field('RecordingSid') or field('RecordingUrl', 2048)}"
     else:
-        status = params.get("CallStatus")
+        status = field("CallStatus")
         duration = _int(params.get("CallDuration")) if status == "completed" else None
-        key = f"{kind}:{params.get('CallSid')}:{params.get('SequenceNumber', '')}:{status}"
+        key = f"{kind}:{field('CallSid')}:{field('SequenceNumber') or ''}:{status}"
     return CallEventIn(
         provider="twilio", provider_call_id=sid, event_key=key[:200], kind=kind,
-        occurred_at=occurred, from_raw=params.get("From"), to_raw=params.get("To"),
+        occurred_at=occurred, from_raw=field("From", 64), to_raw=field("To", 64),
         status=status, sequence=_int(params.get("SequenceNumber")), duration=duration,
         ended_at=occurred if status in ("completed", "busy", "no-answer", "failed", "canceled")
         else None,
-        recording_url=params.get("RecordingUrl"), leg=leg,
-        caller_country=params.get("FromCountry"), caller_region=params.get("FromState"),
-        caller_city=params.get("FromCity"),
-        payload={k: params.getlist(k) if hasattr(params, "getlist") and len(params.getlist(k)) > 1
-                 else params.get(k) for k in params},
+        recording_url=field("RecordingUrl", 2048), leg=leg,
+        caller_country=_country(params.get("FromCountry")),
+        caller_region=field("FromState", 64), caller_city=field("FromCity", 128),
+        payload=_evidence({k: params.getlist(k) if hasattr(params, "getlist")
+                           and len(params.getlist(k)) > 1 else params.get(k) for k in params}),
     )
 
 
@@ -111,10 +153,11 @@ def check_telnyx_signature(public_key_b64: str, raw_body: bytes, signature_b64: 
     """Raise SignatureError unless the Ed25519 signature over ``timestamp|body`` is valid."""
     if not signature_b64 or not timestamp:
         raise SignatureError("telnyx-signature-ed25519 and telnyx-timestamp are required")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError("telnyx-timestamp is not a number") from None
+    # Unix seconds: a handful of ASCII digits. Checked before int(): a 4,000-digit header
+    # would otherwise overflow the float arithmetic below.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise SignatureError("telnyx-timestamp is not a number")
+    sent = int(timestamp)
     if abs((time.time() if now is None else now) - sent) > TELNYX_TOLERANCE_SECONDS:
         raise SignatureError("telnyx-timestamp is too far from now (replayed or clock skew)")
     try:
@@ -124,38 +167,34 @@ def check_telnyx_signature(public_key_b64: str, raw_body: bytes, signature_b64: 
         raise SignatureError("telnyx-signature-ed25519 does not match") from None
 
 
-def _iso(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
     """A Telnyx Call Control event (call.initiated / answered / hangup) as a call event."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
         return None
-    payload, kind = data["payload"], str(data.get("event_type", ""))
-    sid = payload.get("call_session_id") or payload.get("call_control_id")
+    payload, kind = data["payload"], _text(data.get("event_type"), 32) or ""
+    sid = _text(payload.get("call_session_id"), 128) or _text(payload.get("call_control_id"), 128)
     if not sid or not kind.startswith("call."):
         return None
-    occurred = _iso(data.get("occurred_at")) or now
+    occurred = parse_datetime(data.get("occurred_at")) or now
     status = {"call.initiated": "ringing", "call.answered": "in-progress"}.get(kind)
     # The leg Telnyx dials when we transfer the call is "outgoing": it is the forward.
     leg = "forward" if payload.get("direction") == "outgoing" else "call"
     if kind == "call.hangup":
-        status = TELNYX_HANGUP_STATUS.get(payload.get("hangup_cause"), "completed")
-    event_id = data.get("id") or hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
+        status = TELNYX_HANGUP_STATUS.get(_text(payload.get("hangup_cause")), "completed")
     return CallEventIn(
-        provider="telnyx", provider_call_id=str(sid)[:128], event_key=f"event:{event_id}"[:200],
-        kind=kind, occurred_at=occurred, from_raw=payload.get("from"), to_raw=payload.get("to"),
+        provider="telnyx", provider_call_id=sid, event_key=f"event:{telnyx_event_id(data)}"[:200],
+        kind=kind, occurred_at=occurred, from_raw=_text(payload.get("from"), 64),
+        to_raw=_text(payload.get("to"), 64),
         status=status, answered_at=occurred if kind == "call.answered" else None,
-        ended_at=occurred if kind == "call.hangup" else None, leg=leg, payload=body,
+        ended_at=occurred if kind == "call.hangup" else None, leg=leg, payload=_evidence(body),
     )
+
+
+def telnyx_event_id(data: dict) -> str:
+    """Telnyx's id for the event (its repeats carry the same), else a hash of its payload."""
+    return _text(data.get("id"), 190) or hashlib.sha256(
+        repr(sorted(data["payload"].items())).encode()).hexdigest()
 
 
 def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, caller_id: str,
@@ -165,9 +204,16 @@ def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, c
     Returns "ok", "retry" (no answer, or Telnyx busy: the same command may be sent again)
     or "refused" (Telnyx answered no; sending it again would not help).
     """
+    # One encoded path segment (":" is left as is: Telnyx's ids are "v3:..."), and never a
+    # dot segment: a signed event cannot steer the API key to another path
+    # ("../../internal/admin?x=").
+    segment = quote(call_control_id, safe=":")
+    if segment in (".", ".."):
+        log.error("Telnyx transfer refused: call_control_id %r is not an id", call_control_id)
+        return "refused"
     try:
         response = requests.post(
-            f"{api_url}/calls/{call_control_id}/actions/transfer", timeout=3,
+            f"{api_url}/calls/{segment}/actions/transfer", timeout=3,
             headers={"Authorization": f"Bearer {api_key}"},
             json={"to": to, "from": caller_id, "command_id": command_id})
     except requests.RequestException as exc:
@@ -190,20 +236,54 @@ class CommandSender:
     A carrier API that answers slowly must not hold a web worker (the snippet API shares
     them). A command that got no answer is sent again with its same command id, which the
     carrier uses to ignore repeats, so the call is connected exactly once.
+
+    At most ``max_queue`` commands wait or are being sent (DNI_CARRIER_QUEUE). Past that
+    the carrier API is not keeping up at all, and a new command is refused (counted and
+    logged) rather than queued behind work that would make it late anyway: the carrier's
+    own timeout and fallback then apply to that call. Commands already queued are kept,
+    since each is a caller waiting to be connected.
     """
 
-    def __init__(self, threads: int = 4, delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
+    def __init__(self, threads: int = 4, delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0),
+                 max_queue: int = 200, on_drop=None):
         self.threads = threads
         self.delays = delays
+        self.max_queue = max_queue
+        self.on_drop = on_drop  # called once per refused command (a metrics counter)
+        self.dropped = 0
+        self._pending = 0
         self._executor = None
         self._lock = threading.Lock()
 
-    def submit(self, command, *args, **kwargs):
+    def submit(self, command, *args, **kwargs) -> Future | None:
+        """Queue ``command``; None when the queue is full and it was dropped."""
         with self._lock:  # made on first use: after gunicorn forks, never before
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.threads,
                                                     thread_name_prefix="dni-commands")
-        return self._executor.submit(self._run, command, args, kwargs)
+            full = self._pending >= self.max_queue
+            if full:
+                self.dropped += 1
+            else:
+                self._pending += 1
+        if full:
+            log.error("carrier command queue full (%d waiting): %s dropped", self.max_queue,
+                      command.__name__)
+            if self.on_drop is not None:
+                self.on_drop()
+            return None
+        future = self._executor.submit(self._run, command, args, kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    @property
+    def pending(self) -> int:
+        """Commands waiting or being sent."""
+        return self._pending
+
+    def _finished(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
 
     def _run(self, command, args, kwargs) -> str:
         result = command(*args, **kwargs)

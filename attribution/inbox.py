@@ -2,6 +2,11 @@
 
 The caller is forwarded first; the event waits here and the worker stores it once SQL is
 back (``ingest`` is idempotent, so an event replayed twice is still one event).
+
+A signed carrier event that cannot be stored at all (a bug in reading it, or a value SQL
+refuses) is kept as received in a second stream, ``<prefix>:calls:unparsed`` (else the
+``call-unparsed.jsonl`` file beside the spool), for a person to look at: never dropped,
+and never in the way of the events behind it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attribution.calls import CallEventIn, ingest
@@ -43,7 +49,9 @@ class CallInbox:
     def __init__(self, redis, prefix: str, spool_path: str):
         self.redis = redis
         self.stream = f"{prefix}:calls:inbox"
+        self.unparsed_stream = f"{prefix}:calls:unparsed"
         self.spool_path = spool_path
+        self.unparsed_path = os.path.join(os.path.dirname(spool_path) or ".", "call-unparsed.jsonl")
 
     def push(self, event: CallEventIn) -> str:
         """Keep an event for later; returns where it went ("redis" or "spool")."""
@@ -52,14 +60,34 @@ class CallInbox:
             self.redis.xadd(self.stream, {"event": text})
             return "redis"
         except RedisError:
-            with open(self.spool_path, "a", encoding="utf-8") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            _append(self.spool_path, text)
             log.warning("SQL and Redis both unavailable: call event spooled to %s",
                         self.spool_path)
             return "spool"
+
+    def keep_unparsed(self, provider: str, raw: str, reason: str) -> str:
+        """Keep an event that could not be stored, as received; returns where it went."""
+        text = json.dumps({"provider": provider, "reason": reason[:500], "raw": raw,
+                           "kept_at": dt.datetime.now(dt.UTC).isoformat()})
+        log.error("%s event kept unparsed (%s)", provider, reason[:200])
+        try:
+            self.redis.xadd(self.unparsed_stream, {"event": text})
+            return "redis"
+        except RedisError:
+            _append(self.unparsed_path, text)
+            return "spool"
+
+    def unparsed(self, limit: int = 100) -> list[dict]:
+        """The events kept unparsed (oldest first), for operators and tests."""
+        try:
+            entries = self.redis.xrange(self.unparsed_stream, count=limit)
+        except RedisError:
+            entries = []
+        kept = [json.loads(fields["event"]) for _, fields in entries]
+        if os.path.exists(self.unparsed_path):
+            with open(self.unparsed_path, encoding="utf-8") as fh:
+                kept += [json.loads(line) for line in fh if line.strip()]
+        return kept[:limit]
 
     def replay(self, db: Session, pools: PoolService | None = None, limit: int = 500) -> int:
         """Store waiting events; each is removed only after its SQL commit."""
@@ -69,21 +97,34 @@ class CallInbox:
         except RedisError:
             return done
         for entry_id, fields in entries:
-            ingest(db, from_json(fields["event"]), pools=pools)
-            db.commit()
+            self._store(db, fields["event"], pools)
             self.redis.xdel(self.stream, entry_id)
             done += 1
         return done
+
+    def _store(self, db: Session, text: str, pools: PoolService | None) -> None:
+        """Store one waiting event; one that can never be stored is kept aside, so it does
+        not hold up the others. SQL being away still raises: everything waits."""
+        try:
+            ingest(db, from_json(text), pools=pools)
+            db.commit()
+        except SQLAlchemyError as exc:
+            db.rollback()
+            if not isinstance(exc, DataError):
+                raise
+            self.keep_unparsed("inbox", text, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in reading it: kept, never dropped
+            db.rollback()
+            self.keep_unparsed("inbox", text, f"{type(exc).__name__}: {exc}")
 
     def _replay_spool(self, db: Session, pools: PoolService | None) -> int:
         if not os.path.exists(self.spool_path):
             return 0
         with open(self.spool_path, "r+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            lines = [line for line in fh.read().splitlines() if line.strip()]
+            lines = [line for line in fh if line.strip()]
             for line in lines:
-                ingest(db, from_json(line), pools=pools)
-            db.commit()
+                self._store(db, line, pools)
             fh.seek(0)
             fh.truncate()
         return len(lines)
@@ -93,3 +134,14 @@ class CallInbox:
             return int(self.redis.xlen(self.stream))
         except RedisError:
             return -1
+
+
+def _append(path: str, text: str) -> None:
+    """One line added to a local file (private: it holds callers' numbers), on disk before
+    this returns."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a",
+                   encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 
 import click
 from flask import current_app
@@ -12,6 +14,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from tqdm import tqdm
 
+from attribution.zones import EARLIEST, LATEST, in_range
+from dni_server.converters import parse_id
 from dni_server.extensions import db
 from dni_server.timefmt import now_ms
 from pools import catalog
@@ -36,7 +40,8 @@ def fail(message: str) -> None:
 
 
 def find_site(ref: str) -> Site:
-    site = db.session.get(Site, int(ref)) if ref.isdigit() else db.session.scalar(
+    site_id = parse_id(ref)
+    site = db.session.get(Site, site_id) if site_id is not None else db.session.scalar(
         select(Site).where(Site.key == ref))
     if site is None:
         fail(f"no site {ref!r} (give its id or key)")
@@ -88,20 +93,33 @@ def create_pool(site_ref, name, target, destination, fallback, lease_seconds, co
     click.echo(f"pool {pool.id} created for site {site.key}")
 
 
-def read_numbers(path: str) -> list[tuple[int, str]]:
-    """(line, value) of each row: a ``number`` column if there is one, else the first."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    column, start = 0, 0
-    if "number" in header:
-        column, start = header.index("number"), 1
-    elif rows[0] and not any(ch.isdigit() for ch in rows[0][0]):
-        start = 1  # a header row without a "number" column
-    return [(i + 1, row[column] if len(row) > column else "")
-            for i, row in enumerate(rows[start:], start=start) if any(c.strip() for c in row)]
+def read_numbers(fh, problems: list) -> Iterator[tuple[int, str]]:
+    """(line, value) of each row of an open CSV file, read as it goes: a ``number`` column
+    if there is one, else the first. Where the file stops being readable CSV, reading ends
+    and (line, reason) is added to ``problems``."""
+    reader = csv.reader(fh)
+    try:
+        first = next(reader, None)
+        if first is None:
+            return
+        header = [cell.strip().lower() for cell in first]
+        column = 0
+        if "number" in header:
+            column = header.index("number")  # a header row naming the column
+        elif first and any(ch.isdigit() for ch in first[0]):
+            yield reader.line_num, first[0]  # no header row: the first row is a number
+        # else a header row without a "number" column: skipped
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield reader.line_num, row[column] if len(row) > column else ""
+    except (csv.Error, UnicodeDecodeError) as exc:
+        problems.append((reader.line_num + 1, f"not readable CSV from here on ({exc})"))
+
+
+def chunks(items, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 @dni.command("import-numbers")
@@ -114,11 +132,11 @@ def import_numbers(pool_id, csv_path, region):
     pool = db.session.get(Pool, pool_id)
     if pool is None:
         fail(f"no pool {pool_id}")
-    rows = read_numbers(csv_path)
     accepted, rejected = 0, []
-    with tqdm(total=len(rows), unit="number", file=sys.stderr, desc="importing") as bar:
-        for start in range(0, len(rows), IMPORT_CHUNK):
-            chunk = rows[start:start + IMPORT_CHUNK]
+    with (open(csv_path, newline="", encoding="utf-8-sig") as fh,
+          tqdm(unit="number", file=sys.stderr, desc="importing") as bar):
+        problems: list[tuple[int, str]] = []
+        for chunk in chunks(read_numbers(fh, problems), IMPORT_CHUNK):
             report = catalog.add_numbers(db.session, services().pools, pool,
                                          [value for _, value in chunk], region=region,
                                          now_ms=now_ms())
@@ -126,6 +144,7 @@ def import_numbers(pool_id, csv_path, region):
             accepted += len(report.accepted)
             rejected += [(chunk[r.position][0], r.raw, r.reason) for r in report.rejected]
             bar.update(len(chunk))
+        rejected += [(line, "", why) for line, why in problems]
     click.echo(f"{accepted} accepted, {len(rejected)} rejected")
     for line, raw, why in rejected:
         click.echo(f"  line {line}: {raw!r}: {why}")
@@ -141,57 +160,70 @@ def import_calls(csv_path):
     """Import past calls from a CSV file (call_id, from, to, started_at, duration?, status?,
     recording_url?): each is matched and qualified like a live call; a row already imported
     is counted once."""
+    counts = {"attributed": 0, "unattributed": 0, "repeated": 0, "rejected": 0}
+    report: list[str] = []
+    with (open(csv_path, newline="", encoding="utf-8-sig") as fh,
+          tqdm(unit="call", file=sys.stderr, desc="importing") as bar):
+        reader = csv.DictReader(fh)  # rows read as they are imported, never all at once
+        try:
+            columns = reader.fieldnames or []
+        except (csv.Error, UnicodeDecodeError) as exc:
+            fail(f"{csv_path} is not a UTF-8 CSV file: {exc}")
+        missing = [c for c in ("call_id", "from", "to", "started_at") if c not in columns]
+        if missing:
+            fail(f"the CSV file needs the columns {', '.join(missing)}")
+        try:
+            for row in reader:
+                kind, text = import_call(row)
+                counts[kind] += 1
+                report.append(f"  line {reader.line_num}: {text}")
+                bar.update(1)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            counts["rejected"] += 1
+            report.append(f"  line {reader.line_num + 1}: rejected: not readable CSV from "
+                          f"here on ({exc})")
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+    for line in report:
+        click.echo(line)
+
+
+def import_call(row: dict) -> tuple[str, str]:
+    """Import one CSV row as a call: its outcome (a key of the summary) and a report line."""
     from marshmallow import ValidationError
+    from sqlalchemy.exc import DataError
 
     from attribution.calls import CallEventIn, ingest
     from dni_server.api.schemas import CallRequestSchema
 
-    schema = CallRequestSchema()
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("call_id", "from", "to", "started_at")
-                   if c not in (reader.fieldnames or [])]
-        if missing:
-            fail(f"the CSV file needs the columns {', '.join(missing)}")
-        rows = list(reader)
-    counts = {"attributed": 0, "unattributed": 0, "repeated": 0, "rejected": 0}
-    report = []
-    with tqdm(total=len(rows), unit="call", file=sys.stderr, desc="importing") as bar:
-        for line, row in enumerate(rows, start=2):
-            raw = {k: v for k, v in row.items() if k in CALL_COLUMNS and v not in (None, "")}
-            if "duration" in raw:
-                raw["duration"] = int(raw["duration"]) if raw["duration"].isdigit() else raw[
-                    "duration"]
-            try:
-                data = schema.load(raw)
-            except ValidationError as exc:
-                counts["rejected"] += 1
-                report.append(f"  line {line}: rejected: " + "; ".join(
-                    f"{field}: {' '.join(map(str, why))}" for field, why in exc.messages.items()))
-                bar.update(1)
-                continue
-            event = CallEventIn(
-                provider="api", provider_call_id=data["call_id"],
-                event_key=f"{data['call_id']}:import", kind="import",
-                occurred_at=data["started_at"], from_raw=data["from_"], to_raw=data["to"],
-                status=data["status"], duration=data["duration"],
-                recording_url=data["recording_url"], payload=raw)
-            call, new = ingest(db.session, event, pools=services().pools)
-            db.session.commit()
-            if not new:
-                counts["repeated"] += 1
-                report.append(f"  line {line}: {data['call_id']}: already imported")
-            else:
-                kind = "unattributed" if call.method == "unattributed" else "attributed"
-                counts[kind] += 1
-                report.append(f"  line {line}: {data['call_id']}: {call.method}"
-                              + (f" ({call.source}/{call.medium})" if call.source else "")
-                              + (", qualified" if call.qualified else
-                                 f", not qualified ({', '.join(call.qualification_failures)})"))
-            bar.update(1)
-    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
-    for line in report:
-        click.echo(line)
+    raw = {k: v for k, v in row.items() if k in CALL_COLUMNS and v not in (None, "")}
+    duration = raw.get("duration", "").strip()
+    if duration.isascii() and duration.isdigit() and len(duration) <= 9:
+        raw["duration"] = int(duration)  # else left as text, for the schema to refuse
+    try:
+        data = CallRequestSchema().load(raw)
+    except ValidationError as exc:
+        return "rejected", "rejected: " + "; ".join(
+            f"{field}: {' '.join(map(str, why))}" for field, why in exc.messages.items())
+    if not in_range(data["started_at"]):
+        return "rejected", f"rejected: started_at: not between {EARLIEST} and {LATEST}"
+    event = CallEventIn(
+        provider="api", provider_call_id=data["call_id"], event_key=f"{data['call_id']}:import",
+        kind="import", occurred_at=data["started_at"], from_raw=data["from_"],
+        to_raw=data["to"], status=data["status"], duration=data["duration"],
+        recording_url=data["recording_url"], payload=raw)
+    try:
+        call, new = ingest(db.session, event, pools=services().pools)
+        db.session.commit()
+    except (ValueError, OverflowError, DataError) as exc:
+        db.session.rollback()
+        return "rejected", f"rejected: {type(exc).__name__}: {exc}"
+    if not new:
+        return "repeated", f"{data['call_id']}: already imported"
+    kind = "unattributed" if call.method == "unattributed" else "attributed"
+    return kind, (f"{data['call_id']}: {call.method}"
+                  + (f" ({call.source}/{call.medium})" if call.source else "")
+                  + (", qualified" if call.qualified else
+                     f", not qualified ({', '.join(call.qualification_failures)})"))
 
 
 @dni.command("pool-status")

@@ -1,12 +1,24 @@
-"""URL converters: ids in paths that no database column can hold are simply not found."""
+"""Ids, counts, dates and times from paths and query strings: the one place they are parsed.
+
+Anything a column cannot hold or a calendar cannot reach is refused here with a 4xx, so no
+view turns it into a database or overflow error.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
 
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-# PostgreSQL's integer: a larger id in a path would be a database error, not a 404.
+from attribution.zones import EARLIEST, LATEST, parse_date, parse_datetime
+from dni_server.errors import Invalid
+
+# PostgreSQL's integer (SQLAlchemy binds every id as one): a larger id would be a database
+# error, not a 404. Well within the 63 bits of the big ids.
 MAX_ID = 2**31 - 1
+DATE_RANGE = f"from {EARLIEST} to {LATEST}"
 
 
 class IdConverter(IntegerConverter):
@@ -37,4 +49,55 @@ def parse_id(value) -> int | None:
         value = int(value)
     if not isinstance(value, int) or not 0 <= value <= MAX_ID:
         return None
+    return value
+
+
+def id_arg(args: Mapping, name: str) -> int | None:
+    """The id in query parameter ``name``; None when absent, 422 when it is no id."""
+    raw = args.get(name)
+    if raw is None:
+        return None
+    value = parse_id(raw)
+    if value is None:
+        raise Invalid(f"{name} must be an id, a whole number from 0 to {MAX_ID}",
+                      fields={name: "not an id"})
+    return value
+
+
+def count_arg(args: Mapping, name: str, default: int, minimum: int, maximum: int) -> int:
+    """A whole number (a limit, an offset, a page) in query parameter ``name``, else
+    ``default``; 422 unless ASCII digits within [minimum, maximum]."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))) \
+            or not minimum <= int(raw) <= maximum:
+        raise Invalid(f"{name} must be a whole number from {minimum} to {maximum}",
+                      fields={name: "out of range"})
+    return int(raw)
+
+
+def date_arg(args: Mapping, name: str, default: dt.date | None = None) -> dt.date | None:
+    """The date (YYYY-MM-DD) in query parameter ``name``, else ``default``; 422 when junk."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    value = parse_date(raw)
+    if value is None:
+        raise Invalid(f"{name} must be a date, YYYY-MM-DD, {DATE_RANGE}",
+                      fields={name: "not a date in range"})
+    return value
+
+
+def datetime_arg(args: Mapping, name: str, default: dt.datetime | None = None,
+                 zone: dt.tzinfo = dt.UTC) -> dt.datetime | None:
+    """The ISO 8601 time in query parameter ``name`` (in ``zone`` without an offset), else
+    ``default``; 422 when junk or out of range."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    value = parse_datetime(raw, zone)
+    if value is None:
+        raise Invalid(f"{name} must be an ISO 8601 time, {DATE_RANGE}",
+                      fields={name: "not a time in range"})
     return value

@@ -3,7 +3,10 @@
 Every documented operation gets generated requests (valid and invalid, seeded so a run can
 be repeated) sent with the admin token through the WSGI app, and each answer is checked:
 never a 5xx, a documented status code and content type, and a body matching the documented
-schema. The number of examples per operation and mode is bounded for CI; for a longer run:
+schema. The dashboard's pages are not in that document (they answer HTML): a small extra
+document below lists their query parameters, and schemathesis sends them valid and invalid
+values, signed in to the dashboard, checking that none is answered with a 5xx. The number of
+examples per operation and mode is bounded for CI; for a longer run:
 
     DNI_SCHEMATHESIS_EXAMPLES=300 .venv/bin/python -m pytest -p no:xdist -s tests/test_schemathesis.py
 """
@@ -63,7 +66,9 @@ def brief(report: str) -> str:
     return "\n".join(out)
 
 
-def run_operation(operation, mode: GenerationMode, stats: Counter, failures: list) -> None:
+def run_operation(operation, mode: GenerationMode, stats: Counter, failures: list, *,
+                  headers: dict = AUTH, checks: list = CHECKS, cookies: dict | None = None
+                  ) -> None:
     @seed(SEED)
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
@@ -71,7 +76,7 @@ def run_operation(operation, mode: GenerationMode, stats: Counter, failures: lis
     def exercise(case):
         stats["examples"] += 1
         try:
-            case.call_and_validate(headers=AUTH, checks=CHECKS)
+            case.call_and_validate(headers=headers, checks=checks, cookies=cookies)
         except (AssertionError, FailureGroup) as exc:
             # Collected rather than raised, so one run reports every operation's failures.
             failures.append(f"{operation.label} [{mode.value}]:\n{brief(str(exc))}")
@@ -97,4 +102,88 @@ def test_the_api_conforms_to_its_openapi_document(seeded, capsys):
     with capsys.disabled():
         print("\n" + summary)
     assert stats["operations"] >= 30
+    assert not failures, summary + "\n\n" + "\n\n".join(dict.fromkeys(failures))
+
+
+# -- the dashboard's query strings ----------------------------------------------------------
+
+
+def query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+DATE = {"type": "string", "format": "date"}
+TEXT = {"type": "string"}
+WHOLE = {"type": "integer", "minimum": 1}
+REPORT = [query("start", DATE), query("end", DATE), query("group_by", TEXT),
+          query("then_by", TEXT), query("metric", TEXT), query("site", TEXT),
+          query("pool", WHOLE), query("qualified", {"type": "string", "enum": ["true", "false"]}),
+          query("caller", TEXT), query("publisher", TEXT), query("limit", WHOLE),
+          query("offset", {"type": "integer", "minimum": 0}), query("_method", TEXT)]
+
+
+def dashboard_spec(call_id: int, pool_id: int) -> dict:
+    """The dashboard's GET pages and the query parameters each reads."""
+    def page(parameters: list, **path_ids) -> dict:
+        path_parameters = [{"name": name, "in": "path", "required": True,
+                            "schema": {"type": "integer", "enum": [value]}}
+                           for name, value in path_ids.items()]
+        return {"get": {"parameters": path_parameters + parameters,
+                        "responses": {"200": {"description": "an HTML page"}}}}
+
+    return {"openapi": "3.0.3", "info": {"title": "dashboard pages", "version": "1"},
+            "paths": {
+                "/dashboard/": page(REPORT),
+                "/dashboard/report.csv": page(REPORT),
+                "/dashboard/calls": page([query("start", DATE), query("end", DATE),
+                                          query("qualified", TEXT), query("method", TEXT),
+                                          query("source", TEXT), query("page", WHOLE)]),
+                "/dashboard/calls/{call_id}": page([query("journey_page", WHOLE)],
+                                                   call_id=call_id),
+                "/dashboard/conversions": page([query("status", TEXT),
+                                                query("delivery", WHOLE)]),
+                "/dashboard/pools": page([]),
+                "/dashboard/pools/{pool_id}": page([query("start", DATE), query("end", DATE)],
+                                                   pool_id=pool_id),
+                "/dashboard/static-numbers": page([]),
+            }}
+
+
+def dashboard_cookies(app) -> dict:
+    """The cookies of a dashboard signed in with the admin token."""
+    client = app.test_client()
+    page = client.get("/dashboard/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    login = client.post("/dashboard/login", data={"token": ADMIN_TOKEN, "csrf_token": csrf})
+    assert login.status_code == 302
+    return dict(cookie.split(";", 1)[0].split("=", 1)
+                for cookie in login.headers.getlist("Set-Cookie"))
+
+
+@schemathesis.check
+def signed_in(ctx, response, case):
+    """Each page was served to the signed-in admin, not turned away to the login form."""
+    if response.status_code in (301, 302, 303, 401, 403):
+        raise AssertionError(f"not signed in: {response.status_code}")
+
+
+def test_no_dashboard_query_string_gives_a_5xx(seeded, admin, capsys):
+    call_id = admin.get("/v1/calls").get_json()["calls"][0]["id"]
+    pool_id = admin.get("/v1/pools").get_json()["pools"][0]["id"]
+    schema = schemathesis.openapi.from_dict(dashboard_spec(call_id, pool_id))
+    schema.app = seeded
+    cookies = dashboard_cookies(seeded)
+    stats: Counter = Counter()
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        stats["operations"] += 1
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            run_operation(operation, mode, stats, failures, headers={}, cookies=cookies,
+                          checks=[not_a_server_error, signed_in])
+    summary = (f"schemathesis (dashboard): {stats['operations']} pages, {stats['examples']} "
+               f"examples, {len(failures)} failures")
+    with capsys.disabled():
+        print("\n" + summary)
+    assert stats["operations"] == 8 and stats["examples"] >= 8 * EXAMPLES
     assert not failures, summary + "\n\n" + "\n\n".join(dict.fromkeys(failures))

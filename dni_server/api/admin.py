@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from attribution.models import PageView, Visit
+from attribution.models import Visit
 from dni_server.api.auth import deny_publishers, scoped, token_required, visible
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
@@ -19,7 +19,8 @@ from dni_server.api.schemas import (
     TokenSchema,
     VisitSchema,
 )
-from dni_server.converters import parse_id
+from dni_server.api.sessions import journey_json
+from dni_server.converters import count_arg, datetime_arg, parse_id
 from dni_server.errors import ApiError, Conflict, Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.timefmt import iso_ms, now_ms
@@ -45,11 +46,7 @@ def services():
 
 
 def limit_arg(default: int = 100, maximum: int = 1000) -> int:
-    raw = request.args.get("limit", str(default))
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
-        raise Invalid(f"limit must be a whole number from 1 to {maximum}",
-                      fields={"limit": "out of range"})
-    return int(raw)
+    return count_arg(request.args, "limit", default, 1, maximum)
 
 
 def catalog_call(fn, *args, **kwargs):
@@ -231,10 +228,8 @@ def show_session(session_id: str):
         raise NotFound("unknown session (new sessions appear within a few seconds)",
                        code="unknown_session")
     out = visit_schema.dump(visit)
-    out["pages"] = [
-        {"url": pv.url, "path": pv.path, "viewed_at": iso_ms(pv.viewed_at_ms)}
-        for pv in db.session.scalars(select(PageView).where(PageView.session_id == session_id)
-                                     .order_by(PageView.viewed_at_ms))]
+    # Paged: ?page_views_offset=&page_views_limit= (see dni_server.api.sessions).
+    out["pages"], out["page_views"] = journey_json(db.session, session_id)
     out["leases"] = [
         {"pool_id": ls.pool_id, "number": ls.number, "started_at": iso_ms(ls.started_at_ms),
          "last_renewed_at": iso_ms(ls.last_renewed_at_ms), "expires_at": iso_ms(ls.expires_at_ms),
@@ -253,17 +248,14 @@ def pool_health(pool_id: int):
     from attribution.pool_health import health
 
     pool = get_pool(pool_id)
-    now = dt.datetime.now(dt.UTC)
-    try:
-        end = dt.datetime.fromisoformat(request.args["end"]) if "end" in request.args else now
-        start = (dt.datetime.fromisoformat(request.args["start"]) if "start" in request.args
-                 else end - dt.timedelta(days=7))
-        target = float(request.args.get("target", "0.01"))
-    except ValueError as exc:
-        raise Invalid(f"bad parameter: {exc}", fields={"start/end/target": str(exc)}) from None
     # Times without an offset are the site's local time, like the report's dates.
     zone = zoneinfo.ZoneInfo(pool.site.timezone or "UTC")
-    start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (start, end))
+    end = datetime_arg(request.args, "end", dt.datetime.now(dt.UTC), zone)
+    start = datetime_arg(request.args, "start", end - dt.timedelta(days=7), zone)
+    try:
+        target = float(request.args.get("target", "0.01"))
+    except ValueError as exc:
+        raise Invalid(f"bad parameter: {exc}", fields={"target": str(exc)}) from None
     if end <= start or not 0 < target < 1:
         raise Invalid("end must be after start, and 0 < target < 1",
                       fields={"end": "before start"} if end <= start else {"target": "range"})

@@ -1,9 +1,15 @@
-"""Reading request bodies: JSON objects, sent as application/json or text/plain."""
+"""Reading request bodies: JSON objects, sent as application/json or text/plain; the size
+limit on bodies sent without a Content-Length (chunked)."""
 
 from __future__ import annotations
 
+import io
+from functools import cached_property
+
 import orjson
-from flask import request
+from flask import Request, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from dni_server.errors import ApiError, Invalid
 
@@ -54,3 +60,39 @@ def refuse_nul_in_query() -> None:
                if "\x00" in name or "\x00" in value}
         if bad:
             raise Invalid("the request has invalid fields", fields=bad)
+
+
+class BoundedRequest(Request):
+    """Flask's request, but a chunked body past ``max_content_length`` is a 413.
+
+    Werkzeug stops reading a body of unknown length at the limit and hands on what it read,
+    so an oversized chunked body was parsed cut short. Here one byte past the limit is
+    read, and finding it is a 413, as a Content-Length over the limit is.
+    """
+
+    @cached_property
+    def stream(self):
+        limit = self.max_content_length
+        if (limit is not None and self.content_length is None
+                and "wsgi.input_terminated" in self.environ):
+            return io.BufferedReader(BoundedInput(self.environ["wsgi.input"], limit))
+        return get_input_stream(self.environ, max_content_length=limit)
+
+
+class BoundedInput(io.RawIOBase):
+    """A stream of at most ``limit`` bytes; raises RequestEntityTooLarge if there are more."""
+
+    def __init__(self, stream, limit: int):
+        self._stream = stream
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(min(len(buffer), self._left + 1))
+        if len(data) > self._left:
+            raise RequestEntityTooLarge()
+        self._left -= len(data)
+        buffer[:len(data)] = data
+        return len(data)

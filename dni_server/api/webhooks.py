@@ -2,16 +2,20 @@
 
 A webhook is checked, forwarded and stored, in that order of importance: a forged one
 gets 403 and stores nothing; a genuine one is forwarded even when SQL is down (its event
-then waits in the call inbox).
+then waits in the call inbox). A genuine event that cannot be read or stored is kept as
+received (``CallInbox.keep_unparsed``) and acknowledged, so the carrier does not send it
+again and again; its caller is still forwarded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from urllib.parse import quote
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
@@ -24,6 +28,7 @@ from pools.models import utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
+ACTED_SECONDS = 86_400  # how long an event's transfer is remembered as sent
 
 
 def services():
@@ -45,18 +50,47 @@ def callback_url(path: str) -> str:
 
 
 def store(event: CallEventIn) -> str:
-    """Store the event now, or keep it in the inbox if SQL is down; never lose it."""
+    """Store the event now, or keep it in the inbox if SQL is down; never lose it.
+
+    Returns what happened: "stored", "duplicate" (seen before), "queued" or "spooled"
+    (SQL is down: not known whether seen before), or "unparsed" (kept as received).
+    """
     try:
         _, new = ingest(db.session, event, pools=services().pools)
         db.session.commit()
         g.webhook_result = "stored" if new else "duplicate"
-        return "stored"
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("SQL unavailable: call event %s kept in the inbox", event.event_key)
         kept = services().inbox.push(event)
         g.webhook_result = "queued" if kept == "redis" else "spooled"
-        return kept
+    except Exception as exc:  # a bug in storing it: the raw event is kept, never lost
+        db.session.rollback()
+        keep_unparsed(event.provider, exc)
+    return g.webhook_result
+
+
+def raw_event() -> str:
+    """The webhook as received: Telnyx's signed bytes, or Twilio's form fields."""
+    if request.path.startswith("/webhooks/telnyx"):
+        return request.get_data(cache=True).decode("utf-8", "replace")
+    return json.dumps(request.form.to_dict(flat=False))
+
+
+def keep_unparsed(provider: str, exc: Exception) -> None:
+    log.exception("%s webhook could not be read or stored; kept as received", provider)
+    services().inbox.keep_unparsed(provider, raw_event(), f"{type(exc).__name__}: {exc}")
+    g.webhook_result = "unparsed"
+
+
+def parse(reader, provider: str, *args) -> CallEventIn | None:
+    """The carrier event read by ``reader``, or None; when reading fails, the raw event is
+    kept and None returned (the carrier is still answered 2xx)."""
+    try:
+        return reader(*args)
+    except Exception as exc:  # the readers never raise by design; this is the last net
+        keep_unparsed(provider, exc)
+        return None
 
 
 @bp.after_request
@@ -91,7 +125,7 @@ def twilio_webhook(kind: str) -> CallEventIn | None:
     except carriers.SignatureError as exc:
         g.webhook_result = "bad_signature"
         raise Forbidden(str(exc)) from None
-    return carriers.twilio_event(request.form, kind, utcnow())
+    return parse(carriers.twilio_event, "twilio", request.form, kind, utcnow())
 
 
 def twiml(response: VoiceResponse) -> Response:
@@ -123,6 +157,12 @@ def forward(route: Route, event: CallEventIn) -> VoiceResponse:
 def twilio_voice():
     """A call to a tracking number: forward it, then record and match it."""
     event = twilio_webhook("voice")
+    if event is None and g.get("webhook_result") == "unparsed":
+        # Kept as received; the caller is forwarded all the same.
+        event = CallEventIn(provider="twilio", provider_call_id="", event_key="", kind="voice",
+                            occurred_at=utcnow(), from_raw=str(request.form.get("From", ""))[:64],
+                            to_raw=str(request.form.get("To", ""))[:64])
+        return twiml(forward(services().routes.route(event.to_raw), event))
     if event is None:
         raise ApiError("CallSid is required", status=422, code="invalid")
     route = services().routes.route(event.to_raw)
@@ -175,15 +215,34 @@ def telnyx():
         raise Forbidden(str(exc)) from None
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError("the body is not valid JSON", code="malformed_json") from None
-    event = carriers.telnyx_event(body, utcnow())
+    except orjson.JSONDecodeError as exc:
+        # Signed by Telnyx, so evidence: kept as received and acknowledged (a 4xx would
+        # only have Telnyx send it again and again).
+        keep_unparsed("telnyx", exc)
+        return Response(status=204)
+    event = parse(carriers.telnyx_event, "telnyx", body, utcnow())
     if event is None:
-        return Response(status=204)  # not a call event: acknowledged, nothing to store
-    if event.kind == "call.initiated" and event.leg == "call":
+        return Response(status=204)  # not a call event (or kept unparsed): acknowledged
+    # Stored first: Telnyx delivers an event again and again until it is acknowledged, and
+    # only the first sight of a call may send the transfer command.
+    result = store(event)
+    if event.kind == "call.initiated" and event.leg == "call" and first_sight(event, result):
         telnyx_forward(event, body["data"])
-    store(event)
     return Response(status=204)
+
+
+def first_sight(event: CallEventIn, result: str) -> bool:
+    """Whether this delivery is the event's first. SQL knows when it is up ("duplicate");
+    a Redis claim also covers deliveries while SQL is down (their inbox copies wait
+    unstored). Redis away too: forwarded, since a caller is never left unconnected (the
+    command id lets Telnyx ignore a repeat)."""
+    if result == "duplicate":
+        return False
+    key = f"{services().settings.redis_prefix}:calls:acted:{event.provider}:{event.event_key}"
+    try:
+        return bool(services().redis.set(key, "1", nx=True, ex=ACTED_SECONDS))
+    except RedisError:
+        return True
 
 
 def telnyx_forward(event: CallEventIn, data: dict) -> None:
@@ -191,7 +250,8 @@ def telnyx_forward(event: CallEventIn, data: dict) -> None:
     settings = services().settings
     route = services().routes.route(event.to_raw)
     control_id = data["payload"].get("call_control_id")
-    if not (settings.telnyx_api_key and route.destination and control_id):
+    if not (settings.telnyx_api_key and route.destination and isinstance(control_id, str)
+            and control_id):
         return
     caller = event.from_raw if (event.from_raw or "").startswith("+") else event.to_raw
     # Sent off the request path: a slow Telnyx API must not hold a web worker.

@@ -25,7 +25,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tes
 
 from dni_server import create_app  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
-from factories import ADMIN_TOKEN, AdminClient, numbers, record  # noqa: E402
+from factories import (  # noqa: E402
+    ADMIN_TOKEN,
+    CREDENTIALS_KEY,
+    OUTBOUND_ALLOW_HOSTS,
+    AdminClient,
+    numbers,
+    record,
+)
 from pools.models import Base  # noqa: E402
 
 SECRET_KEY = "test-secret-key-0123456789"
@@ -146,6 +153,9 @@ def app_config(database_url: str, redis_url: str, **extra) -> dict:
         # then answers a (correct, but unwanted here) "unavailable" fallback. Tests of the
         # timeout itself set it back.
         "DNI_REDIS_TIMEOUT_MS": "1000",
+        # Conversions: reach the local receivers, one credentials key for every app.
+        "DNI_OUTBOUND_ALLOW_HOSTS": OUTBOUND_ALLOW_HOSTS,
+        "DNI_CREDENTIALS_KEYS": CREDENTIALS_KEY,
     }
     config.update({k: str(v) for k, v in extra.items()})
     return config

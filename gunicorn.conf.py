@@ -11,7 +11,9 @@ import tempfile
 
 bind = os.environ.get("DNI_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("DNI_THREADS", "1"))
+# Threads (gunicorn's gthread worker when above 1): a long report holds one thread, not
+# a whole worker, so heartbeats and call webhooks keep being answered meanwhile.
+threads = int(os.environ.get("DNI_THREADS", "4"))
 timeout = 30
 graceful_timeout = 10
 # Recycling workers costs a full app import each time (about 2 s of CPU); off unless asked.
@@ -52,6 +54,14 @@ def on_exit(server):
         shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
+def banner_token(token):
+    """The admin token as the start banner shows it: only one generated into the instance
+    folder; one an operator set stays out of terminals and log collectors."""
+    if os.environ.get("DNI_ADMIN_TOKEN", "").strip():
+        return "(from DNI_ADMIN_TOKEN)"
+    return token or "(none: set DNI_ADMIN_TOKEN)"
+
+
 def on_starting(server):
     clear_metrics_dir()
     if os.environ.get("REDIS_URL"):
@@ -64,14 +74,13 @@ def on_starting(server):
     os.environ["REDIS_URL"] = embedded_redis_url(app.instance_path)
     os.environ.setdefault("DNI_WORKER", "true")  # the embedded default records in-process
     os.environ.setdefault("DNI_INSTANCE_PATH", app.instance_path)
-    token = app.extensions["dni"].settings.admin_token
     host, _, port = bind.rpartition(":")
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "") else host
     # For the person who typed `make run`: plain text, even when the logs are JSON.
     print(
         f"\n  DNI service on http://{shown}:{port}\n"
         f"  demo page:   http://{shown}:{port}/demo\n"
-        f"  admin token: {token}\n"
+        f"  admin token: {banner_token(app.extensions['dni'].settings.admin_token)}\n"
         f"  data:        {app.instance_path}\n",
         file=sys.stderr, flush=True,
     )

@@ -20,13 +20,21 @@ from attribution.geo import GeoLocator
 from attribution.inbox import CallInbox
 from attribution.routes import RouteDirectory
 from attribution.sessions import SessionContext, SessionIds
+from dni_server.api.body import BoundedRequest
 from dni_server.config import Settings, load_settings
 from dni_server.converters import IdConverter
-from dni_server.embedded import embedded_redis_url, instance_lock, sqlite_url, stored_secret
+from dni_server.embedded import (
+    embedded_redis_url,
+    instance_lock,
+    secure_instance,
+    sqlite_url,
+    stored_secret,
+)
 from dni_server.errors import register_error_handlers
 from dni_server.extensions import db, migrate
 from dni_server.jsonprovider import OrjsonProvider
 from dni_server.logs import configure_logging
+from dni_server.tokens import derive_key
 from pools import catalog
 from pools.availability import RedisGuard
 from pools.directory import SiteDirectory
@@ -87,7 +95,7 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
     instance_path = instance_path or env.get("DNI_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path and os.path.abspath(instance_path))
     app.url_map.converters["int"] = IdConverter  # ids past any column's range are a 404
-    os.makedirs(app.instance_path, exist_ok=True)
+    secure_instance(app.instance_path)  # 0700, its files 0600: it holds tokens and keys
 
     if settings.admin_token is None and settings.embedded_database:
         settings = dataclasses.replace(
@@ -96,12 +104,19 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
         settings = dataclasses.replace(
             settings, secret_key=stored_secret(app.instance_path, "secret_key"))
     database_url = settings.database_url or sqlite_url(app.instance_path)
+    if not settings.credentials_keys and database_url.startswith("sqlite"):
+        # A local database: its credentials key lives beside it, outside the database.
+        from attribution.conversions.credentials import new_key
+
+        settings = dataclasses.replace(settings, credentials_keys=(
+            stored_secret(app.instance_path, "credentials_key", new_key),))
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
     app.json = OrjsonProvider(app)
+    app.request_class = BoundedRequest  # a chunked body over the limit is a 413, not cut short
     if settings.proxy_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -130,6 +145,8 @@ def engine_options(database_url: str) -> dict:
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
+    from dni_server import metrics
+
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
     with app.app_context():
@@ -153,7 +170,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         pools=lease_pools,
         sites=SiteDirectory(session_factory, ttl_seconds=settings.site_cache_seconds,
                             mirror=fast, prefix=settings.redis_prefix),
-        ids=SessionIds(settings.secret_key.encode()),
+        # A key of their own: dashboard cookies are signed with another (dashboard/__init__).
+        ids=SessionIds(derive_key(settings.secret_key, "visitor session ids")),
         geo=GeoLocator(settings.geoip_db),
         load_pool=load_pool,
         rate_limit=limit,
@@ -165,6 +183,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["dni"] = Services(
         settings, redis_url, fast, patient, admin_pools, context, session_factory,
         routes=RouteDirectory(session_factory, fast, settings.redis_prefix),
+        commands=CommandSender(max_queue=settings.carrier_queue,
+                               on_drop=metrics.observe_dropped_command),
         inbox=CallInbox(patient, settings.redis_prefix,
                         os.path.join(app.instance_path, "call-spool.jsonl")))
 

@@ -85,6 +85,7 @@ class Settings:
     telnyx_public_key: str | None = None
     telnyx_api_key: str | None = None
     telnyx_api_url: str = "https://api.telnyx.com/v2"
+    carrier_queue: int = 200  # carrier commands waiting or being sent; more are dropped
     redis_prefix: str = "dni"
     redis_timeout_ms: int = 50
     session_rate: tuple[int, int] = (30, 60)
@@ -98,9 +99,22 @@ class Settings:
     conversions_retry_seconds: int = 30
     conversions_max_attempts: int = 8
     conversions_lease_seconds: int = 300
+    # Hosts conversions may reach on internal addresses (local test receivers only).
+    outbound_allow_hosts: tuple[str, ...] = ()
+    # Fernet keys for destination credentials at rest: the first encrypts, all decrypt.
+    credentials_keys: tuple[str, ...] = ()
     log_format: str = "text"  # gunicorn.conf.py makes "json" the default under gunicorn
     log_level: str = "INFO"
     metrics_token: str | None = None
+    metrics_public: bool = False  # /metrics without a token, only when asked for
+    dashboard_session_hours: int = 12
+    auth_failures: tuple[int, int] = (20, 600)  # wrong tokens per client, per window
+    # Reports (issue 11, F7): SQL time per statement, rows per page, days x dimensions,
+    # and report runs per token (JSON, CSV and the dashboard's report page alike).
+    report_timeout_ms: int = 5000
+    report_max_rows: int = 1000
+    report_max_day_dimensions: int = 3660
+    report_rate: tuple[int, int] = (30, 60)
 
     @property
     def embedded_redis(self) -> bool:
@@ -131,8 +145,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "REDIS_URL", raw, ("redis://", "rediss://", "unix://", "redis+cluster://")
         )
     if (raw := get("DNI_ADMIN_TOKEN")) is not None:
-        if len(raw.strip()) < 16:
-            raise ConfigError("DNI_ADMIN_TOKEN must be at least 16 characters")
+        if len(raw.strip()) < 32:  # long enough that guessing it is hopeless
+            raise ConfigError("DNI_ADMIN_TOKEN must be at least 32 characters")
         values["admin_token"] = raw.strip()
     if (raw := get("DNI_SECRET_KEY")) is not None:
         if len(raw.strip()) < 16:
@@ -154,6 +168,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if (raw := get("DNI_TELNYX_API_URL")) is not None:
         values["telnyx_api_url"] = parse_url("DNI_TELNYX_API_URL", raw,
                                              ("http://", "https://")).rstrip("/")
+    if (raw := get("DNI_CARRIER_QUEUE")) is not None:
+        values["carrier_queue"] = parse_int("DNI_CARRIER_QUEUE", raw, minimum=1, maximum=100_000)
     if (raw := get("DNI_REDIS_PREFIX")) is not None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", raw):
             raise ConfigError(f"DNI_REDIS_PREFIX must be 1-32 of A-Z a-z 0-9 _ . -, got {raw!r}")
@@ -185,8 +201,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if len(raw.strip()) < 16:
             raise ConfigError("DNI_METRICS_TOKEN must be at least 16 characters")
         values["metrics_token"] = raw.strip()
+    values.update(_auth_settings(env, get, values))
+    values.update(_report_settings(get))
     values.update(_conversion_settings(get))
     return Settings(**values)
+
+
+def _auth_settings(env, get, values: dict) -> dict:
+    """Dashboard login lifetime, the back-off on wrong tokens, and who may read /metrics."""
+    found: dict = {}
+    if (raw := env.get("DNI_METRICS_PUBLIC")) is not None:
+        found["metrics_public"] = parse_bool("DNI_METRICS_PUBLIC", raw)
+        if found["metrics_public"] and values.get("metrics_token"):
+            raise ConfigError("set DNI_METRICS_TOKEN or DNI_METRICS_PUBLIC=true, not both")
+    if (raw := get("DNI_DASHBOARD_SESSION_HOURS")) is not None:
+        found["dashboard_session_hours"] = parse_int("DNI_DASHBOARD_SESSION_HOURS", raw,
+                                                     minimum=1, maximum=720)
+    if (raw := get("DNI_AUTH_FAILURE_LIMIT")) is not None:
+        found["auth_failures"] = parse_rate("DNI_AUTH_FAILURE_LIMIT", raw)
+    return found
+
+
+def _report_settings(get) -> dict:
+    """What one report may cost, and how often a token may ask for one."""
+    values: dict = {}
+    for name, key, low, high in (
+            ("DNI_REPORT_TIMEOUT_MS", "report_timeout_ms", 1, 600_000),
+            ("DNI_REPORT_MAX_ROWS", "report_max_rows", 1, 100_000),
+            ("DNI_REPORT_MAX_DAY_DIMENSIONS", "report_max_day_dimensions", 1, 1_000_000)):
+        if (raw := get(name)) is not None:
+            values[key] = parse_int(name, raw, minimum=low, maximum=high)
+    if (raw := get("DNI_REPORT_RATE")) is not None:
+        values["report_rate"] = parse_rate("DNI_REPORT_RATE", raw)
+    return values
 
 
 def _conversion_settings(get) -> dict:
@@ -212,4 +259,16 @@ def _conversion_settings(get) -> dict:
             ("DNI_CONVERSIONS_LEASE_SECONDS", "conversions_lease_seconds", 5, 86_400)):
         if (raw := get(name)) is not None:
             values[key] = parse_int(name, raw, minimum=low, maximum=high)
+    if (raw := get("DNI_OUTBOUND_ALLOW_HOSTS")) is not None:
+        values["outbound_allow_hosts"] = tuple(h.strip() for h in raw.split(",") if h.strip())
+    if (raw := get("DNI_CREDENTIALS_KEYS")) is not None:
+        from attribution.conversions.credentials import check_key
+
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        for i, key in enumerate(keys):
+            try:
+                check_key(key)
+            except ValueError as exc:
+                raise ConfigError(f"DNI_CREDENTIALS_KEYS: key {i + 1}: {exc}") from None
+        values["credentials_keys"] = tuple(keys)
     return values

@@ -25,7 +25,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dni_server.errors import Unauthorized
+from dni_server.errors import Forbidden, Unauthorized
 from dni_server.timefmt import now_ms
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ FALLBACKS = Counter("dni_fallbacks", "Fallback numbers answered, by reason", ["r
                     registry=REGISTRY)
 WEBHOOKS = Counter("dni_webhooks", "Carrier webhooks, by provider and outcome",
                    ["provider", "result"], registry=REGISTRY)
+CARRIER_COMMANDS_DROPPED = Counter(
+    "dni_carrier_commands_dropped", "Carrier call commands (Telnyx transfers) dropped because "
+    "the command queue (DNI_CARRIER_QUEUE) was full", registry=REGISTRY)
 MATCHES = Counter("dni_call_matches", "New calls matched to a visit, by method", ["method"],
                   registry=REGISTRY)
 DELIVERIES = Counter("dni_outbox_deliveries", "Conversion delivery attempts, by destination "
@@ -76,6 +79,10 @@ def observe_numbers(entries, *, renewal: bool = False) -> None:
 
 def observe_webhook(provider: str, result: str) -> None:
     WEBHOOKS.labels(provider, result).inc()
+
+
+def observe_dropped_command() -> None:
+    CARRIER_COMMANDS_DROPPED.inc()
 
 
 def observe_delivery(destination_kind: str, outcome_status: str) -> None:
@@ -151,11 +158,11 @@ class LiveState:
                                "and SQL", labels=["dependency"])
         pools, sql_ok = self._pools()
         busy = GaugeMetricFamily("dni_pool_busy_numbers", "Numbers leased now",
-                                 labels=["pool_id", "site"])
+                                 labels=["pool_id", "site_id"])
         total = GaugeMetricFamily("dni_pool_numbers", "Numbers in the pool (idle and leased)",
-                                  labels=["pool_id", "site"])
+                                  labels=["pool_id", "site_id"])
         ratio = GaugeMetricFamily("dni_pool_utilisation_ratio", "Leased numbers / all numbers",
-                                  labels=["pool_id", "site"])
+                                  labels=["pool_id", "site_id"])
         redis_ok = True
         if pools:
             try:
@@ -163,8 +170,8 @@ class LiveState:
             except Exception as exc:  # any Redis failure: report it, keep the scrape
                 log.warning("metrics: Redis unreadable: %s", exc)
                 redis_ok, counts = False, []
-            for (pid, site), (leased, size) in zip(pools, counts, strict=False):
-                labels = [str(pid), site]
+            for (pid, site_id), (leased, size) in zip(pools, counts, strict=False):
+                labels = [str(pid), str(site_id)]
                 busy.add_metric(labels, leased)
                 total.add_metric(labels, size)
                 ratio.add_metric(labels, leased / size if size else 0.0)
@@ -178,14 +185,16 @@ class LiveState:
         up.add_metric(["sql"], 1.0 if sql_ok else 0.0)
         yield up
 
-    def _pools(self) -> tuple[list[tuple[int, str]], bool]:
-        from pools.models import Pool, Site
+    def _pools(self) -> tuple[list[tuple[int, int]], bool]:
+        """(pool id, site id) of every active pool: ids, never site keys, which would tell a
+        scraper every site the service serves and let it start sessions on them."""
+        from pools.models import Pool
 
         try:
             with self.services.session_factory() as db:
-                rows = db.execute(select(Pool.id, Site.key).join(Site, Pool.site_id == Site.id)
-                                  .where(Pool.active).order_by(Pool.id)).all()
-            return [(pid, key) for pid, key in rows], True
+                rows = db.execute(select(Pool.id, Pool.site_id).where(Pool.active)
+                                  .order_by(Pool.id)).all()
+            return [(pid, site_id) for pid, site_id in rows], True
         except SQLAlchemyError as exc:
             log.warning("metrics: SQL unreadable: %s", exc)
             return [], False
@@ -237,15 +246,32 @@ def render(services, redis_client) -> bytes:
     return generate_latest(registry)
 
 
+def _check_scraper():
+    """DNI_METRICS_TOKEN as a bearer token, unless DNI_METRICS_PUBLIC=true: the figures
+    describe every pool. Wrong tokens count towards the same back-off as the API's."""
+    from dni_server.api.auth import bearer_token, too_many_guesses, wrong_token
+
+    settings = current_app.extensions["dni"].settings
+    if settings.metrics_public:
+        return None
+    if not settings.metrics_token:
+        raise Forbidden("metrics are off: set DNI_METRICS_TOKEN (and send it as a bearer "
+                        "token), or DNI_METRICS_PUBLIC=true to serve them to anyone")
+    if (refused := too_many_guesses()) is not None:
+        return refused
+    given = bearer_token()
+    if given is None or not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+        if given:
+            wrong_token("metrics token")
+        raise Unauthorized("a valid metrics token is required: Authorization: Bearer <token>")
+    return None
+
+
 @bp.get("/metrics")
 def metrics():
-    """Prometheus text format; a bearer token is required when DNI_METRICS_TOKEN is set."""
-    token = current_app.extensions["dni"].settings.metrics_token
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                 token.encode()):
-            raise Unauthorized("a valid metrics token is required: Authorization: Bearer <token>")
+    """Prometheus text format, for a scraper holding DNI_METRICS_TOKEN."""
+    if (refused := _check_scraper()) is not None:
+        return refused
     from dni_server.health import probes
 
     body = render(current_app.extensions["dni"], probes(current_app).redis)

@@ -214,15 +214,38 @@ def build_spec() -> dict:
                 "application/json": {"schema": {"type": "object", "properties": {
                     "rows": {"type": "array", "items": {"type": "object", "properties": {
                         "dimensions": {"type": "object"}, "metrics": {"type": "object"}}}},
-                    "totals": {"type": "object"}, "query": {"type": "object"}}}},
+                    "totals": {"type": "object"}, "query": {"type": "object"},
+                    "page": {"type": "object", "properties": {
+                        "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                        "next_offset": {"type": "integer", "nullable": True},
+                        "next": {"type": "string", "nullable": True}}}}}},
                 "text/csv": {"schema": {"type": "string"}}}},
             "401": {"description": "Error", **_json("Error")},
             "404": {"description": "unknown site", **_json("Error")},
-            "422": {"description": "Error", **_json("Error")}},
+            "422": {"description": "Error (also: over DNI_REPORT_MAX_ROWS per page or "
+                                   "DNI_REPORT_MAX_DAY_DIMENSIONS)", **_json("Error")},
+            "429": {"description": "over DNI_REPORT_RATE for this token (see Retry-After)",
+                    **_json("Error")},
+            "503": {"description": "ran past DNI_REPORT_TIMEOUT_MS (report_timeout), the "
+                                   "worker runs its most reports at once (reports_busy), or "
+                                   "the database is away",
+                    **_json("Error")}},
     }})
     add_operations_paths(spec)
     conversion_paths(spec)
-    return spec.to_dict()
+    return document_backoff(spec.to_dict())
+
+
+def document_backoff(document: dict) -> dict:
+    """Every operation that takes a bearer token may answer 429: the per-client back-off
+    after too many wrong tokens (DNI_AUTH_FAILURE_LIMIT)."""
+    backoff = {"description": "too many wrong tokens from this client lately (see "
+                              "Retry-After)", **_json({"$ref": "#/components/schemas/Error"})}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if any("bearer" in way for way in operation.get("security", [])):
+                operation["responses"].setdefault("429", backoff)
+    return document
 
 
 def add_operations_paths(spec: APISpec) -> None:
@@ -241,13 +264,15 @@ def add_operations_paths(spec: APISpec) -> None:
             "503": {"description": "Redis or SQL is down (see checks)", **_json(health)}},
     }})
     spec.path(path="/metrics", operations={"get": {
-        "summary": "Prometheus metrics (text exposition format); a bearer token is required "
-                   "only when DNI_METRICS_TOKEN is set",
+        "summary": "Prometheus metrics (text exposition format): DNI_METRICS_TOKEN as a "
+                   "bearer token, or open to anyone with DNI_METRICS_PUBLIC=true",
         "security": [{}, {"bearer": []}],
         "responses": {
             "200": {"description": "the metrics", "content": {
                 "text/plain": {"schema": {"type": "string"}}}},
             "401": {"description": "DNI_METRICS_TOKEN is set and the token is missing or wrong",
+                    **_json("Error")},
+            "403": {"description": "neither DNI_METRICS_TOKEN nor DNI_METRICS_PUBLIC is set",
                     **_json("Error")}},
     }})
 
@@ -260,6 +285,8 @@ REPORT_PARAMETERS = [
     ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
     ("caller", "first_time or repeat"), ("publisher", "publisher label"),
     ("format", "json (default) or csv"),
+    ("limit", "rows per page (default and maximum: DNI_REPORT_MAX_ROWS)"),
+    ("offset", "rows to skip (page.next_offset of the page before)"),
 ]
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import secrets
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+# The test apps' settings for offline conversions: the local receivers on 127.0.0.1 may be
+# reached, and credentials are encrypted with a fixed key shared by every app of a test.
+OUTBOUND_ALLOW_HOSTS = "127.0.0.1,localhost"
+CREDENTIALS_KEY = "ZG5pLXRlc3Qtc3VpdGUtY3JlZGVudGlhbHMta2V5ISE="
 CHROME_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "

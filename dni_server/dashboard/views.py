@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Response, abort, render_template, request
+from flask import Response, abort, current_app, render_template, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from attribution import call_log, pool_health, reports, zones
-from attribution.models import ATTRIBUTION_FIELDS, Call, PageView, StaticNumber, Visit
+from attribution import call_log, pool_health, reports, sessions, zones
+from attribution.calls import shown_first_touches
+from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber, Visit
 from dni_server.api.auth import publisher_scope, scoped, visible
-from dni_server.api.reports import report_query
-from dni_server.converters import parse_id
+from dni_server.api.reports import limit_report_rate, report_query, run_report
+from dni_server.converters import date_arg, parse_id
 from dni_server.dashboard import bp, filters  # noqa: F401  (registers the template filters)
 from dni_server.errors import ApiError
 from dni_server.extensions import db
@@ -72,23 +73,40 @@ def form_args() -> dict:
 
 def _date_arg(args: dict, name: str) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(args[name]) if name in args else None
-    except ValueError:
-        abort(400, f"{name} must be a date, YYYY-MM-DD")
+        return date_arg(args, name)
+    except ApiError as exc:
+        abort(400, exc.message)
 
 
 # -- the report ----------------------------------------------------------------------------
 
 
-def _report(args: dict):
-    """The report for the form: ``group_by`` then optionally ``then_by``, every metric."""
+REPORT_ROWS = 500  # table rows per page (at most DNI_REPORT_MAX_ROWS)
+
+
+def _report(args: dict, page: reports.Page | None = None):
+    """The report for the form: ``group_by`` then optionally ``then_by``, every metric.
+    Counts against the token's report rate; one page of rows, totals over all."""
+    limit_report_rate()
     args.setdefault("group_by", "source")
     then_by = args.pop("then_by", None)
     if then_by and then_by not in args["group_by"].split(","):
         args["group_by"] += "," + then_by
     args.pop("metrics", None)  # the dashboard always shows every metric
     query = report_query(args)
-    return query, reports.run(db.session, query)
+    return query, run_report(query, page)
+
+
+def _report_page(args: dict) -> tuple[int, reports.Page]:
+    """The table page asked for (junk or 0: page 1) and the rows it holds."""
+    rows = min(REPORT_ROWS, current_app.extensions["dni"].settings.report_max_rows)
+    number = parse_id(args.get("page", "")) or 1
+    return number, reports.Page(offset=(number - 1) * rows, limit=rows)
+
+
+def _report_status(exc: Exception) -> int:
+    """Bad input answers 400 as ever; too many reports 429, out of time 503."""
+    return exc.status if isinstance(exc, ApiError) and exc.status in (429, 503) else 400
 
 
 def _row_label(row: dict, dims: list[str] | None = None) -> str:
@@ -133,22 +151,23 @@ def report_chart(result: dict, metric: str = "calls") -> dict:
 @bp.get("/")
 def report():
     args = form_args()
-    error = None
+    error, status = None, 200
+    page, rows = _report_page(args)
     try:
-        query, result = _report(dict(args))
+        query, result = _report(dict(args), rows)
     except (ApiError, reports.ReportError) as exc:
-        error = _report_problem(exc)
+        error, status = _report_problem(exc), _report_status(exc)
         query, result = None, None
     metric = chart_metric(args)
     return render_template(
         "dashboard/report.html", args=args, query=query, result=result, error=error,
-        chart=report_chart(result, metric) if result else None, metric=metric,
-        dimensions=list(reports.DIMENSIONS), metrics=reports.ALL_METRICS), 400 if error else 200
+        chart=report_chart(result, metric) if result else None, metric=metric, page=page,
+        dimensions=list(reports.DIMENSIONS), metrics=reports.ALL_METRICS), status
 
 
 @bp.get("/report.csv")
 def report_csv():
-    query, result = _report(form_args())
+    query, result = _report(form_args())  # the first DNI_REPORT_MAX_ROWS rows
     name = f"attribution-{query.start}-{query.end}.csv"
     return Response(reports.to_csv(result), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -178,13 +197,15 @@ def call(call_id: int):
     if not visible(row):
         abort(404, "No such call.")
     visit = db.session.get(Visit, row.session_id) if row.session_id else None
-    journey = db.session.scalars(select(PageView).where(
-        PageView.session_id == row.session_id).order_by(PageView.viewed_at_ms)).all() \
-        if row.session_id else []
+    # The journey a page at a time (?journey_page=): junk or 0 is page 1.
+    journey_page = parse_id(request.args.get("journey_page", "")) or 1
+    journey = sessions.journey(db.session, row.session_id, (journey_page - 1) * PER_PAGE,
+                               PER_PAGE) if row.session_id else None
     attribution = [(name, getattr(row, name)) for name in ATTRIBUTION_FIELDS
                    if getattr(row, name) not in (None, "")]
     return render_template("dashboard/call.html", call=row, visit=visit, journey=journey,
-                           attribution=attribution, explanation=row.explanation or {})
+                           attribution=attribution, explanation=row.explanation or {},
+                           first_touch=shown_first_touches(db.session, [row])[row.id])
 
 
 # -- pools and static numbers --------------------------------------------------------------

@@ -38,10 +38,10 @@ def test_login_without_csrf_token_is_400(dash_app):
     """A form posted without this session's CSRF token is refused before anything happens."""
     client = dash_app.test_client()
     client.get("/dashboard/login")
-    response = client.post("/dashboard/login", data={"token": "test-admin-token-0123456789"})
+    response = client.post("/dashboard/login", data={"token": "test-admin-token-0123456789abcdef"})
     assert response.status_code == 400
     assert response.mimetype == "text/html"  # the dashboard's own error page, not API JSON
-    response = client.post("/dashboard/login", data={"token": "test-admin-token-0123456789",
+    response = client.post("/dashboard/login", data={"token": "test-admin-token-0123456789abcdef",
                                                      "csrf_token": "forged"})
     assert response.status_code == 400
 
@@ -67,7 +67,7 @@ def test_login_never_redirects_off_the_dashboard(dash_app):
     client = dash_app.test_client()
     page = client.get("/dashboard/login")
     response = client.post("/dashboard/login", data={
-        "token": "test-admin-token-0123456789", "csrf_token": csrf_of(page.text),
+        "token": "test-admin-token-0123456789abcdef", "csrf_token": csrf_of(page.text),
         "next": "//evil.example/dashboard"})
     assert response.headers["Location"] == "/dashboard/"
 

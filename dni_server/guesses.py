@@ -8,25 +8,19 @@ costs the guesser time rather than the service. A client is an IPv4 address or a
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from redis.exceptions import RedisError
+
+from attribution.sessions import rate_key_ip
 
 log = logging.getLogger(__name__)
 
 
 def client_key(ip: str | None) -> str:
-    """The address a client's failures are counted under."""
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return "-"
-    if address.version == 6 and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
-    return str(address)
+    """The address a client's failures are counted under: the same key as the lease limits
+    (an IPv4 address, an IPv6 /64, an IPv4-mapped address as its IPv4)."""
+    return rate_key_ip(ip)
 
 
 class GuessLimiter:

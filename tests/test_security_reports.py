@@ -260,6 +260,38 @@ def test_a_publisher_cannot_tell_a_foreign_site_from_an_unknown_one(app, admin):
     assert report(admin, site=foreign["key"]).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/v1/pools", "/v1/calls"])
+def test_other_site_filters_do_not_tell_a_publisher_which_sites_exist(app, admin, path):
+    own = make_site(admin, name="Acme's")
+    make_pool(admin, own, publisher="Acme")
+    foreign = make_site(admin, name="Beta's")
+    make_pool(admin, foreign, publisher="Beta", numbers=numbers(3, start=150))
+    acme = AdminClient(app.test_client(), make_token(admin, "publisher", "Acme"))
+
+    assert acme.get(path, query_string={"site": own["key"]}).status_code == 200
+    answers = set()
+    for ref in (foreign["key"], "site_doesnotexist"):
+        response = acme.get(path, query_string={"site": ref})
+        answers.add((response.status_code, response.json["error"]["code"],
+                     response.json["error"]["message"].replace(repr(ref), "REF")))
+    assert answers == {(404, "unknown_site", "unknown site REF")}
+    assert admin.get(path, query_string={"site": foreign["key"]}).status_code == 200
+
+
+def test_conversion_exports_share_the_report_budget_and_range_bound(make_app):
+    app = make_app(DNI_REPORT_RATE="2/60", DNI_REPORT_MAX_DAY_DIMENSIONS="100")
+    admin = AdminClient(app.test_client(), ADMIN_TOKEN)
+    site = make_site(admin, name="Exports")
+    window = {"site": site["key"], "start": "2026-05-01", "end": "2026-05-31"}
+    too_long = admin.get("/v1/conversions/export/microsoft.csv",
+                         query_string=window | {"start": "2026-01-01"})
+    assert too_long.status_code == 422 and "range" in too_long.json["error"]["fields"]
+    assert report(admin).status_code == 200
+    assert admin.get("/v1/conversions/export/microsoft.csv", query_string=window).status_code == 200
+    refused = admin.get("/v1/conversions/export/google.csv", query_string=window)
+    assert refused.status_code == 429 and refused.json["error"]["code"] == "rate_limited"
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 

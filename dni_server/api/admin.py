@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from attribution.models import Visit
-from dni_server.api.auth import deny_publishers, scoped, token_required, visible
+from attribution.models import StaticNumber, Visit
+from dni_server.api.auth import (
+    deny_publishers,
+    publisher_scope,
+    scoped,
+    token_required,
+    visible,
+)
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
     NumbersSchema,
@@ -73,17 +79,29 @@ def catalog_call(fn, *args, **kwargs):
 
 
 def get_site(ref, lookup_only: bool = False) -> Site:
-    """A site by id or key; publisher tokens may only name one to filter by it."""
+    """A site by id or key; publisher tokens may only name one to filter by it.
+
+    A publisher gets the same 404 for a site that does not exist and for one where it has
+    no pool and no static number, so ``?site=`` cannot tell it which other sites exist.
+    """
     if not lookup_only:
         deny_publishers()
+    site = _find_site(ref)
+    scope = publisher_scope()
+    if site is None or (scope is not None and not db.session.scalar(select(or_(
+            exists().where(Pool.site_id == site.id, Pool.publisher == scope),
+            exists().where(StaticNumber.site_id == site.id, StaticNumber.publisher == scope))))):
+        raise NotFound(f"unknown site {ref!r}", code="unknown_site")
+    return site
+
+
+def _find_site(ref) -> Site | None:
     site = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         site_id = parse_id(ref)
         site = db.session.get(Site, site_id) if site_id is not None else None
     elif isinstance(ref, str):
         site = db.session.scalar(select(Site).where(Site.key == ref))
-    if site is None:
-        raise NotFound(f"unknown site {ref!r}", code="unknown_site")
     return site
 
 

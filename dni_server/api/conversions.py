@@ -40,6 +40,7 @@ from attribution.qualification import DISPOSITIONS
 from dni_server.api.admin import get_site, limit_arg
 from dni_server.api.auth import deny_publishers, scoped, token_required, visible
 from dni_server.api.body import json_object
+from dni_server.api.reports import limit_report_rate
 from dni_server.api.schemas import Loose, _money
 from dni_server.converters import date_arg, id_arg
 from dni_server.errors import Conflict, Invalid, NotFound
@@ -479,6 +480,11 @@ def _export(kind: str):
     start = _date("start", end - dt.timedelta(days=29))
     if start > end:
         raise Invalid("start must not be after end", fields={"start": "after end"})
+    most = current_app.extensions["dni"].settings.report_max_day_dimensions
+    if (end - start).days + 1 > most:
+        raise Invalid(f"an export covers at most {most} days (DNI_REPORT_MAX_DAY_DIMENSIONS)",
+                      fields={"range": f"at most {most} days"})
+    limit_report_rate()  # exports share the token's report budget
     name = request.args.get("name") or None
     return site, start, end, outbox.conversions_between(db.session, site, start, end, kind, name)
 

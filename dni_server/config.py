@@ -78,6 +78,7 @@ class Settings:
     redis_url: str | None = None
     admin_token: str | None = None
     secret_key: str | None = None
+    dashboard_secret: str | None = None  # rotated on its own: ends dashboard logins only
     public_url: str | None = None
     demo: bool = False
     geoip_db: str | None = None
@@ -152,6 +153,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if len(raw.strip()) < 16:
             raise ConfigError("DNI_SECRET_KEY must be at least 16 characters")
         values["secret_key"] = raw.strip()
+    if (raw := get("DNI_DASHBOARD_SECRET")) is not None:
+        if len(raw.strip()) < 16:
+            raise ConfigError("DNI_DASHBOARD_SECRET must be at least 16 characters")
+        values["dashboard_secret"] = raw.strip()
     if (raw := get("DNI_PUBLIC_URL")) is not None:
         values["public_url"] = parse_url("DNI_PUBLIC_URL", raw, ("http://", "https://")).rstrip("/")
     if (raw := env.get("DNI_DEMO")) is not None:

@@ -110,6 +110,21 @@ def test_session_ids_and_dashboard_cookies_are_signed_with_separate_derived_keys
     assert not signed_in(browser)
 
 
+def test_rotating_the_dashboard_secret_ends_logins_and_no_visitor_session(make_app):
+    before = make_app(DNI_DASHBOARD_SECRET="dashboard-secret-one-0123")
+    visitor_ids = before.extensions["dni"].sessions.ids
+    session_id = visitor_ids.new([7])
+    browser = log_in(before.test_client())
+    assert signed_in(browser)
+
+    same = make_app(DNI_DASHBOARD_SECRET="dashboard-secret-one-0123")
+    assert signed_in(with_cookie(same, browser.get_cookie("session").value))  # control
+    after = make_app(DNI_DASHBOARD_SECRET="dashboard-secret-two-4567")
+    assert not signed_in(with_cookie(after, browser.get_cookie("session").value))  # every dashboard login is over
+    # Visitor session ids are signed with DNI_SECRET_KEY's key, unchanged: still valid.
+    assert after.extensions["dni"].sessions.ids.pools(session_id) == [7]
+
+
 def test_without_redis_the_dashboard_answers_503_rather_than_let_anyone_in(make_app):
     app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
     response = try_login(app.test_client(), ADMIN_TOKEN)

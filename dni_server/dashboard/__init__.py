@@ -21,12 +21,15 @@ def _configure(state) -> None:
     app = state.app
     services = app.extensions["dni"]
     settings = services.settings
+    # Derived for this use only: visitor session ids are signed with another key. With
+    # DNI_DASHBOARD_SECRET set, the dashboard's keys come from it, so rotating it ends every
+    # dashboard login and no visitor's session (and rotating DNI_SECRET_KEY the reverse).
+    secret = settings.dashboard_secret or settings.secret_key
     if not app.secret_key:
-        # Derived for this use only: visitor session ids are signed with another key.
-        app.secret_key = derive_key(settings.secret_key, "dashboard cookies")
+        app.secret_key = derive_key(secret, "dashboard cookies")
     app.extensions["dashboard_logins"] = LoginStore(
         services.redis_admin, settings.redis_prefix, settings.dashboard_session_hours * 3600,
-        derive_key(settings.secret_key, "dashboard login fingerprints"))
+        derive_key(secret, "dashboard login fingerprints"))
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     if (settings.public_url or "").startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True

@@ -120,7 +120,8 @@ def test_rotating_the_dashboard_secret_ends_logins_and_no_visitor_session(make_a
     same = make_app(DNI_DASHBOARD_SECRET="dashboard-secret-one-0123")
     assert signed_in(with_cookie(same, browser.get_cookie("session").value))  # control
     after = make_app(DNI_DASHBOARD_SECRET="dashboard-secret-two-4567")
-    assert not signed_in(with_cookie(after, browser.get_cookie("session").value))  # every dashboard login is over
+    # Every dashboard login is over.
+    assert not signed_in(with_cookie(after, browser.get_cookie("session").value))
     # Visitor session ids are signed with DNI_SECRET_KEY's key, unchanged: still valid.
     assert after.extensions["dni"].sessions.ids.pools(session_id) == [7]
 

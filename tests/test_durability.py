@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 import redis as redis_lib
+from ports import free_port
 from sqlalchemy import select
 
 from dni_server.extensions import db
@@ -113,12 +113,6 @@ def test_the_worker_reloads_lost_pools(app, client, admin, site, redis_client):
 
 
 # -- a real Redis process, killed and restarted empty -------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_server_binary() -> str:

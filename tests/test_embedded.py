@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from ports import free_port
 
 from dni_server import create_app
 from dni_server.demo import DEMO_TARGET
@@ -42,12 +42,6 @@ def test_embedded_app_seeds_a_demo_site_and_leases(tmp_path):
 
         with app.app_context():
             db.engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -27,10 +27,11 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 import sqlalchemy as sa
-from test_durability import free_port, start_redis
+from ports import free_port
+from test_durability import start_redis
 from twilio.request_validator import RequestValidator
 
-from bench.api_throughput import Gunicorn
+from bench.harness import Gunicorn
 from factories import ADMIN_TOKEN, CHROME_UA, TWILIO_TOKEN, numbers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,20 +19,10 @@ from dataclasses import dataclass, field
 import pytest
 import redis as redis_lib
 import requests
+from ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STARTUP_TIMEOUT_S = 60  # a loaded 2-core machine can be slow to fork and import
-RESERVED_PORTS = {6379, 5432}
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS picks from its ephemeral range)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in RESERVED_PORTS and port + 10000 not in RESERVED_PORTS:
-            return port
 
 
 def die_with_parent() -> None:

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := snippet/node_modules/.installed
 DASH_STAMP := dni_server/dashboard/ui/node_modules/.installed
 
-.PHONY: run test lint format snippet dashboard bench chromium wrk clean
+.PHONY: run test test-fast lint format snippet dashboard bench chromium wrk clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,12 @@ run: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The quick loop while working: everything but the tests marked `slow` (faults, Redis
+# Cluster, two instances, gunicorn, schemathesis and fuzzing). CI runs `make test`.
+test-fast: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

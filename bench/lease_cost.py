@@ -28,36 +28,22 @@ import argparse
 import gc
 import json
 import os
-import re
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file from anywhere
+from bench.harness import bench_redis_url, claim_redis, log  # noqa: E402
 from pools.leases import LeaseRequest, PoolService  # noqa: E402
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
-OWNED_MARKER = "dni-bench:owned"
 PREFIX = "bench"
 TARGET = 1.2
 SITE = "s"
 OPS = ("lease", "renew", "release")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def bench_redis_url() -> str:
-    given = os.environ.get("REDIS_URL", "")
-    if given and re.fullmatch(r"/\d+", urlsplit(given).path or ""):
-        return given
-    return DEFAULT_REDIS_URL
 
 
 def now_ms() -> int:
@@ -214,11 +200,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     url = bench_redis_url()
-    client = redis.Redis.from_url(url, decode_responses=True)
-    if client.dbsize() and not client.exists(OWNED_MARKER):
-        raise SystemExit(f"refusing to flush {url}: it holds keys this benchmark did not write")
-    client.flushdb()
-    client.set(OWNED_MARKER, "1")
+    client = claim_redis(url)
     try:
         svc = PoolService(client, prefix=PREFIX)
         stats = ScriptStats(client)

@@ -30,22 +30,24 @@ sys.path.insert(0, str(ROOT))
 
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from bench.api_throughput import (  # noqa: E402
+from bench.harness import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    LUA_DONE,
     USER_AGENTS,
     BenchPool,
     Gunicorn,
     bench_setting,
+    done_result,
     http_json,
     log,
     migrate,
+    start_wrk,
 )
 
 TOKEN = "bench-twilio-token"
 PUBLIC_URL = "http://dni.bench.example"  # both instances check signatures against this
 PATTERN = ["new", "beat", "beat", "view", "beat", "call", "new", "beat", "view", "beat"]
 LUA = r"""
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
 local reqs, n = {}, 0
 bad = 0
 function init(args)
@@ -60,15 +62,7 @@ end
 function response(status, headers, body)
   if status < 200 or status > 299 then bad = bad + 1 end
 end
-function done(summary, latency, requests)
-  local b = 0
-  for _, t in ipairs(threads) do b = b + t:get("bad") end
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.3f %.3f %.3f %d %d\n", summary.requests,
-    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    b, e.connect + e.read + e.write + e.timeout))
-end
-"""
+""" + LUA_DONE
 
 
 def lua_table(rows: list[tuple[str, dict, str]]) -> str:
@@ -141,23 +135,6 @@ def start_sessions(port: int, site_key: str, count: int) -> list[str]:
     return ids
 
 
-def start_wrk(port: int, script: Path, seconds: float, connections: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
-         "-s", str(script), f"http://127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def result_of(proc: subprocess.Popen) -> dict:
-    out = proc.communicate()[0]
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, secs, p50, p99, bad, errors = line.split()[1:]
-            return {"requests": int(n), "seconds": float(secs), "p50": float(p50),
-                    "p99": float(p99), "non_2xx": int(bad), "socket_errors": int(errors)}
-    raise RuntimeError(f"wrk printed no result:\n{out}")
-
-
 def run(ports: list[int], workload: Workload, tmp: Path, args, label: str) -> dict:
     """One wrk per instance, started together, connections split evenly; combined figures."""
     per = max(1, args.connections // len(ports))
@@ -165,18 +142,18 @@ def run(ports: list[int], workload: Workload, tmp: Path, args, label: str) -> di
     for stage, seconds in (("warm", 2.0), ("run", args.seconds)):
         procs = [start_wrk(port, workload.script(tmp / f"{label}-{stage}-{i}.lua", budget),
                            seconds, per) for i, port in enumerate(ports)]
-        results = [result_of(p) for p in procs]
+        results = [done_result(p.communicate()[0]) for p in procs]
     total = sum(r["requests"] for r in results)
     return {"instances": len(ports), "rps": sum(r["requests"] / r["seconds"] for r in results),
             "p99": max(r["p99"] for r in results), "p50": max(r["p50"] for r in results),
-            "non_2xx": sum(r["non_2xx"] for r in results),
-            "socket_errors": sum(r["socket_errors"] for r in results), "requests": total}
+            "non_2xx": sum(r["bad"] for r in results),
+            "socket_errors": sum(r["errors"] for r in results), "requests": total}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32, help="in all, split over wrks")
     parser.add_argument("--sessions", type=int, default=500, help="sessions to heartbeat")
@@ -201,7 +178,7 @@ def main() -> int:
         pool = BenchPool(one.port, admin, rdb)
         pool.grow_to(20_000)
         sessions = start_sessions(one.port, pool.site_key, args.sessions)
-        numbers = [f"+1650{200 + i // 10000:03d}{i % 10000:04d}" for i in range(pool.size)]
+        numbers = pool.taken
         workload = Workload(pool.site_key, sessions, numbers)
 
         single = run([one.port], workload, tmp, args, "one")

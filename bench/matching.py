@@ -16,7 +16,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 
@@ -27,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from attribution.matching import match_call  # noqa: E402
-from dni_server import create_app  # noqa: E402
+from bench.harness import app_on_new_database  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
 from pools.models import Lease, Pool, PoolNumber, Site  # noqa: E402
 
@@ -86,25 +85,6 @@ def time_matches(session, per_number: int, samples: int, rng: random.Random) -> 
     return timings
 
 
-def database(engine_name: str, workdir: str):
-    if engine_name == "sqlite":
-        return f"sqlite:///{workdir}/bench.sqlite3", None
-    name = f"dni_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    return PG_BASE.rsplit("/", 1)[0] + "/" + name, (admin, name)
-
-
-def drop(handle) -> None:
-    if handle is None:
-        return
-    admin, name = handle
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def run(engine_name: str, sizes: list[int], samples: int, rounds: int) -> list[dict]:
     """Build every size's history first, then measure them in interleaved rounds, so that
     load from elsewhere on the machine falls on every size alike."""
@@ -112,19 +92,9 @@ def run(engine_name: str, sizes: list[int], samples: int, rounds: int) -> list[d
     built = {}
     with stack:
         for size in sizes:
-            workdir = stack.enter_context(tempfile.TemporaryDirectory())
-            url, handle = database(engine_name, workdir)
-            stack.callback(drop, handle)
-            app = create_app({"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/13",
-                              "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": "x" * 32,
-                              "DNI_SECRET_KEY": "y" * 20}, instance_path=workdir)
+            app = app_on_new_database(stack, engine_name, PG_BASE)
             context = app.app_context()
             context.push()
-            from flask_migrate import upgrade
-
-            from dni_server import MIGRATIONS
-
-            upgrade(directory=MIGRATIONS)
             started = time.perf_counter()
             per_number = build_history(db.session, size)
             seconds = time.perf_counter() - started
@@ -135,7 +105,6 @@ def run(engine_name: str, sizes: list[int], samples: int, rounds: int) -> list[d
             session = sa.orm.Session(bind=db.engine)
             db.session.remove()
             context.pop()
-            stack.callback(lambda e=app: _dispose(e))
             built[size] = (app, session, per_number, seconds)
             print(f"  {engine_name:8} {size:>9,} leases built in {seconds:.1f} s", flush=True)
         timings = {size: [] for size in sizes}
@@ -159,11 +128,6 @@ def run(engine_name: str, sizes: list[int], samples: int, rounds: int) -> list[d
         for size in sizes:
             built[size][1].close()
     return results
-
-
-def _dispose(app) -> None:
-    with app.app_context():
-        db.engine.dispose()
 
 
 def main() -> None:

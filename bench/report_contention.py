@@ -52,7 +52,7 @@ import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from attribution.models import Call, Visit  # noqa: E402
-from bench.api_throughput import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     NUMBERS_PER_REQUEST,
     Gunicorn,
     bench_setting,

@@ -28,7 +28,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -41,7 +40,7 @@ sys.path.insert(0, ROOT)
 from attribution import reports  # noqa: E402
 from attribution.models import Call, Visit  # noqa: E402
 from attribution.zones import local_day  # noqa: E402
-from dni_server import MIGRATIONS, create_app  # noqa: E402
+from bench.harness import app_on_new_database  # noqa: E402
 from dni_server.api.auth import authenticate  # noqa: E402
 from dni_server.api.reports import report_query  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
@@ -207,40 +206,12 @@ def load(engine: sa.Engine, table: sa.Table, rows: list[dict], batch: int = 50_0
 @contextlib.contextmanager
 def database(engine_name: str):
     """A fresh, migrated database and an app on it; dropped (or deleted) afterwards."""
-    with tempfile.TemporaryDirectory() as workdir:
-        admin, db_name = None, None
-        if engine_name == "sqlite":
-            url = f"sqlite:///{workdir}/bench.sqlite3"
-        else:
-            base = pg_base()
-            db_name = f"dni_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
-            url = base.rsplit("/", 1)[0] + "/" + db_name
-        app = None
-        try:
-            # Redis is never touched by the report; redis-py connects lazily.
-            app = create_app({"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/13",
-                              "DNI_WORKER": "false", "DNI_ADMIN_TOKEN": ADMIN_TOKEN,
-                              "DNI_SECRET_KEY": "bench-secret-key-0123456789"},
-                             instance_path=workdir)
-            for logger in ("alembic", "dni_server"):  # keep migration and request logs out
-                logging.getLogger(logger).setLevel(logging.WARNING)
-            with app.app_context():
-                from flask_migrate import upgrade
-
-                upgrade(directory=MIGRATIONS)  # exactly as the app migrates
-                yield app
-        finally:
-            if app is not None:
-                with app.app_context():
-                    db.session.remove()
-                    db.engine.dispose()
-            if admin is not None:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-                admin.dispose()
+    for logger in ("alembic", "dni_server"):  # keep migration and request logs out
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    with contextlib.ExitStack() as stack:
+        app = app_on_new_database(stack, engine_name, pg_base(), DNI_ADMIN_TOKEN=ADMIN_TOKEN)
+        with app.app_context():
+            yield app
 
 
 # -- measuring ------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Twilio voice-webhook throughput as a ratio to a bare Flask endpoint (issue 4).
 
-Starts the service and the bare app under the same gunicorn settings (the harness in
-api_throughput.py), creates a pool, signs N distinct Twilio voice webhooks (one new call
-each, as Twilio would send them), and alternates wrk runs of the bare endpoint and the
-webhook. Each webhook is checked, matched, stored with its event and answered with TwiML,
-so this is the whole cost of a call arriving. Prints req/s, p50/p99 and the ratio.
+Starts the service and the bare app under the same gunicorn settings (bench/harness.py),
+creates a pool, signs N distinct Twilio voice webhooks (one new call each, as Twilio would
+send them), and alternates wrk runs of the bare endpoint and the webhook. Each webhook is
+checked, matched, stored with its event and answered with TwiML, so this is the whole cost
+of a call arriving. Prints req/s, p50/p99 and the ratio.
 
     python bench/webhook_throughput.py [--db postgres|sqlite] [--seconds 10] [--rounds 2]
 """
@@ -16,7 +16,6 @@ import json
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,19 +26,22 @@ sys.path.insert(0, str(ROOT))
 
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from bench.api_throughput import (  # noqa: E402
+from bench.harness import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    LUA_DONE,
     BenchPool,
     Gunicorn,
+    bench_result,
     bench_setting,
+    done_result,
     log,
     migrate,
     write_lua,
+    wrk_output,
 )
 
 TOKEN = "bench-twilio-token"
 WEBHOOK_LUA = r"""
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
 local i = 0
 bad = 0  -- global: done() reads each thread's count
 request = function()
@@ -52,15 +54,7 @@ end
 response = function(status, headers, body)
   if status ~= 200 or not string.find(body, "<Dial", 1, true) then bad = bad + 1 end
 end
-done = function(summary, latency, requests)
-  local b = 0
-  for _, t in ipairs(threads) do b = b + t:get("bad") end
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.3f %.3f %.3f %d %d\n", summary.requests,
-    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    b, e.connect + e.read + e.write + e.timeout))
-end
-"""
+""" + LUA_DONE
 
 
 def signed_calls(port: int, numbers: list[str], count: int) -> list[tuple[str, str]]:
@@ -84,27 +78,20 @@ def write_webhook_lua(path: Path, requests: list[tuple[str, str]]) -> Path:
 
 
 def run_wrk(port: int, script: Path, seconds: float, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s",
-                          "--timeout", "10s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}"],
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            n, secs, p50, p99, bad, errors = line.split()[1:]
-            return {"rps": int(n) / float(secs), "p50": float(p50), "p99": float(p99),
-                    "bad": int(bad), "errors": int(errors), "requests": int(n)}
-        if line.startswith("BENCH_RESULT "):  # the harness's own script (bare endpoint)
-            data = json.loads(line.split(" ", 1)[1])
-            return {"rps": data["requests"] / (data["duration_us"] / 1e6),
-                    "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
-                    "bad": data.get("non_2xx", 0), "errors": 0, "requests": data["requests"]}
-    raise RuntimeError(f"wrk printed no result:\n{out}")
+    out = wrk_output(port, script, seconds, connections)
+    if "BENCH_RESULT " in out:  # the harness's own script (bare endpoint)
+        data = bench_result(out)
+        return {"rps": data["requests"] / (data["duration_us"] / 1e6),
+                "p50": data["p50_us"] / 1000, "p99": data["p99_us"] / 1000,
+                "bad": data.get("non_2xx", 0), "errors": 0, "requests": data["requests"]}
+    result = done_result(out)
+    return {**result, "rps": result["requests"] / result["seconds"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
@@ -121,7 +108,7 @@ def main() -> int:
         service.wait_ready()
         bare.wait_ready()
         pool = BenchPool(service.port, admin, rdb)
-        numbers = [f"+1650{200 + i // 10000:03d}{i % 10000:04d}" for i in range(pool.size)]
+        numbers = pool.taken
         # Enough distinct calls that no run repeats one (a repeat is the cheap idempotent path).
         calls = signed_calls(service.port, numbers, 30_000)
         webhook_lua = write_webhook_lua(tmp / "webhook.lua", calls)

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { transformSync } from 'esbuild';
 import { minify } from 'terser';
+import { writeOrCheck } from '../tools/build_output.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const srcPath = join(here, 'src', 'dni.js');
@@ -58,20 +59,7 @@ const gz = gzipSync(raw, { level: 9 }).length;
 const br = brotliCompressSync(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
 console.log(`dni.js  raw ${raw.length} B  gzip ${gz} B  brotli ${br} B  (budget ${BUDGET_GZIP} B gzip)`);
 
-if (process.argv.includes('--check')) {
-  let committed = '';
-  try {
-    committed = readFileSync(outPath, 'utf8');
-  } catch {}
-  if (committed !== code) {
-    console.error(`${outPath} is stale: run "npm run build" in snippet/ and commit the result`);
-    process.exit(1);
-  }
-  console.log('committed build is up to date');
-} else {
-  writeFileSync(outPath, code);
-  console.log(`wrote ${outPath}`);
-}
+writeOrCheck(outPath, code, 'run "npm run build" in snippet/ and commit the result');
 if (gz > BUDGET_GZIP) {
   console.error(`over budget: ${gz} B gzip > ${BUDGET_GZIP} B`);
   process.exit(1);

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from factories import ADMIN_TOKEN, make_pool, make_site, numbers
 
+pytestmark = pytest.mark.slow  # hypothesis-generated requests over the whole API
 EXAMPLES = int(os.environ.get("DNI_SCHEMATHESIS_EXAMPLES", "12"))
 SEED = int(os.environ.get("DNI_SCHEMATHESIS_SEED", "20261122"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

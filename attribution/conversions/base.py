@@ -51,3 +51,28 @@ class Outcome:
     detail: str = ""
     retry_after: float | None = None  # seconds, when the platform said so
     extra: dict = field(default_factory=dict)
+
+
+# A call stamped a few minutes ahead of our clock is drift between machines, not the future.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The call times a platform takes, and what each destination says of one outside them.
+
+    ``max_age`` None: no limit on age; ``future`` None: the platform sorts out times ahead
+    of ours (no check here).
+    """
+
+    max_age: dt.timedelta | None
+    too_old: str = ""
+    future: str | None = None
+
+    def problem(self, conv: Conversion, now: dt.datetime) -> str | None:
+        """Why ``conv``'s time cannot be sent (``too_old`` or ``future``), or None."""
+        if self.max_age is not None and now - conv.occurred_at > self.max_age:
+            return self.too_old
+        if self.future is not None and conv.occurred_at > now + CLOCK_SKEW:
+            return self.future
+        return None

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from attribution.conversions.base import Conversion, Outcome, PreparedRequest
+from attribution.conversions.base import Conversion, Outcome, PreparedRequest, TimeWindow
 from attribution.conversions.destination import (
     Destination,
     Reason,
@@ -36,7 +36,9 @@ from attribution.conversions.destination import (
     utc,
 )
 
-MAX_AGE = dt.timedelta(hours=72)
+WINDOW = TimeWindow(dt.timedelta(hours=72),
+                    too_old="ga4: older than 72 hours: GA4 would clamp or reject the event",
+                    future="ga4: event time is in the future")
 EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 RESERVED_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
 GA_COOKIE = re.compile(r"^GA\d+\.\d+\.(\d+\.\d+)$")
@@ -86,10 +88,8 @@ class GA4MeasurementProtocol(Destination):
             return Skip("ga4: no consent: the GA client id may not be sent")
         if not client_id(conv):
             return Skip("ga4: no GA client id (_ga cookie) for this visit")
-        if now - conv.occurred_at > MAX_AGE:
-            return Reason("ga4: older than 72 hours: GA4 would clamp or reject the event")
-        if conv.occurred_at > now + dt.timedelta(minutes=5):
-            return Reason("ga4: event time is in the future")
+        if late := WINDOW.problem(conv, now):
+            return Reason(late)
         return self._common_checks(conv)
 
     def event(self, conv: Conversion) -> dict:

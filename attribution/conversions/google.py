@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 
 from attribution.conversions import hashing
-from attribution.conversions.base import Conversion, Outcome, PreparedRequest
+from attribution.conversions.base import Conversion, Outcome, PreparedRequest, TimeWindow
 from attribution.conversions.destination import (
     Destination,
     OAuthToken,
@@ -43,6 +43,7 @@ from attribution.conversions.destination import (
 EVENT_SOURCES = ("WEB", "APP", "IN_STORE", "PHONE", "OTHER")
 CONSENT = {"granted": "CONSENT_GRANTED", "denied": "CONSENT_DENIED"}
 EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
+WINDOW = TimeWindow(None, future="google: conversion time is in the future")
 
 
 def click_id(conv: Conversion) -> tuple[str, str] | None:
@@ -132,8 +133,8 @@ class GoogleDataManager(Destination):
             return Skip("google: no consent: nothing that identifies the visitor or caller may be sent")
         if click_id(conv) is None and self.phone_hash(conv) is None:
             return Skip("google: no gclid, gbraid or wbraid and no usable caller number")
-        if conv.occurred_at > now + dt.timedelta(minutes=5):
-            return Reason("google: conversion time is in the future")
+        if late := WINDOW.problem(conv, now):
+            return Reason(late)
         return self._common_checks(conv)
 
     def event(self, conv: Conversion) -> dict:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from attribution.conversions import hashing
-from attribution.conversions.base import Conversion, Outcome, PreparedRequest
+from attribution.conversions.base import Conversion, Outcome, PreparedRequest, TimeWindow
 from attribution.conversions.destination import (
     Destination,
     Reason,
@@ -36,7 +36,9 @@ from attribution.conversions.destination import (
     utc,
 )
 
-MAX_AGE = dt.timedelta(days=7)
+# No check of times ahead of ours here (there never was one): Meta's answer says so.
+WINDOW = TimeWindow(dt.timedelta(days=7),
+                    too_old="meta: older than 7 days: Meta would reject the whole request")
 # Meta error codes that mean "later": unknown, temporarily unavailable, rate limits.
 TRANSIENT_CODES = {1, 2, 4, 17, 32, 341, 613, 80004}
 
@@ -91,8 +93,8 @@ class MetaConversions(Destination):
             return Skip(f"meta: {conv.kind} is not supported by the Conversions API")
         if not conv.consent:
             return Skip("meta: no consent: nothing that identifies the visitor or caller may be sent")
-        if now - conv.occurred_at > MAX_AGE:
-            return Reason("meta: older than 7 days: Meta would reject the whole request")
+        if late := WINDOW.problem(conv, now):
+            return Reason(late)
         if not self.user_data(conv):
             return Skip("meta: no fbclid, _fbp cookie or usable caller number")
         return self._common_checks(conv)

@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from xml.sax.saxutils import escape
 
-from attribution.conversions.base import Conversion, Outcome, PreparedRequest
+from attribution.conversions.base import Conversion, Outcome, PreparedRequest, TimeWindow
 from attribution.conversions.destination import (
     CURRENCY,
     Destination,
@@ -46,7 +46,9 @@ from attribution.conversions.destination import (
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 V13_NS = "https://bingads.microsoft.com/CampaignManagement/v13"
 SERVICE_PATH = "/Api/Advertiser/CampaignManagement/v13/CampaignManagementService.svc"
-MAX_AGE = dt.timedelta(days=90)
+WINDOW = TimeWindow(dt.timedelta(days=90),
+                    too_old="microsoft: conversion time is more than 90 days ago",
+                    future="microsoft: conversion time is in the future")
 RATE_LIMITED, INTERNAL = "117", "0"
 
 
@@ -108,10 +110,8 @@ class MicrosoftAdvertising(Destination):
             return Skip("microsoft: no msclkid for this visit")
         if not (conv.name or "").strip():
             return Reason("microsoft: no conversion goal name")
-        if now - conv.occurred_at > MAX_AGE:
-            return Reason("microsoft: conversion time is more than 90 days ago")
-        if conv.occurred_at > now + dt.timedelta(minutes=5):
-            return Reason("microsoft: conversion time is in the future")
+        if late := WINDOW.problem(conv, now):
+            return Reason(late)
         if conv.kind == "restatement" and conv.value is None:
             return Reason("microsoft: a restatement needs a value")
         if conv.value is not None and not CURRENCY.match(conv.currency or ""):

@@ -5,11 +5,11 @@
 //
 // Pinned tools and fixed settings make the output deterministic, so CI rebuilds it and fails
 // on any diff (the same approach as snippet/build.mjs).
-import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { writeOrCheck } from '../../../tools/build_output.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const outPath = join(here, '..', '..', 'static', 'dashboard.js');
@@ -29,17 +29,4 @@ const code = result.outputFiles[0].text;
 const raw = Buffer.from(code);
 console.log(`dashboard.js  raw ${raw.length} B  gzip ${gzipSync(raw, { level: 9 }).length} B`);
 
-if (process.argv.includes('--check')) {
-  let committed = '';
-  try {
-    committed = readFileSync(outPath, 'utf8');
-  } catch {}
-  if (committed !== code) {
-    console.error(`${outPath} is stale: run "npm run build" in dni_server/dashboard/ui/ and commit it`);
-    process.exit(1);
-  }
-  console.log('committed build is up to date');
-} else {
-  writeFileSync(outPath, code);
-  console.log(`wrote ${outPath}`);
-}
+writeOrCheck(outPath, code, 'run "npm run build" in dni_server/dashboard/ui/ and commit it');

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attribution.calls import CallEventIn, ingest
+from pools import keys
 from pools.leases import PoolService
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def from_json(text: str) -> CallEventIn:
 class CallInbox:
     def __init__(self, redis, prefix: str, spool_path: str):
         self.redis = redis
-        self.stream = f"{prefix}:calls:inbox"
-        self.unparsed_stream = f"{prefix}:calls:unparsed"
+        self.stream = keys.call_inbox_key(prefix)
+        self.unparsed_stream = keys.call_unparsed_key(prefix)
         self.spool_path = spool_path
         self.unparsed_path = os.path.join(os.path.dirname(spool_path) or ".", "call-unparsed.jsonl")
 

@@ -24,7 +24,7 @@ from sqlalchemy import Select, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from attribution.models import StaticNumber
-from attribution.recorder import drain_pool
+from attribution.recorder import record_pending
 from pools.errors import PoolError
 from pools.leases import PoolService
 from pools.models import Lease, Pool, PoolNumber
@@ -117,7 +117,7 @@ class PoolRef:
 def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
                        pools: PoolService | None) -> Match:
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
-    _record_pending_leases(db, pools, pool.id)
+    _record_pending_leases(db, pools, pool.id, number)
     live = _live_holder(pools, pool.id, number, at_ms, steps)
     candidates = db.execute(candidate_leases_query(pool.id, number, at_ms)).all()
     considered: list[dict] = []
@@ -175,12 +175,15 @@ def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:
             .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES))
 
 
-def _record_pending_leases(db: Session, pools: PoolService | None, pool_id: int) -> None:
-    """Copy the pool's pending lease events into SQL first, so a lease seconds old is found."""
+def _record_pending_leases(db: Session, pools: PoolService | None, pool_id: int,
+                           number: str) -> None:
+    """Write the pool's pending events about ``number`` into this transaction first, so a
+    lease seconds old is found. Only flushed: the caller commits, and a recorder
+    acknowledges them later."""
     if pools is None:
         return
     try:
-        pools.guard.call(drain_pool, pools.redis, db, pool_id, "calls", prefix=pools.prefix)
+        pools.guard.call(record_pending, pools, db, pool_id, number)
     except PoolError:
         pass  # Redis is away: the SQL history is what we have
 
@@ -191,13 +194,10 @@ def _live_holder(pools: PoolService | None, pool_id: int, number: str, at_ms: in
     if pools is None:
         return None
     try:
-        value = pools.guard.call(pools.redis.hget, pools.keys(pool_id).holder, number)
+        live = pools.holder(pool_id, number)
     except PoolError:
         steps.append("Redis unavailable: matched from the SQL lease history")
         return None
-    if not value:
+    if live is None or live[1] > at_ms:
         return None
-    session_id, _, start = value.partition("|")
-    if int(start) > at_ms:
-        return None
-    return session_id, int(start)
+    return live

@@ -1,8 +1,11 @@
 """Copy each pool's event stream into SQL: leases, visits, page views, exhaustion, ad ids.
 
 Runs in the worker (several may run: a Redis consumer group hands each event to one of
-them). Every write is idempotent, so an event read twice, after a crash between the SQL
-commit and the acknowledgement, changes nothing.
+them), and, without committing or acknowledging, inside a request that matches a call
+(``record_pending``). Every write is idempotent, so an event written twice (by a request
+and then the worker, or after a crash between the SQL commit and the acknowledgement)
+changes nothing. Rows are written in key order, so two transactions recording overlapping
+events take their row locks in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import datetime as dt
 import logging
 
 import orjson
-from redis.exceptions import ResponseError
 from sqlalchemy import Integer, String, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,8 +21,8 @@ from attribution.models import PageView, Visit
 from attribution.visits import path_of, stored_url
 from attribution.zones import local_day
 from pools.catalog import mark_retired
-from pools.keys import RECORDER_GROUP, pool_keys
-from pools.leases import MAX_PAGE_VIEWS
+from pools.events import BATCH
+from pools.leases import MAX_PAGE_VIEWS, PoolService
 from pools.models import Lease, PoolExhaustion, Site
 from pools.sqlutil import dialect_insert, greatest, insert_ignoring_duplicates
 
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 VISIT_COLUMNS = {c.name for c in Visit.__table__.columns}
 # What an ``ad`` event (ad ids or consent learnt after the visit began) may set.
 AD_COLUMNS = {"ga_client_id", "ga_session_id", "fbp", "ad_consent"}
-CLAIM_IDLE_MS = 30_000  # entries a dead recorder left unacknowledged this long are taken over
 
 
 def _visit_row(payload: str) -> dict | None:
@@ -113,7 +114,7 @@ class Batch:
                     visit["local_day"] = local_day(visit["created_at"], zones.get(visit["site_id"]))
                 # A new visit's page count goes in with it: no update for each new session.
                 visit["page_view_count"] = self.page_counts.pop(visit["session_id"], None)
-        insert_ignoring_duplicates(db, Visit.__table__, list(self.visits.values()), ["session_id"])
+        insert_ignoring_duplicates(db, Visit.__table__, _by(self.visits), ["session_id"])
         if self.leases:
             stmt = dialect_insert(db, Lease.__table__)
             new = stmt.excluded
@@ -128,18 +129,19 @@ class Batch:
                     "end_reason": func.coalesce(table.end_reason, new.end_reason),
                 },
             )
-            db.execute(stmt, list(self.leases.values()))
+            db.execute(stmt, _by(self.leases))
         insert_ignoring_duplicates(db, PageView.__table__, self._page_views_within_cap(db),
                                    ["session_id", "viewed_at_ms", "url"])
         self._write_page_counts(db)
-        insert_ignoring_duplicates(db, PoolExhaustion.__table__, self.exhaustions,
+        exhaustions = sorted(self.exhaustions, key=lambda r: (r["session_id"], r["at_ms"]))
+        insert_ignoring_duplicates(db, PoolExhaustion.__table__, exhaustions,
                                    ["pool_id", "session_id", "at_ms"])
         for number in self.retired:
             mark_retired(db, self.pool_id, number)
         # After the visits: an update may follow its visit's lease in one batch. Calls already
         # matched to the session keep what the visit had then: what a call was matched with
         # is what it was matched with, and nobody holding only a session id can rewrite it.
-        for session_id, values in self.ad_ids.items():
+        for session_id, values in sorted(self.ad_ids.items()):
             if values:
                 db.execute(update(Visit).where(Visit.session_id == session_id).values(values))
 
@@ -160,7 +162,7 @@ class Batch:
             if stored.get(row["session_id"], 0) < MAX_PAGE_VIEWS:
                 stored[row["session_id"]] = stored.get(row["session_id"], 0) + 1
                 kept.append(row)
-        return kept
+        return sorted(kept, key=lambda r: (r["session_id"], r["viewed_at_ms"], r["url"]))
 
     def _write_page_counts(self, db: Session) -> None:
         """Raise each visit's page view count to what the scripts counted (idempotent)."""
@@ -170,39 +172,55 @@ class Batch:
         count = func.coalesce(table.c.page_view_count, 0)
         stmt = (update(table).where(table.c.session_id == bindparam("sid", type_=String))
                 .values(page_view_count=greatest(db, count, bindparam("pc", type_=Integer))))
-        db.execute(stmt, [{"sid": sid, "pc": pc} for sid, pc in self.page_counts.items()])
+        db.execute(stmt, [{"sid": sid, "pc": pc} for sid, pc in sorted(self.page_counts.items())])
 
 
-def drain_pool(redis, db: Session, pool_id: int, consumer: str, *, prefix: str,
-               count: int = 1000) -> int:
-    """Record up to ``count`` events of one pool; returns how many were recorded."""
-    stream = pool_keys(pool_id, prefix).events
-    try:
-        # Our own unacknowledged entries first (a failed commit), then others' stale ones.
-        entries = redis.xreadgroup(RECORDER_GROUP, consumer, {stream: "0"}, count=count)
-        entries = entries[0][1] if entries else []
-        if not entries:
-            claimed = redis.xautoclaim(stream, RECORDER_GROUP, consumer, CLAIM_IDLE_MS,
-                                       "0-0", count=count)
-            entries = claimed[1]
-        if not entries:
-            fresh = redis.xreadgroup(RECORDER_GROUP, consumer, {stream: ">"}, count=count)
-            entries = fresh[0][1] if fresh else []
-    except ResponseError as exc:
-        if "NOGROUP" in str(exc):
-            return 0  # the pool is not loaded; loading it creates the group
-        raise
-    entries = [(eid, fields) for eid, fields in entries if fields]
+def _by(rows: dict) -> list[dict]:
+    """The rows in the order of their keys: the order their row locks are taken in."""
+    return [row for _, row in sorted(rows.items())]
+
+
+def drain_pool(pools: PoolService, db: Session, pool_id: int, consumer: str, *,
+               count: int = BATCH) -> int:
+    """The worker's step: record up to ``count`` events of one pool; returns how many.
+
+    ``db`` is the worker's own session: the batch is committed here, and the entries are
+    acknowledged only after that commit, so a crash in between loses nothing (they stay
+    pending and are read again).
+    """
+    entries = pools.events.take(pool_id, consumer, count)
     if not entries:
         return 0
+    _write(db, pool_id, entries)
+    db.commit()
+    pools.events.ack(pool_id, [eid for eid, _ in entries])
+    return len(entries)
+
+
+def record_pending(pools: PoolService, db: Session, pool_id: int, number: str,
+                   count: int = BATCH) -> int:
+    """Write the pool's latest events about ``number`` not yet recorded into the caller's
+    transaction; never commits.
+
+    For a request matching a call to ``number``: a lease seconds old must be in SQL before
+    the lease history is read. Only that number's events are written (its leases carry
+    their visits): after an outage the stream holds thousands of events, and each call
+    replayed from the inbox must not write them all again. The caller commits (or rolls
+    back) with the rest of its work. Nothing is acknowledged: the entries are only peeked
+    at, and stay in the stream until a recorder (``drain_pool``) has committed them;
+    writing them twice changes nothing. So a request that rolls back, or dies before its
+    commit, loses no event, and no acknowledgement waits on the caller's commit. Raises
+    Redis errors as they come.
+    """
+    entries = [e for e in pools.events.peek(pool_id, count) if e[1].get("n") == number]
+    if entries:
+        _write(db, pool_id, entries)
+        db.flush()
+    return len(entries)
+
+
+def _write(db: Session, pool_id: int, entries: list[tuple[str, dict]]) -> None:
     batch = Batch(pool_id)
     for _, fields in entries:
         batch.add(fields)
     batch.write(db)
-    db.commit()
-    ids = [eid for eid, _ in entries]
-    pipe = redis.pipeline(transaction=False)
-    pipe.xack(stream, RECORDER_GROUP, *ids)
-    pipe.xdel(stream, *ids)
-    pipe.execute()
-    return len(entries)

@@ -6,7 +6,13 @@ import logging
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,26 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               405: "method_not_allowed", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
               503: "unavailable"}
+# The database could not be reached or answer in time (psycopg's and sqlite3's
+# OperationalError arrive wrapped in SQLAlchemy's): a 503. Any other SQL error is a bug.
+CONNECTION_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def database_unreachable(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` says the database is away, rather than that a statement is wrong."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    if not isinstance(exc, CONNECTION_ERRORS):
+        return False
+    # sqlite3 raises OperationalError for a wrong statement too ("no such table", a syntax
+    # error), with the generic code SQLITE_ERROR; a locked or missing file has its own.
+    return getattr(getattr(exc, "orig", None), "sqlite_errorname", None) != "SQLITE_ERROR"
+
+
+def internal_error(exc: Exception):
+    # A bug, never the client's fault: log it whole, say little.
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal", "internal error")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -84,7 +110,9 @@ def register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(SQLAlchemyError)
-    def database_unavailable(exc: SQLAlchemyError):
+    def database_error(exc: SQLAlchemyError):
+        if not database_unreachable(exc):
+            return internal_error(exc)  # a wrong statement: retrying will not help
         # The database is away (calls and leases have their own paths around this): say
         # so and when to come back, rather than a bare 500. The snippet retries later and
         # leaves the page's own numbers in place meanwhile.
@@ -94,8 +122,4 @@ def register_error_handlers(app: Flask) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        # A bug, never the client's fault: log it whole, say little.
-        log.exception("unhandled error")
-        return error_response(500, "internal", "internal error")
+    app.register_error_handler(Exception, internal_error)

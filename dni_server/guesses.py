@@ -13,6 +13,7 @@ import logging
 from redis.exceptions import RedisError
 
 from attribution.sessions import rate_key_ip
+from pools.keys import auth_failures_key
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class GuessLimiter:
         self.window_seconds = window_seconds
 
     def _key(self, ip: str | None) -> str:
-        return f"{self.prefix}:auth-failures:{client_key(ip)}"
+        return auth_failures_key(client_key(ip), self.prefix)
 
     def wait_seconds(self, ip: str | None) -> int:
         """How long this client must wait before its next try (0: it may try now)."""

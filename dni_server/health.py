@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 
 from dni_server.extensions import db
+from dni_server.redis_client import make_redis
 
 bp = Blueprint("health", __name__)
 PROBE_TIMEOUT_S = 0.5  # each Redis socket operation
@@ -38,8 +39,6 @@ class Probes:
     def redis(self):
         """Made on first use: a cluster client connects when made, and may fail then."""
         if self._redis is None:
-            from dni_server import make_redis
-
             self._redis = make_redis(self.redis_url, PROBE_TIMEOUT_S)
         return self._redis
 

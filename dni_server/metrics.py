@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from dni_server.errors import Forbidden, Unauthorized
 from dni_server.timefmt import now_ms
+from pools.leases import PoolService
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -200,16 +201,10 @@ class LiveState:
             return [], False
 
     def _pool_counts(self, pool_ids: list[int]) -> list[tuple[int, int]]:
-        """(leased now, size) per pool, all pools in one pipelined round trip."""
-        pools, now = self.services.pools, now_ms()
-        pipe = self.redis_client().pipeline(transaction=False)
-        for pid in pool_ids:
-            keys = pools.keys(pid)
-            pipe.zcount(keys.busy, now, "+inf")  # an expired lease not yet reclaimed is free
-            pipe.zcard(keys.busy)
-            pipe.zcard(keys.idle)
-        replies = pipe.execute()
-        return [(replies[i], replies[i + 1] + replies[i + 2]) for i in range(0, len(replies), 3)]
+        """(leased now, size) per pool, all pools in one pipelined round trip, read with the
+        probes' client (short timeouts: a hanging Redis must not hold up the scrape)."""
+        reader = PoolService(self.redis_client(), self.services.pools.prefix)
+        return reader.counts(pool_ids, now_ms())
 
     def _outbox(self) -> list[tuple[str, int]]:
         try:

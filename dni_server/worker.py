@@ -20,6 +20,7 @@ from dni_server import metrics
 from dni_server.timefmt import now_ms
 from pools import catalog
 from pools.errors import PoolError
+from pools.events import BATCH
 from pools.models import Pool
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,9 @@ class Worker:
                 except PoolError:
                     continue  # being loaded elsewhere, or Redis is away: next pass
                 while True:
-                    count = drain_pool(pools.redis, db, pool_id, self.consumer,
-                                       prefix=pools.prefix)
+                    count = drain_pool(pools, db, pool_id, self.consumer)
                     recorded += count
-                    if count < 1000:
+                    if count < BATCH:
                         break
         return recorded
 

@@ -1,28 +1,24 @@
 """A per-process cache of each site's pool configuration, read from SQL.
 
 New sessions look their site up here; a site is read from SQL at most once per
-``ttl_seconds`` per process, and a stale entry keeps serving if SQL is down. Each config
-read is also mirrored to Redis, so a process that starts (or meets a site for the first
-time) while SQL is away can still lease numbers.
+``ttl_seconds`` per process, and a stale entry keeps serving if SQL is down. Each new
+config read is also mirrored to Redis, so a process that starts (or meets a site for the
+first time) while SQL is away can still lease numbers (``pools.mirror``).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import orjson
-from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
+from pools.keys import site_mirror_key
+from pools.mirror import MirroredCache
 from pools.models import Site
 
-log = logging.getLogger(__name__)
 MIRROR_SECONDS = 30 * 86_400  # a site unused this long is read from SQL again anyway
 
 
@@ -76,45 +72,17 @@ class SiteDirectory:
     def __init__(self, session_factory, ttl_seconds: float = 5.0, max_entries: int = 10_000,
                  clock=time.monotonic, mirror=None, prefix: str = "dni"):
         self.session_factory = session_factory
-        self.mirror = mirror  # a Redis client, or None
-        self.prefix = prefix
-        self.ttl_seconds = ttl_seconds
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries: OrderedDict[str, tuple[float, SiteConfig | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = MirroredCache(
+            self._load, redis=mirror, key=lambda site_key: site_mirror_key(site_key, prefix),
+            encode=orjson.dumps, decode=decode_site_config, ttl_seconds=ttl_seconds,
+            mirror_seconds=MIRROR_SECONDS, max_entries=max_entries, clock=clock)
 
     def get(self, key: str) -> SiteConfig | None:
-        now = self.clock()
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self.ttl_seconds:
-            return entry[1]
-        try:
-            config = self._load(key)
-        except SQLAlchemyError:
-            if entry is not None:
-                log.warning("SQL unavailable, serving cached config of site %s", key)
-                return entry[1]
-            config = self._mirrored(key)
-            if config is None:
-                raise
-            log.warning("SQL unavailable, serving the mirrored config of site %s", key)
-        else:
-            if config is not None and (entry is None or entry[1] != config):
-                self._mirror(config)
-        with self._lock:
-            self._entries[key] = (now, config)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return config
+        """The site's config; without SQL the cached or mirrored one, else the SQL error."""
+        return self._cache.get(key)
 
     def invalidate(self, key: str | None = None) -> None:
-        with self._lock:
-            if key is None:
-                self._entries.clear()
-            else:
-                self._entries.pop(key, None)
+        self._cache.invalidate(key)
 
     def _load(self, key: str) -> SiteConfig | None:
         with self.session_factory() as db:
@@ -123,27 +91,10 @@ class SiteDirectory:
             )
             return None if site is None else site_config(site)
 
-    def _mirror_key(self, key: str) -> str:
-        return f"{self.prefix}:site:{key}"
 
-    def _mirror(self, config: SiteConfig) -> None:
-        if self.mirror is None:
-            return
-        try:
-            self.mirror.set(self._mirror_key(config.key), orjson.dumps(config), ex=MIRROR_SECONDS)
-        except RedisError:
-            pass  # the mirror is a spare; SQL stays the source
-
-    def _mirrored(self, key: str) -> SiteConfig | None:
-        if self.mirror is None:
-            return None
-        try:
-            raw = self.mirror.get(self._mirror_key(key))
-        except RedisError:
-            return None
-        if raw is None:
-            return None
-        data = orjson.loads(raw)
-        pools = tuple(PoolConfig(**{**p, "rules": tuple(p["rules"])}) for p in data.pop("pools"))
-        return SiteConfig(**{**data, "domains": tuple(data["domains"]),
-                             "keyword_params": tuple(data["keyword_params"]), "pools": pools})
+def decode_site_config(raw: str | bytes) -> SiteConfig:
+    """A ``SiteConfig`` back from its JSON copy in Redis."""
+    data = orjson.loads(raw)
+    pools = tuple(PoolConfig(**{**p, "rules": tuple(p["rules"])}) for p in data.pop("pools"))
+    return SiteConfig(**{**data, "domains": tuple(data["domains"]),
+                         "keyword_params": tuple(data["keyword_params"]), "pools": pools})

@@ -1,4 +1,7 @@
-"""Redis key builders: the only place a pool key string is written.
+"""Redis key builders: the only place a Redis key string is written.
+
+The pool's keys come first; the service's other keys (inbox, caches, rate limits) are at the
+end of this module.
 
 Every key of pool 42 carries the hash tag ``{42}`` so that all of them live in one Redis
 Cluster slot and each Lua script touches exactly one slot.
@@ -108,3 +111,53 @@ def session_pages_key(pool_id: int, session_id: str, prefix: str = DEFAULT_PREFI
 def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
     """Held while one process reloads an emptied pool from SQL."""
     return f"{pool_tag(pool_id, prefix)}:rebuilding"
+
+
+# -- the service's other keys -----------------------------------------------------------
+# Each is one key used alone (no script or transaction spans two), so none needs a hash tag.
+
+
+def call_inbox_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """Stream: call events waiting for SQL (attribution.inbox)."""
+    return f"{prefix}:calls:inbox"
+
+
+def call_unparsed_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """Stream: carrier events that could not be stored, kept as received."""
+    return f"{prefix}:calls:unparsed"
+
+
+def call_acted_key(provider: str, event_key: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: set once a carrier event has been acted on (a Telnyx transfer sent)."""
+    return f"{prefix}:calls:acted:{provider}:{event_key}"
+
+
+def conversion_rate_key(destination_id: int, minute: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Counter: conversions sent to a destination in one minute."""
+    return f"{prefix}:conversions:rate:{destination_id}:{minute}"
+
+
+def report_rate_key(who: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Counter: reports asked for by one token in the current window."""
+    return f"{prefix}:report-rate:{who}"
+
+
+def auth_failures_key(client: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Counter: wrong tokens sent by one client in the current window."""
+    return f"{prefix}:auth-failures:{client}"
+
+
+def dashboard_login_key(login_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: one dashboard login (JSON)."""
+    return f"{prefix}:dashboard-login:{login_id}"
+
+
+def site_mirror_key(site_key: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: a site's settings mirrored from SQL, for SQL outages (pools.directory)."""
+    return f"{prefix}:site:{site_key}"
+
+
+def route_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """String: the call forwarding map mirrored from SQL, for SQL outages
+    (attribution.forwarding)."""
+    return f"{prefix}:routes"

@@ -2,7 +2,8 @@
 
 Every function takes ``now_ms`` from the caller so tests can pin the clock. Nothing here
 touches SQL; the lease history reaches SQL through each pool's event stream
-(see ``pools.recorder``).
+(``pools.events``, recorded by ``attribution.recorder``). Nothing outside ``pools/`` reads
+a pool's keys: what it needs of them is a method here (``holder``, ``counts``, ``events``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pools.errors import (
     UnexpectedReply,
     WrongSite,
 )
+from pools.events import PoolEvents
 from pools.scripts import PoolScripts, register_scripts
 
 # Page views stored per session; later ones are only counted (visits.page_view_count), so
@@ -98,6 +100,7 @@ class PoolService:
         self.guard = guard or RedisGuard()
         self.scripts: PoolScripts = register_scripts(redis)
         self.direct = DirectScripts(redis)
+        self.events = PoolEvents(redis, prefix)
 
     def keys(self, pool_id: int) -> k.PoolKeys:
         return k.pool_keys(pool_id, self.prefix)
@@ -232,6 +235,32 @@ class PoolService:
             "counters": {name: int(value) for name, value in sorted(stats.items())},
             "recorder_backlog": backlog,
         }
+
+    def holder(self, pool_id: int, number: str) -> tuple[str, int] | None:
+        """(session, lease start ms) of the live lease of ``number``, or None if idle.
+
+        Raises PoolUnavailable when Redis is down.
+        """
+        value = self.guard.call(self.redis.hget, self.keys(pool_id).holder, number)
+        if not value:
+            return None
+        session_id, _, start = value.partition("|")
+        return session_id, int(start)
+
+    def counts(self, pool_ids: list[int], now_ms: int) -> list[tuple[int, int]]:
+        """(numbers leased now, numbers in the pool) of each pool, all in one round trip.
+
+        A lease past its expiry that reclaim has not ended yet counts as free. On Redis
+        Cluster the pipeline sends one batch to each primary holding some of the pools.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in pool_ids:
+            keys = self.keys(pid)
+            pipe.zcount(keys.busy, now_ms, "+inf")
+            pipe.zcard(keys.busy)
+            pipe.zcard(keys.idle)
+        replies = self.guard.call(pipe.execute)
+        return [(replies[i], replies[i + 1] + replies[i + 2]) for i in range(0, len(replies), 3)]
 
     def _pipeline(self, script, calls: list[tuple[list, list]]) -> list:
         """Run one script for several pools in one round trip (loading it once if needed).

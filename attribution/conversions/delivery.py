@@ -33,6 +33,7 @@ from functools import cached_property
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from attribution.conversions.admin import apply_file
 from attribution.conversions.base import Outcome
 from attribution.conversions.credentials import CredentialBox, MissingKey, reseal
 from attribution.conversions.models import (
@@ -41,8 +42,9 @@ from attribution.conversions.models import (
     ConversionDelivery,
     ConversionDestination,
 )
-from attribution.conversions.outbox import apply_config, conversion_for
+from attribution.conversions.outbox import conversion_for
 from attribution.models import Call
+from pools.keys import conversion_rate_key
 from pools.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class RateLimiter:
         if not per_minute:
             return True
         minute = int(now.timestamp() // 60)
-        key = f"{self.prefix}:conversions:rate:{destination_id}:{minute}"
+        key = conversion_rate_key(destination_id, minute, self.prefix)
         pipe = self.redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 120)
@@ -117,7 +119,7 @@ class RateLimiter:
         """Return a unit taken for a request that was not made."""
         if per_minute:
             minute = int(now.timestamp() // 60)
-            self.redis.decr(f"{self.prefix}:conversions:rate:{destination_id}:{minute}")
+            self.redis.decr(conversion_rate_key(destination_id, minute, self.prefix))
 
 
 @dataclass
@@ -179,7 +181,7 @@ class Deliverer:
         with self.session_factory() as db:
             if self.configured is not None:
                 try:
-                    apply_config(db, self.configured, self.box)
+                    apply_file(db, self.configured, self.box)
                     db.commit()
                 except MissingKey as exc:
                     db.rollback()

@@ -14,7 +14,7 @@ import logging
 from urllib.parse import quote
 
 import orjson
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.twiml.voice_response import Dial, VoiceResponse
@@ -23,16 +23,13 @@ from attribution import carriers
 from attribution.calls import CallEventIn, Route, ingest
 from dni_server import metrics
 from dni_server.errors import ApiError, Forbidden
-from dni_server.extensions import db
+from dni_server.extensions import db, services
+from pools.keys import call_acted_key
 from pools.models import utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 ACTED_SECONDS = 86_400  # how long an event's transfer is remembered as sent
-
-
-def services():
-    return current_app.extensions["dni"]
 
 
 def public_url() -> str:
@@ -238,7 +235,7 @@ def first_sight(event: CallEventIn, result: str) -> bool:
     command id lets Telnyx ignore a repeat)."""
     if result == "duplicate":
         return False
-    key = f"{services().settings.redis_prefix}:calls:acted:{event.provider}:{event.event_key}"
+    key = call_acted_key(event.provider, event.event_key, services().settings.redis_prefix)
     try:
         return bool(services().redis.set(key, "1", nx=True, ex=ACTED_SECONDS))
     except RedisError:

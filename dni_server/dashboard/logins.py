@@ -14,6 +14,7 @@ import json
 import secrets
 
 from dni_server.tokens import Principal, fingerprint
+from pools.keys import dashboard_login_key
 
 
 class LoginStore:
@@ -24,7 +25,7 @@ class LoginStore:
         self.fingerprint_key = fingerprint_key
 
     def _key(self, login_id: str) -> str:
-        return f"{self.prefix}:dashboard-login:{login_id}"
+        return dashboard_login_key(login_id, self.prefix)
 
     def open(self, principal: Principal, token: str) -> str:
         """Record a login by ``token``; returns the login id for the cookie."""

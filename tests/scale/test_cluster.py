@@ -14,8 +14,9 @@ import pytest
 from scale_servers import free_port, root_conftest, start_cluster, wait_until
 from sqlalchemy import select
 
-from dni_server import create_app, make_redis
+from dni_server import create_app
 from dni_server.extensions import db
+from dni_server.redis_client import make_redis
 from dni_server.timefmt import now_ms
 from factories import (
     ADMIN_TOKEN,

@@ -8,20 +8,18 @@ process that starts during an outage reads the copy mirrored in Redis.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import time
 
-from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from attribution.calls import Route
 from attribution.models import StaticNumber
+from pools.keys import route_mirror_key
+from pools.mirror import MirroredCache
 from pools.models import Pool, PoolNumber
 from pools.phones import InvalidNumber, normalize
 
-log = logging.getLogger(__name__)
+ALL = "routes"  # the cache's one entry: the map is read, kept and mirrored whole
 
 
 def load_routes(db) -> dict[str, Route]:
@@ -42,16 +40,16 @@ def load_routes(db) -> dict[str, Route]:
 
 
 class RouteDirectory:
+    """The whole number -> route map, read from SQL every ``ttl_seconds`` (``pools.mirror``);
+    with SQL away and no copy in Redis either, calls are answered without forwarding."""
+
     def __init__(self, session_factory, redis, prefix: str, ttl_seconds: float = 10.0,
                  clock=time.monotonic):
         self.session_factory = session_factory
-        self.redis = redis
-        self.mirror_key = f"{prefix}:routes"
-        self.ttl_seconds = ttl_seconds
-        self.clock = clock
-        self._routes: dict[str, Route] | None = None
-        self._read_at = 0.0
-        self._lock = threading.Lock()
+        self.mirror_key = route_mirror_key(prefix)
+        self._cache = MirroredCache(
+            self._load, redis=redis, key=lambda _all: self.mirror_key, encode=encode_routes,
+            decode=decode_routes, ttl_seconds=ttl_seconds, default=dict, clock=clock)
 
     def route(self, dialled: str | None) -> Route:
         try:
@@ -61,34 +59,19 @@ class RouteDirectory:
         return self.routes().get(number, Route(None))
 
     def routes(self) -> dict[str, Route]:
-        if self._routes is not None and self.clock() - self._read_at < self.ttl_seconds:
-            return self._routes
-        with self._lock:
-            try:
-                with self.session_factory() as db:
-                    self._routes = load_routes(db)
-                self._read_at = self.clock()
-                self._mirror()
-            except SQLAlchemyError:
-                log.warning("SQL unavailable: forwarding with the last known routes")
-                if self._routes is None:
-                    self._routes = self._from_mirror()
-                self._read_at = self.clock()
-        return self._routes
+        return self._cache.get(ALL)
 
     def invalidate(self) -> None:
-        self._read_at = 0.0
+        self._cache.invalidate()
 
-    def _mirror(self) -> None:
-        try:
-            self.redis.set(self.mirror_key, json.dumps(
-                {n: [r.destination, r.record] for n, r in self._routes.items()}))
-        except RedisError:
-            pass
+    def _load(self, _all) -> dict[str, Route]:
+        with self.session_factory() as db:
+            return load_routes(db)
 
-    def _from_mirror(self) -> dict[str, Route]:
-        try:
-            raw = self.redis.get(self.mirror_key)
-        except RedisError:
-            raw = None
-        return {n: Route(d, r) for n, (d, r) in json.loads(raw).items()} if raw else {}
+
+def encode_routes(routes: dict[str, Route]) -> str:
+    return json.dumps({n: [r.destination, r.record] for n, r in routes.items()})
+
+
+def decode_routes(raw: str | bytes) -> dict[str, Route]:
+    return {n: Route(d, r) for n, (d, r) in json.loads(raw).items()}

@@ -67,6 +67,8 @@ bench: $(STAMP) chromium wrk
 	$(BIN)/python bench/webhook_throughput.py
 	$(BIN)/python bench/load_mixed.py
 	$(BIN)/python bench/snippet_swap.py
+	$(BIN)/python bench/report_contention.py
+	$(BIN)/python bench/accuracy.py
 
 clean:
 	rm -rf $(VENV) instance snippet/node_modules dni_server/dashboard/ui/node_modules

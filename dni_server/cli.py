@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from attribution.zones import EARLIEST, LATEST, in_range
 from dni_server.converters import parse_id
-from dni_server.extensions import db
+from dni_server.extensions import db, services
 from dni_server.timefmt import now_ms
 from pools import catalog
 from pools.catalog import CatalogError
@@ -28,10 +28,6 @@ IMPORT_CHUNK = 1000
 @click.group()
 def dni():
     """Manage sites, pools and numbers; run the worker."""
-
-
-def services():
-    return current_app.extensions["dni"]
 
 
 def fail(message: str) -> None:
@@ -226,6 +222,58 @@ def import_call(row: dict) -> tuple[str, str]:
                      f", not qualified ({', '.join(call.qualification_failures)})"))
 
 
+@dni.command("apply-conversions-config")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def apply_conversions_config(path):
+    """Check a conversions file (the DNI_CONVERSIONS_CONFIG format) and apply it now."""
+    from attribution.conversions import admin
+    from attribution.conversions.credentials import CredentialBox, MissingKey
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = admin.parse_file(json.load(handle))
+    except ValueError as exc:  # not JSON, or a bad destination or rule: the same check as boot
+        fail(f"{path}: {exc}")
+    try:
+        skipped = admin.apply_file(db.session, data,
+                                   CredentialBox(services().settings.credentials_keys))
+    except MissingKey as exc:
+        db.session.rollback()
+        fail(str(exc))
+    db.session.commit()
+    for site_key in skipped:
+        click.echo(f"  no site {site_key!r}: skipped")
+    click.echo(f"{path} applied ({len(data['sites']) - len(skipped)} sites)")
+
+
+@dni.command("create-static-number")
+@click.option("--number", required=True, help="The number printed in the placement.")
+@click.option("--destination", required=True, help="Where its calls are forwarded.")
+@click.option("--source", required=True, help="e.g. radio")
+@click.option("--medium", required=True, help="e.g. offline")
+@click.option("--campaign")
+@click.option("--label", help="The placement, e.g. the spot's station and time.")
+@click.option("--site", "site_ref", help="Site id or key.")
+@click.option("--region", default="US", show_default=True, help="Country for numbers without +.")
+@with_appcontext
+def create_static_number(number, destination, source, medium, campaign, label, site_ref,
+                         region):
+    """Create a static number: its calls are credited to its placement."""
+    from attribution import static_numbers
+
+    values = dict(number=number, destination=destination, source=source, medium=medium,
+                  campaign=campaign, label=label,
+                  site_id=find_site(site_ref).id if site_ref else None)
+    try:
+        row = static_numbers.create_static_number(db.session, values, region)
+    except CatalogError as exc:
+        fail(f"{exc}: {json.dumps(exc.fields)}")
+    db.session.commit()
+    services().routes.invalidate()  # this process's cache; others re-read within seconds
+    click.echo(f"static number {row.id} created: {row.number} -> {row.destination}")
+
+
 @dni.command("pool-status")
 @click.argument("pool_id", type=int, required=False)
 @with_appcontext
@@ -264,3 +312,53 @@ def worker(once):
         runner.run_forever()
     except KeyboardInterrupt:
         runner.stop()
+
+
+def _sizes(ctx, param, value):
+    try:
+        sizes = [int(part) for part in value.split(",") if part.strip()] if value else None
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of whole numbers, e.g. 40,60,80") \
+            from None
+    if sizes is not None and not all(1 <= size <= 10_000 for size in sizes):
+        raise click.BadParameter("each size is 1 to 10,000 numbers")
+    return sizes
+
+
+@dni.command("simulate")
+@click.option("--days", type=click.FloatRange(min=0.01, max=60), default=7.0, show_default=True,
+              help="Virtual days of traffic.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--sizes", callback=_sizes,
+              help="Pool sizes, e.g. 40,60,80 (default: 0.6x to 1.8x the offered load).")
+@click.option("--arrivals-per-hour", type=click.FloatRange(min=0), help="New visits per hour.")
+@click.option("--lease-seconds", type=click.IntRange(min=10), help="The pools' lease time.")
+@click.option("--out", default="bench/out", show_default=True, help="Folder for the chart.")
+@with_appcontext
+def simulate(days, seed, sizes, arrivals_per_hour, lease_seconds, out):
+    """Measure attribution accuracy per pool size on simulated traffic.
+
+    Plays the traffic model through the real pool scripts and matcher on a virtual clock,
+    in this service's Redis (under a key prefix of its own, deleted after) and a scratch
+    SQLite database: the service's own data is never touched.
+    """
+    from attribution.simulation import (
+        PoolSettings,
+        TrafficModel,
+        format_phases,
+        format_table,
+        simulate_in_scratch_database,
+        write_chart,
+    )
+
+    model = TrafficModel() if arrivals_per_hour is None else \
+        TrafficModel(arrivals_per_hour=arrivals_per_hour)
+    settings = PoolSettings() if lease_seconds is None else PoolSettings(lease_seconds=lease_seconds)
+    report = simulate_in_scratch_database(
+        services().redis_admin, model=model, settings=settings, days=days, seed=seed,
+        sizes=sizes, progress=lambda r: click.echo(f"{r.numbers} numbers: {r.accuracy:.1%}",
+                                                   err=True))
+    click.echo(format_table(report))
+    click.echo(format_phases(report))
+    chart = write_chart(report, out)
+    click.echo(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")

@@ -247,11 +247,11 @@ def _conversion_settings(get) -> dict:
     if (raw := get("DNI_CONVERSIONS_CONFIG")) is not None:
         import json
 
-        from attribution.conversions.outbox import parse_config
+        from attribution.conversions.admin import parse_file
 
         try:
             with open(raw, encoding="utf-8") as handle:
-                values["conversions_config"] = parse_config(json.load(handle))
+                values["conversions_config"] = parse_file(json.load(handle))
         except OSError as exc:
             raise ConfigError(f"DNI_CONVERSIONS_CONFIG: cannot read {raw!r}: {exc.strerror}") \
                 from None

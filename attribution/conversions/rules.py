@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from attribution.conversions.models import VALUE_SOURCES, ConversionRule
-from attribution.qualification import DISPOSITIONS
+from attribution.conversions.models import ConversionRule
 
 TERMINAL_STATUSES = {"completed", "busy", "no-answer", "failed", "canceled"}
 CONSENT_CHOICES = ("granted", "denied")
@@ -62,19 +61,3 @@ def consent_of(rule: ConversionRule, ad_consent: bool | None) -> bool:
     if ad_consent is None:
         return rule.unknown_consent != "denied"
     return bool(ad_consent)
-
-
-def validate(data: dict) -> list[tuple[str, str]]:
-    """Problems with a rule's settings as (field, message) pairs; empty when valid."""
-    problems = []
-    if data.get("value_source", "pool_revenue") not in VALUE_SOURCES:
-        problems.append(("value_source", f"must be one of {', '.join(VALUE_SOURCES)}"))
-    if data.get("value_source") == "fixed" and data.get("value") is None:
-        problems.append(("value", "a fixed value_source needs a value"))
-    for name in ("dispositions_included", "dispositions_excluded"):
-        unknown = set(data.get(name) or []) - DISPOSITIONS
-        if unknown:
-            problems.append((name, f"unknown dispositions: {', '.join(sorted(unknown))}"))
-    if data.get("unknown_consent", "granted") not in CONSENT_CHOICES:
-        problems.append(("unknown_consent", "must be granted or denied"))
-    return problems

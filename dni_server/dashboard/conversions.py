@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from flask import abort, g, render_template, request
 from sqlalchemy import select
 
+from attribution.conversions import admin
 from attribution.conversions.models import (
     STATUSES,
     ConversionAttempt,
@@ -44,9 +45,8 @@ def conversions():
         chosen = db.session.get(D, delivery_id) if delivery_id is not None else None
         if chosen is None or not visible(db.session.get(Call, chosen.call_id)):
             abort(404, "No such delivery.")
-        attempts = db.session.scalars(select(ConversionAttempt).where(
-            ConversionAttempt.delivery_id == chosen.id).order_by(ConversionAttempt.id)).all()
-        attempts = [_shown(a, g.principal.scope == "admin") for a in attempts]
+        attempts = [_shown(a, g.principal.scope == "admin")
+                    for a in admin.attempts_of(db.session, chosen.id)]
     return render_template("dashboard/conversions.html", rows=rows, statuses=STATUSES,
                            status=status, chosen=chosen, attempts=attempts)
 

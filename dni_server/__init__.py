@@ -8,17 +8,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import redis
 from flask import Flask
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 from attribution.carriers import CommandSender
+from attribution.forwarding import RouteDirectory
 from attribution.geo import GeoLocator
 from attribution.inbox import CallInbox
-from attribution.routes import RouteDirectory
 from attribution.sessions import SessionContext, SessionIds
 from dni_server.api.body import BoundedRequest
 from dni_server.config import Settings, load_settings
@@ -34,6 +31,7 @@ from dni_server.errors import register_error_handlers
 from dni_server.extensions import db, migrate
 from dni_server.jsonprovider import OrjsonProvider
 from dni_server.logs import configure_logging
+from dni_server.redis_client import make_redis
 from dni_server.tokens import derive_key
 from pools import catalog
 from pools.availability import RedisGuard
@@ -59,32 +57,6 @@ class Services:
     inbox: CallInbox  # call events waiting for SQL
     commands: CommandSender = dataclasses.field(default_factory=CommandSender)  # to carriers
     worker: object | None = None
-
-
-def make_redis(url: str, timeout_s: float):
-    """A client that fails fast instead of retrying: the caller decides what a failure means."""
-    options = dict(decode_responses=True, socket_timeout=timeout_s,
-                   socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
-    if url.startswith("redis+cluster://"):
-        return make_cluster_client(url, options)
-    return redis.Redis.from_url(url, **options)
-
-
-def make_cluster_client(url: str, options: dict):
-    """``redis+cluster://[user:password@]host:port[,host:port...]``: any listed node that
-    answers tells the client the whole cluster, so list several to start with one down."""
-    from redis.cluster import ClusterNode, RedisCluster
-
-    rest = url.removeprefix("redis+cluster://")
-    netloc, slash, tail = rest.partition("/")
-    credentials, at, hosts = netloc.rpartition("@")
-    first, *others = hosts.split(",")
-    nodes = []
-    for other in others:
-        host, _, port = other.rpartition(":")
-        nodes.append(ClusterNode(host or other, int(port) if port.isdigit() else 6379))
-    return RedisCluster.from_url(f"redis://{credentials}{at}{first}{slash}{tail}",
-                                 startup_nodes=nodes, **options)
 
 
 def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | None = None
@@ -200,7 +172,16 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 def register_blueprints(app: Flask) -> None:
     from dni_server import dashboard
-    from dni_server.api import admin, calls, conversions, reports, sessions, snippet, webhooks
+    from dni_server.api import (
+        admin,
+        calls,
+        conversions,
+        reports,
+        sessions,
+        snippet,
+        static_numbers,
+        webhooks,
+    )
     from dni_server.api.body import refuse_nul_in_query
     from dni_server.dashboard import conversions as _conversion_pages  # noqa: F401  (on dashboard.bp)
     from dni_server.openapi import bp as openapi_bp
@@ -209,6 +190,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(sessions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(calls.bp)
+    app.register_blueprint(static_numbers.bp)
     app.register_blueprint(conversions.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(webhooks.bp)

@@ -1,239 +1,93 @@
-"""The OpenAPI document, built from the same marshmallow schemas the views use."""
+"""The OpenAPI document, built from the app's URL map and the schemas the views dump with.
+
+Every JSON view carries an ``@documented`` mark (dni_server/openapi.py) naming its response
+schema; this module turns the marks into operations. The doors that are not part of the
+JSON API (carrier webhooks, /healthz, /metrics) are described below by hand.
+"""
 
 from __future__ import annotations
 
-from functools import cache
+import re
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from flask import Flask
 
-from dni_server.api import schemas as s
+from dni_server.api.schemas import ErrorSchema
+from dni_server.openapi import Operation
 
-
-class ErrorBodySchema(Schema):
-    code = fields.String(required=True)
-    message = fields.String(required=True)
-    fields_ = fields.Dict(data_key="fields")
-
-
-class ErrorSchema(Schema):
-    error = fields.Nested(ErrorBodySchema, required=True)
-
-
-class NumberEntrySchema(Schema):
-    target = fields.String(required=True, metadata={"description": "the page's number, E.164"})
-    number = fields.String(required=True, metadata={"description": "the number to show, E.164"})
-    expires_at = fields.String(allow_none=True, required=True)
-    fallback = fields.Boolean(required=True)
-    reason = fields.String(metadata={"enum": ["pool_exhausted", "bot", "unavailable", "no_pool",
-                                              "rate_limited", "expired"]})
-    target_national = fields.String()
-    number_national = fields.String()
-
-
-class SessionAnswerSchema(Schema):
-    session_id = fields.String(required=True)
-    visitor_id = fields.String(allow_none=True, required=True)
-    numbers = fields.List(fields.Nested(NumberEntrySchema), required=True)
-    renew_in = fields.Integer(required=True)
-
-
-class NumberReportSchema(Schema):
-    accepted = fields.List(fields.String())
-    rejected = fields.List(fields.Dict())
+ADMIN = [{"bearer": []}]
+FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+PATH_PARAMETER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 
 
 def _json(schema) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _ok(schema, status: str = "200", *errors: int) -> dict:
+def _ok(schema, status: str = "200", *errors: int | tuple[int, str]) -> dict:
+    """The answers: ``schema`` on success, the error shape otherwise; each error is a status
+    or (status, when it is answered)."""
     responses = {status: {"description": "OK", **_json(schema)}}
-    for code in errors:  # a success code among them answers the same schema (a repeat)
+    for error in errors:  # a success code among them answers the same schema (a repeat)
+        code, text = error if isinstance(error, tuple) else (error, "Error")
         responses[str(code)] = ({"description": "OK", **_json(schema)} if code < 400
-                                else {"description": "Error", **_json("Error")})
+                                else {"description": text, **_json(ErrorSchema)})
     return responses
 
 
-ADMIN = [{"bearer": []}]
-FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
-CALL_PROPERTIES = {
-    name: {"type": kind} for name, kind in {
-        "id": "integer", "call_id": "string", "provider": "string", "from": "string",
-        "to": "string", "started_at": "string", "status": "string", "duration": "integer",
-        "attribution": "object", "caller": "object", "qualified": "boolean",
-        "qualification_failures": "array", "revenue": "string", "payout": "string",
-        "explanation": "object"}.items()}
-CALL_PROPERTIES["qualification_failures"]["items"] = {"type": "string"}
-for _name in ("duration", "qualified", "explanation"):  # unknown until the call ends
-    CALL_PROPERTIES[_name]["nullable"] = True
-# path -> method -> (summary, request schema or None, response schema, success status, errors)
-OPERATIONS = {
-    "/v1/sessions": {
-        "post": ("Start or resume a session and lease its numbers", "SessionRequest",
-                 "SessionAnswer", "200", (400, 404, 413, 422), None),
-        "get": ("List recent sessions (admin)", None, "VisitList", "200", (401, 422), ADMIN),
-    },
-    "/v1/sessions/{session_id}/heartbeat": {
-        "post": ("Renew the session's leases", "HeartbeatRequest", "SessionAnswer", "200",
-                 (400, 404, 413, 422), None),
-    },
-    "/v1/sessions/{session_id}": {
-        "get": ("A session with its pages and leases (admin)", None, "Visit", "200", (401, 404),
-                ADMIN),
-    },
-    "/v1/sites": {
-        "post": ("Create a site", "Site", "Site", "201", (400, 401, 422), ADMIN),
-        "get": ("List sites", None, "SiteList", "200", (401,), ADMIN),
-    },
-    "/v1/sites/{site_id}": {
-        "get": ("Show a site", None, "Site", "200", (401, 404), ADMIN),
-        "patch": ("Update a site", "Site", "Site", "200", (400, 401, 404, 422), ADMIN),
-    },
-    "/v1/pools": {
-        "post": ("Create a pool with its numbers", "PoolCreate", "Pool", "201",
-                 (400, 401, 404, 409, 422), ADMIN),
-        "get": ("List pools", None, "PoolList", "200", (401, 404), ADMIN),
-    },
-    "/v1/pools/{pool_id}": {
-        "get": ("Show a pool with its live state", None, "Pool", "200", (401, 404), ADMIN),
-        "patch": ("Update a pool's settings", "PoolSettings", "Pool", "200",
-                  (400, 401, 404, 409, 422), ADMIN),
-    },
-    "/v1/tokens": {
-        "post": ("Create a token (admin, read_only, or publisher); the secret is shown once",
-                 "Token", "Token", "201", (400, 401, 403, 422), ADMIN),
-        "get": ("List tokens (never their secrets)", None, "TokenList", "200", (401, 403), ADMIN),
-    },
-    "/v1/tokens/{token_id}": {
-        "delete": ("Revoke a token", None, "Token", "200", (401, 403, 404), ADMIN),
-    },
-    "/v1/pools/{pool_id}/health": {
-        "get": ("Pool health (query: start, end, target): utilisation per hour, peak leases, "
-                "exhaustion, recommended size with its reasoning", None, "PoolHealth", "200",
-                (401, 404, 422), ADMIN),
-    },
-    "/v1/pools/{pool_id}/numbers": {
-        "post": ("Add numbers (each rejected one is reported)", "Numbers", "NumberReport", "201",
-                 (400, 401, 404, 422), ADMIN),
-        "get": ("List a pool's numbers", None, "PoolNumberList", "200", (401, 404), ADMIN),
-    },
-    "/v1/calls": {
-        "post": ("Record a call from any carrier or CDR feed (200 when call_id was seen)",
-                 "CallRequest", "Call", "201", (200, 400, 401, 413, 422), ADMIN),
-        "get": ("The calls log", None, "CallList", "200", (401, 404, 422), ADMIN),
-    },
-    "/v1/calls/{call_ref}": {
-        "get": ("A call with its attribution and the explanation of its match", None, "Call",
-                "200", (401, 404), ADMIN),
-    },
-    "/v1/calls/{call_ref}/disposition": {
-        "post": ("Set the advertiser's disposition (sale, spam, ...)", "Disposition", "Call",
-                 "200", (400, 401, 404, 422), ADMIN),
-    },
-    "/v1/static-numbers": {
-        "post": ("Create a static number for print, radio, TV...", "StaticNumber",
-                 "StaticNumber", "201", (400, 401, 404, 422), ADMIN),
-        "get": ("List static numbers", None, "StaticNumberList", "200", (401,), ADMIN),
-    },
-    "/v1/static-numbers/{static_id}": {
-        "get": ("Show a static number", None, "StaticNumber", "200", (401, 404), ADMIN),
-        "patch": ("Update a static number", "StaticNumber", "StaticNumber", "200",
-                  (400, 401, 404, 422), ADMIN),
-        "delete": ("Retire a static number", None, "StaticNumber", "200", (401, 404), ADMIN),
-    },
-    "/v1/pools/{pool_id}/numbers/{number}": {
-        "delete": ("Retire a number (a leased one when its lease ends)", None, "PoolNumber",
-                   "200", (401, 404), ADMIN),
-    },
-}
-
-
-@cache
-def build_spec() -> dict:
+def build_spec(app: Flask) -> dict:
     spec = APISpec(title="DNI and call attribution service", version="1.0.0",
                    openapi_version="3.0.3", plugins=[MarshmallowPlugin()])
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for name, schema in {
-        "Error": ErrorSchema, "SessionRequest": s.SessionRequestSchema,
-        "HeartbeatRequest": s.HeartbeatRequestSchema, "SessionAnswer": SessionAnswerSchema,
-        "Site": s.SiteSchema, "PoolCreate": s.PoolCreateSchema,
-        "PoolSettings": s.PoolSettingsSchema, "Pool": s.PoolSchema, "Numbers": s.NumbersSchema,
-        "NumberReport": NumberReportSchema, "PoolNumber": s.PoolNumberSchema,
-        "Visit": s.VisitSchema, "CallRequest": s.CallRequestSchema,
-        "Disposition": s.DispositionSchema, "StaticNumber": s.StaticNumberSchema,
-        "Token": s.TokenSchema,
-    }.items():
-        spec.components.schema(name, schema=schema)
-    # The pool view adds its number counts and live Redis state (null when Redis is away).
-    spec.components.schemas["Pool"]["properties"].update(
-        numbers={"type": "object", "additionalProperties": {"type": "integer"}},
-        live={"type": "object", "nullable": True})
-    spec.components.schema("Call", {"type": "object", "properties": CALL_PROPERTIES})
-    spec.components.schema("PoolHealth", {"type": "object"})
-    for plural, item, ref in (("VisitList", "sessions", "Visit"), ("SiteList", "sites", "Site"),
-                              ("PoolList", "pools", "Pool"),
-                              ("PoolNumberList", "numbers", "PoolNumber"),
-                              ("CallList", "calls", "Call"),
-                              ("StaticNumberList", "static_numbers", "StaticNumber"),
-                              ("TokenList", "tokens", "Token")):
-        spec.components.schema(plural, {"type": "object", "properties": {
-            item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
-    for path, methods in OPERATIONS.items():
-        operations = {}
-        for method, (summary, request, response, status, errors, security) in methods.items():
-            op = {"summary": summary, "responses": _ok(response, status, *errors)}
-            if request:
-                op["requestBody"] = {"required": True, **_json(request)}
-            if security:
-                op["security"] = security
-            params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-            if params:
-                op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                     "schema": {"type": "integer" if p.endswith("_id")
-                                                and p not in ("session_id",) else "string"}}
-                                    for p in params]
-            operations[method] = op
-        spec.path(path=path, operations=operations)
+    spec.components.schema("Error", schema=ErrorSchema)
+    name_conversion_requests(spec)
+    view_paths(spec, app)
     for path, summary, body, reply in WEBHOOKS:
         spec.path(path=path, operations={"post": {
             "summary": summary, "requestBody": body,
             "responses": {reply[0]: {"description": reply[1], **(
                 {"content": {"text/xml": {"schema": {"type": "string"}}}} if reply[0] == "200"
-                else {})}, "403": {"description": "bad or missing signature", **_json("Error")}},
+                else {})}, "403": {"description": "bad or missing signature",
+                                   **_json(ErrorSchema)}},
         }})
-    spec.path(path="/v1/reports/attribution", operations={"get": {
-        "summary": "Source-attribution report (JSON rows of dimensions and metrics, or CSV)",
-        "security": ADMIN,
-        "parameters": [{"name": name, "in": "query", "required": False,
-                        "description": text, "schema": {"type": "string"}}
-                       for name, text in REPORT_PARAMETERS],
-        "responses": {
-            "200": {"description": "the report", "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "rows": {"type": "array", "items": {"type": "object", "properties": {
-                        "dimensions": {"type": "object"}, "metrics": {"type": "object"}}}},
-                    "totals": {"type": "object"}, "query": {"type": "object"},
-                    "page": {"type": "object", "properties": {
-                        "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                        "next_offset": {"type": "integer", "nullable": True},
-                        "next": {"type": "string", "nullable": True}}}}}},
-                "text/csv": {"schema": {"type": "string"}}}},
-            "401": {"description": "Error", **_json("Error")},
-            "404": {"description": "unknown site", **_json("Error")},
-            "422": {"description": "Error (also: over DNI_REPORT_MAX_ROWS per page or "
-                                   "DNI_REPORT_MAX_DAY_DIMENSIONS)", **_json("Error")},
-            "429": {"description": "over DNI_REPORT_RATE for this token (see Retry-After)",
-                    **_json("Error")},
-            "503": {"description": "ran past DNI_REPORT_TIMEOUT_MS (report_timeout), the "
-                                   "worker runs its most reports at once (reports_busy), or "
-                                   "the database is away",
-                    **_json("Error")}},
-    }})
     add_operations_paths(spec)
-    conversion_paths(spec)
     return document_backoff(spec.to_dict())
+
+
+def view_paths(spec: APISpec, app: Flask) -> None:
+    """One operation per marked view, its path and path parameters from the URL map."""
+    paths: dict[str, dict] = {}
+    for rule in app.url_map.iter_rules():
+        operation = getattr(app.view_functions.get(rule.endpoint), "openapi", None)
+        if operation is None:
+            continue
+        path = PATH_PARAMETER.sub(r"{\2}", rule.rule)
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "schema": {"type": "integer" if converter == "int" else "string"}}
+                      for converter, name in PATH_PARAMETER.findall(rule.rule)]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = view_operation(operation, parameters)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+
+
+def view_operation(operation: Operation, path_parameters: list[dict]) -> dict:
+    op = {"summary": operation.summary,
+          "responses": _ok(operation.reply, str(operation.status), *operation.errors)}
+    success = op["responses"][str(operation.status)]
+    if operation.reply is None:  # a file, e.g. CSV
+        success["content"] = {}
+    success["content"].update(operation.other_content or {})
+    if operation.body is not None:
+        op["requestBody"] = {"required": True, **_json(operation.body)}
+    if not operation.public:
+        op["security"] = ADMIN
+    query = [{"name": name, "in": "query", "required": False, "description": text,
+              "schema": schema} for name, text, schema in operation.query]
+    if path_parameters or query:
+        op["parameters"] = path_parameters + query
+    return op
 
 
 def document_backoff(document: dict) -> dict:
@@ -271,23 +125,10 @@ def add_operations_paths(spec: APISpec) -> None:
             "200": {"description": "the metrics", "content": {
                 "text/plain": {"schema": {"type": "string"}}}},
             "401": {"description": "DNI_METRICS_TOKEN is set and the token is missing or wrong",
-                    **_json("Error")},
+                    **_json(ErrorSchema)},
             "403": {"description": "neither DNI_METRICS_TOKEN nor DNI_METRICS_PUBLIC is set",
-                    **_json("Error")}},
+                    **_json(ErrorSchema)}},
     }})
-
-
-REPORT_PARAMETERS = [
-    ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
-    ("end", "last local day, YYYY-MM-DD (default: today)"),
-    ("group_by", "comma-separated dimensions, e.g. source,medium or day"),
-    ("metrics", "comma-separated metrics (default: all)"),
-    ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
-    ("caller", "first_time or repeat"), ("publisher", "publisher label"),
-    ("format", "json (default) or csv"),
-    ("limit", "rows per page (default and maximum: DNI_REPORT_MAX_ROWS)"),
-    ("offset", "rows to skip (page.next_offset of the page before)"),
-]
 
 
 WEBHOOKS = [
@@ -301,61 +142,8 @@ WEBHOOKS = [
 ]
 
 
-# -- offline conversions (dni_server/api/conversions.py) ------------------------------------
-
-CONVERSION_OPERATIONS = {
-    "/v1/conversions/destinations": {
-        "post": ("Add a conversion destination (google, microsoft, meta, ga4); credentials are "
-                 "shown masked from then on", "ConversionDestinationCreate",
-                 "ConversionDestination", "201", (400, 401, 403, 404, 409, 422)),
-        "get": ("List conversion destinations (query: site); credentials masked", None,
-                "ConversionDestinationList", "200", (401, 403, 404)),
-    },
-    "/v1/conversions/destinations/{destination_id}": {
-        "get": ("Show a destination (credentials masked)", None, "ConversionDestination", "200",
-                (401, 403, 404)),
-        "patch": ("Update a destination; a masked credential sent back keeps the stored one",
-                  "ConversionDestinationUpdate", "ConversionDestination", "200",
-                  (400, 401, 403, 404, 409, 422)),
-        "delete": ("Delete a destination that has no deliveries", None, "ConversionDestination",
-                   "200", (401, 403, 404, 409)),
-    },
-    "/v1/conversions/rules": {
-        "post": ("Add a conversion rule for a site or one of its pools", "ConversionRuleCreate",
-                 "ConversionRule", "201", (400, 401, 403, 404, 422)),
-        "get": ("List conversion rules (query: site)", None, "ConversionRuleList", "200",
-                (401, 403, 404)),
-    },
-    "/v1/conversions/rules/{rule_id}": {
-        "get": ("Show a conversion rule", None, "ConversionRule", "200", (401, 403, 404)),
-        "patch": ("Update a conversion rule", "ConversionRuleUpdate", "ConversionRule", "200",
-                  (400, 401, 403, 404, 422)),
-        "delete": ("Delete a conversion rule", None, "ConversionRule", "200", (401, 403, 404)),
-    },
-    "/v1/conversions/deliveries": {
-        "get": ("The outbox: one row per call per destination (query: status, destination, "
-                "call, limit)", None, "ConversionDeliveryList", "200", (401, 422)),
-    },
-    "/v1/conversions/deliveries/{delivery_id}": {
-        "get": ("Show one delivery", None, "ConversionDelivery", "200", (401, 404)),
-    },
-    "/v1/conversions/deliveries/{delivery_id}/attempts": {
-        "get": ("A delivery's attempts log: request (secrets masked), response, status, elapsed",
-                None, "ConversionAttemptList", "200", (401, 404)),
-    },
-    "/v1/conversions/deliveries/{delivery_id}/retry": {
-        "post": ("Queue a failed delivery again", None, "ConversionDelivery", "200",
-                 (401, 403, 404, 409)),
-    },
-}
-EXPORT_PARAMETERS = [("site", "site id or key (required)"),
-                     ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
-                     ("end", "last local day, YYYY-MM-DD (default: today)"),
-                     ("name", "conversion name (default: the rule's action name for the site's "
-                              "first destination of this kind)")]
-
-
-def conversion_paths(spec: APISpec) -> None:
+def name_conversion_requests(spec: APISpec) -> None:
+    """The conversion request schemas keep the names the document has always given them."""
     from dni_server.api import conversions as c
 
     for name, schema in {"ConversionDestinationCreate": c.DestinationSchema,
@@ -363,37 +151,3 @@ def conversion_paths(spec: APISpec) -> None:
                          "ConversionRuleCreate": c.RuleSchema,
                          "ConversionRuleUpdate": c.RuleUpdateSchema}.items():
         spec.components.schema(name, schema=schema)
-    for name in ("ConversionDestination", "ConversionRule", "ConversionDelivery",
-                 "ConversionAttempt"):
-        spec.components.schema(name, {"type": "object"})
-    for plural, item, ref in (
-            ("ConversionDestinationList", "destinations", "ConversionDestination"),
-            ("ConversionRuleList", "rules", "ConversionRule"),
-            ("ConversionDeliveryList", "deliveries", "ConversionDelivery"),
-            ("ConversionAttemptList", "attempts", "ConversionAttempt")):
-        spec.components.schema(plural, {"type": "object", "properties": {
-            item: {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}}})
-    for path, methods in CONVERSION_OPERATIONS.items():
-        operations = {}
-        for method, (summary, body, reply, status, errors) in methods.items():
-            op = {"summary": summary, "security": ADMIN, "responses": _ok(reply, status, *errors)}
-            if body:
-                op["requestBody"] = {"required": True, **_json(body)}
-            params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-            if params:
-                op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                     "schema": {"type": "integer"}} for p in params]
-            operations[method] = op
-        spec.path(path=path, operations=operations)
-    for kind, extra in (("google", [("id_type", "gclid (default), gbraid or wbraid")]),
-                        ("microsoft", [])):
-        spec.path(path=f"/v1/conversions/export/{kind}.csv", operations={"get": {
-            "summary": f"The {kind} offline-conversion CSV file for a date range",
-            "security": ADMIN,
-            "parameters": [{"name": name, "in": "query", "required": name == "site",
-                            "description": text, "schema": {"type": "string"}}
-                           for name, text in EXPORT_PARAMETERS + extra],
-            "responses": {"200": {"description": "the file",
-                                  "content": {"text/csv": {"schema": {"type": "string"}}}},
-                          **{str(code): {"description": "Error", **_json("Error")}
-                             for code in (401, 403, 404, 422)}}}})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -16,20 +16,30 @@ from dni_server.api.auth import (
 )
 from dni_server.api.body import json_object
 from dni_server.api.schemas import (
+    NumberReportSchema,
     NumbersSchema,
     PoolCreateSchema,
+    PoolDetailSchema,
+    PoolHealthSchema,
+    PoolListSchema,
+    PoolNumberListSchema,
     PoolNumberSchema,
-    PoolSchema,
     PoolSettingsSchema,
+    SiteListSchema,
     SiteSchema,
+    TokenCreatedSchema,
+    TokenListSchema,
     TokenSchema,
-    VisitSchema,
+    VisitDetailSchema,
+    VisitListSchema,
+    With,
 )
-from dni_server.api.sessions import journey_json
+from dni_server.api.sessions import JOURNEY_PARAMETERS, journey_page
 from dni_server.converters import count_arg, datetime_arg, parse_id
 from dni_server.errors import ApiError, Conflict, Invalid, NotFound
-from dni_server.extensions import db
-from dni_server.timefmt import iso_ms, now_ms
+from dni_server.extensions import db, services
+from dni_server.openapi import documented
+from dni_server.timefmt import now_ms
 from pools import catalog
 from pools.catalog import CatalogError
 from pools.errors import PoolUnavailable
@@ -38,17 +48,21 @@ from pools.models import Lease, Pool, PoolNumber, Site, utcnow
 bp = token_required(Blueprint("admin", __name__))
 site_schema = SiteSchema()
 site_update = SiteSchema(partial=True)
+site_list = SiteListSchema()
 pool_create = PoolCreateSchema()
 pool_update = PoolSettingsSchema()
-pool_schema = PoolSchema()
+pool_detail = PoolDetailSchema()
+pool_list = PoolListSchema()
+pool_health_schema = PoolHealthSchema()
 numbers_schema = NumbersSchema()
+number_report = NumberReportSchema()
 number_schema = PoolNumberSchema()
-visit_schema = VisitSchema()
+number_list = PoolNumberListSchema()
+visit_list = VisitListSchema()
+visit_detail = VisitDetailSchema()
 token_schema = TokenSchema()
-
-
-def services():
-    return current_app.extensions["dni"]
+token_created = TokenCreatedSchema()
+token_list = TokenListSchema()
 
 
 def limit_arg(default: int = 100, maximum: int = 1000) -> int:
@@ -106,6 +120,7 @@ def _find_site(ref) -> Site | None:
 
 
 @bp.post("/v1/sites")
+@documented("Create a site", site_schema, status=201, body=SiteSchema, errors=(400, 401, 422))
 def create_site():
     data = site_schema.load(json_object())
     site = catalog_call(catalog.create_site, db.session, **data)
@@ -113,19 +128,22 @@ def create_site():
 
 
 @bp.get("/v1/sites")
+@documented("List sites", site_list, errors=(401,))
 def list_sites():
     deny_publishers()
     rows = db.session.scalars(select(Site).order_by(Site.id).limit(limit_arg()))
-    return jsonify(sites=site_schema.dump(rows, many=True))
+    return jsonify(site_list.dump({"sites": rows}))
 
 
 @bp.get("/v1/sites/<int:site_id>")
+@documented("Show a site", site_schema, errors=(401, 404))
 def show_site(site_id: int):
     deny_publishers()
     return jsonify(site_schema.dump(get_site(site_id)))
 
 
 @bp.patch("/v1/sites/<int:site_id>")
+@documented("Update a site", site_schema, body=SiteSchema, errors=(400, 401, 404, 422))
 def update_site(site_id: int):
     site = get_site(site_id)
     for name, value in site_update.load(json_object()).items():
@@ -146,19 +164,21 @@ def get_pool(pool_id: int) -> Pool:
 
 
 def pool_view(pool: Pool) -> dict:
-    out = pool_schema.dump(pool)
+    """A pool with its number counts and its live Redis state (None when Redis is away)."""
     counts = dict(db.session.execute(
         select(PoolNumber.status, db.func.count()).where(PoolNumber.pool_id == pool.id)
         .group_by(PoolNumber.status)).all())
-    out["numbers"] = {status: counts.get(status, 0) for status in ("active", "retiring", "retired")}
     try:
-        out["live"] = services().pools.status(pool.id, now_ms())
+        live = services().pools.status(pool.id, now_ms())
     except PoolUnavailable:
-        out["live"] = None
-    return out
+        live = None
+    return pool_detail.dump(With(pool, live=live, numbers={
+        status: counts.get(status, 0) for status in ("active", "retiring", "retired")}))
 
 
 @bp.post("/v1/pools")
+@documented("Create a pool with its numbers", pool_detail, status=201, body=PoolCreateSchema,
+            errors=(400, 401, 404, 409, 422))
 def create_pool():
     data = pool_create.load(json_object())
     site = get_site(data.pop("site"))
@@ -171,19 +191,23 @@ def create_pool():
 
 
 @bp.get("/v1/pools")
+@documented("List pools", pool_list, errors=(401, 404))
 def list_pools():
     query = scoped(select(Pool).order_by(Pool.id).limit(limit_arg()), Pool.publisher)
     if "site" in request.args:
         query = query.where(Pool.site_id == get_site(request.args["site"], lookup_only=True).id)
-    return jsonify(pools=pool_schema.dump(db.session.scalars(query), many=True))
+    return jsonify(pool_list.dump({"pools": db.session.scalars(query)}))
 
 
 @bp.get("/v1/pools/<int:pool_id>")
+@documented("Show a pool with its live state", pool_detail, errors=(401, 404))
 def show_pool(pool_id: int):
     return jsonify(pool_view(get_pool(pool_id)))
 
 
 @bp.patch("/v1/pools/<int:pool_id>")
+@documented("Update a pool's settings", pool_detail, body=PoolSettingsSchema,
+            errors=(400, 401, 404, 409, 422))
 def update_pool(pool_id: int):
     pool = get_pool(pool_id)
     changes = pool_update.load(json_object())
@@ -194,30 +218,33 @@ def update_pool(pool_id: int):
 
 
 @bp.post("/v1/pools/<int:pool_id>/numbers")
+@documented("Add numbers (each rejected one is reported)", number_report, status=201,
+            body=NumbersSchema, errors=(400, 401, 404, 422))
 def add_numbers(pool_id: int):
     pool = get_pool(pool_id)
     data = numbers_schema.load(json_object())
     report = catalog_call(catalog.add_numbers, db.session, services().pools, pool,
                           data["numbers"], region=data["region"], now_ms=now_ms())
-    body = {"accepted": report.accepted,
-            "rejected": [{"number": r.raw, "reason": r.reason} for r in report.rejected]}
     if not report.accepted:
         raise Invalid("none of the numbers can be added",
                       fields={"numbers": {r.raw: r.reason for r in report.rejected}})
-    return jsonify(body), 201
+    return jsonify(number_report.dump(report)), 201
 
 
 @bp.get("/v1/pools/<int:pool_id>/numbers")
+@documented("List a pool's numbers", number_list, errors=(401, 404))
 def list_numbers(pool_id: int):
     pool = get_pool(pool_id)
     query = select(PoolNumber).where(PoolNumber.pool_id == pool.id).order_by(PoolNumber.id)
     if status := request.args.get("status"):
         query = query.where(PoolNumber.status == status)
     rows = db.session.scalars(query.limit(limit_arg(1000, 10_000)))
-    return jsonify(numbers=number_schema.dump(rows, many=True))
+    return jsonify(number_list.dump({"numbers": rows}))
 
 
 @bp.delete("/v1/pools/<int:pool_id>/numbers/<number>")
+@documented("Retire a number (a leased one when its lease ends)", number_schema,
+            errors=(401, 404))
 def retire_number(pool_id: int, number: str):
     """Retire a number; one leased now stays with its visitor until the lease ends."""
     pool = get_pool(pool_id)
@@ -230,34 +257,37 @@ def retire_number(pool_id: int, number: str):
 
 
 @bp.get("/v1/sessions")
+@documented("List recent sessions (admin)", visit_list, errors=(401, 422))
 def list_sessions():
     deny_publishers()
     query = select(Visit).order_by(Visit.created_at.desc()).limit(limit_arg())
     if "site" in request.args:
         query = query.where(Visit.site_id == get_site(request.args["site"]).id)
-    return jsonify(sessions=visit_schema.dump(db.session.scalars(query), many=True))
+    return jsonify(visit_list.dump({"sessions": db.session.scalars(query)}))
 
 
 @bp.get("/v1/sessions/<session_id>")
+@documented("A session with a page of its page views and its leases (admin)", visit_detail,
+            query=JOURNEY_PARAMETERS, errors=(
+                401, 404, (422, "page_views_offset or page_views_limit out of range")))
 def show_session(session_id: str):
     deny_publishers()
     visit = db.session.get(Visit, session_id)
     if visit is None:
         raise NotFound("unknown session (new sessions appear within a few seconds)",
                        code="unknown_session")
-    out = visit_schema.dump(visit)
     # Paged: ?page_views_offset=&page_views_limit= (see dni_server.api.sessions).
-    out["pages"], out["page_views"] = journey_json(db.session, session_id)
-    out["leases"] = [
-        {"pool_id": ls.pool_id, "number": ls.number, "started_at": iso_ms(ls.started_at_ms),
-         "last_renewed_at": iso_ms(ls.last_renewed_at_ms), "expires_at": iso_ms(ls.expires_at_ms),
-         "ended_at": iso_ms(ls.ended_at_ms), "end_reason": ls.end_reason}
-        for ls in db.session.scalars(select(Lease).where(Lease.session_id == session_id)
-                                     .order_by(Lease.started_at_ms))]
-    return jsonify(out)
+    journey = journey_page(db.session, session_id)
+    leases = db.session.scalars(select(Lease).where(Lease.session_id == session_id)
+                                .order_by(Lease.started_at_ms))
+    return jsonify(visit_detail.dump(With(visit, pages=journey.views, page_views=journey,
+                                          leases=leases)))
 
 
 @bp.get("/v1/pools/<int:pool_id>/health")
+@documented("Pool health (query: start, end, target): utilisation per hour, peak leases, "
+            "exhaustion, recommended size with its reasoning", pool_health_schema,
+            errors=(401, 404, 422))
 def pool_health(pool_id: int):
     """Utilisation per hour, peaks, exhaustion and a recommended size, from the history."""
     import datetime as dt
@@ -277,13 +307,15 @@ def pool_health(pool_id: int):
     if end <= start or not 0 < target < 1:
         raise Invalid("end must be after start, and 0 < target < 1",
                       fields={"end": "before start"} if end <= start else {"target": "range"})
-    return jsonify(health(db.session, pool, start, end, target, zone))
+    return jsonify(pool_health_schema.dump(health(db.session, pool, start, end, target, zone)))
 
 
 # -- tokens ----------------------------------------------------------------------------------
 
 
 @bp.post("/v1/tokens")
+@documented("Create a token (admin, read_only, or publisher); the secret is shown once",
+            token_created, status=201, body=TokenSchema, errors=(400, 401, 403, 422))
 def create_token():
     """A new token, shown once: admin, read_only, or publisher (with its publisher label)."""
     from dni_server.api.auth import require_admin
@@ -296,20 +328,22 @@ def create_token():
                       fields={"publisher": "required with scope publisher, else not allowed"})
     row, secret = make(db.session, data["name"], data["scope"], data["publisher"])
     db.session.commit()
-    return jsonify(token_schema.dump(row) | {"token": secret}), 201
+    return jsonify(token_created.dump(With(row, token=secret))), 201
 
 
 @bp.get("/v1/tokens")
+@documented("List tokens (never their secrets)", token_list, errors=(401, 403))
 def list_tokens():
     from dni_server.api.auth import require_admin
     from dni_server.tokens import ApiToken
 
     require_admin()
     rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id))
-    return jsonify(tokens=token_schema.dump(rows, many=True))
+    return jsonify(token_list.dump({"tokens": rows}))
 
 
 @bp.delete("/v1/tokens/<int:token_id>")
+@documented("Revoke a token", token_schema, errors=(401, 403, 404))
 def revoke_token(token_id: int):
     from dni_server.api.auth import require_admin
     from dni_server.tokens import ApiToken

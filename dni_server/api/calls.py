@@ -1,4 +1,7 @@
-"""Calls (generic carrier API, log, detail, disposition) and static numbers: admin only."""
+"""Calls (generic carrier API, log, detail, disposition): admin only.
+
+Static numbers have their own blueprint, ``dni_server.api.static_numbers``.
+"""
 
 from __future__ import annotations
 
@@ -9,60 +12,34 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
 from attribution.calls import CallEventIn, ingest, requalify, shown_first_touches
-from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber
-from dni_server.api.admin import catalog_call, get_site, limit_arg
+from attribution.models import Call
+from dni_server.api.admin import get_site, limit_arg
 from dni_server.api.auth import scoped, token_required, visible
 from dni_server.api.body import json_object
-from dni_server.api.schemas import CallRequestSchema, DispositionSchema, StaticNumberSchema
+from dni_server.api.schemas import (
+    CallDetailSchema,
+    CallListSchema,
+    CallRequestSchema,
+    DispositionSchema,
+    With,
+)
 from dni_server.converters import parse_id
-from dni_server.errors import Invalid, NotFound
+from dni_server.errors import NotFound
 from dni_server.extensions import db
-from dni_server.timefmt import iso_utc
-from pools.models import utcnow
-from pools.phones import InvalidNumber, normalize
+from dni_server.openapi import documented
 
 bp = token_required(Blueprint("calls", __name__))
 call_request = CallRequestSchema()
 disposition_request = DispositionSchema()
-static_schema = StaticNumberSchema()
-static_update = StaticNumberSchema(partial=True)
-
-
-def call_view(call: Call, first_touch: dict | None, detail: bool = False) -> dict:
-    """A call as the API shows it; the explanation only on the detail view.
-
-    ``first_touch`` comes from ``shown_first_touches``: never another tenant's visit.
-    """
-    attribution = {name: getattr(call, name) for name in ATTRIBUTION_FIELDS}
-    attribution.update(
-        method=call.method, confidence=call.confidence, session_id=call.session_id,
-        pool_id=call.pool_id, static_number_id=call.static_number_id, campaign=call.campaign,
-        term=call.utm_term, content=call.utm_content, label=call.label,
-        publisher=call.publisher, landing_page=call.landing_url)
-    out = {
-        "id": call.id, "call_id": call.provider_call_id, "provider": call.provider,
-        "from": call.from_number, "to": call.to_number, "destination": call.destination,
-        "started_at": iso_utc(call.started_at), "answered_at": iso_utc(call.answered_at),
-        "ended_at": iso_utc(call.ended_at), "status": call.status,
-        "dial_status": call.dial_status, "duration": call.duration,
-        "recording_url": call.recording_url, "attribution": attribution,
-        "caller": {"number": call.from_number, "valid": call.from_valid,
-                   "country": call.caller_country, "region": call.caller_region,
-                   "city": call.caller_city, "repeat": call.repeat_caller,
-                   "first_touch": first_touch},
-        "qualified": call.qualified, "qualification_failures": call.qualification_failures,
-        "disposition": call.disposition,
-        "disposition_value": str(call.disposition_value) if call.disposition_value is not None
-        else None,
-        "revenue": str(call.revenue), "payout": str(call.payout),
-    }
-    if detail:
-        out["explanation"] = call.explanation
-    return out
+call_detail_schema = CallDetailSchema()
+call_list = CallListSchema()
 
 
 def call_detail(call: Call) -> dict:
-    return call_view(call, shown_first_touches(db.session, [call])[call.id], detail=True)
+    """A call as the API shows it (only the fields its schema names), with the explanation
+    of its match; the first touch from ``shown_first_touches``: never another tenant's visit."""
+    first_touch = shown_first_touches(db.session, [call])[call.id]
+    return call_detail_schema.dump(With(call, first_touch=first_touch))
 
 
 def get_call(call_ref: str) -> Call:
@@ -76,6 +53,9 @@ def get_call(call_ref: str) -> Call:
 
 
 @bp.post("/v1/calls")
+@documented("Record a call from any carrier or CDR feed (200 when call_id was seen)",
+            call_detail_schema, status=201, body=CallRequestSchema,
+            errors=(200, 400, 401, 413, 422))
 def create_call():
     """A call from any carrier or CDR feed; the same call_id twice is one call."""
     raw = json_object()
@@ -96,6 +76,7 @@ def create_call():
 
 
 @bp.get("/v1/calls")
+@documented("The calls log", call_list, errors=(401, 404, 422))
 def list_calls():
     query = scoped(select(Call).order_by(Call.started_at.desc(), Call.id.desc())
                    .limit(limit_arg()), Call.publisher)
@@ -105,15 +86,20 @@ def list_calls():
         query = query.where(Call.qualified.is_(request.args["qualified"] in ("1", "true")))
     rows = db.session.scalars(query).all()
     first_touches = shown_first_touches(db.session, rows)
-    return jsonify(calls=[call_view(c, first_touches[c.id]) for c in rows])
+    return jsonify(call_list.dump({"calls": [With(c, first_touch=first_touches[c.id])
+                                             for c in rows]}))
 
 
 @bp.get("/v1/calls/<call_ref>")
+@documented("A call with its attribution and the explanation of its match",
+            call_detail_schema, errors=(401, 404))
 def show_call(call_ref: str):
     return jsonify(call_detail(get_call(call_ref)))
 
 
 @bp.post("/v1/calls/<call_ref>/disposition")
+@documented("Set the advertiser's disposition (sale, spam, ...)", call_detail_schema,
+            body=DispositionSchema, errors=(400, 401, 404, 422))
 def set_disposition(call_ref: str):
     """The advertiser's verdict on a call (sale, spam, ...), which decides qualification."""
     call = get_call(call_ref)
@@ -122,99 +108,3 @@ def set_disposition(call_ref: str):
     requalify(db.session, call)
     db.session.commit()
     return jsonify(call_detail(call))
-
-
-# -- static numbers ------------------------------------------------------------------------
-
-
-def get_static(static_id: int) -> StaticNumber:
-    row = db.session.get(StaticNumber, static_id)
-    if not visible(row):
-        raise NotFound(f"unknown static number {static_id}", code="unknown_static_number")
-    return row
-
-
-def normalised_numbers(data: dict, region: str) -> dict:
-    errors = {}
-    for name in ("number", "destination"):
-        if name in data:
-            try:
-                data[name] = normalize(data[name], region)
-            except InvalidNumber as exc:
-                errors[name] = str(exc)
-    if errors:
-        raise Invalid("invalid phone numbers", fields=errors)
-    return data
-
-
-def _number_in_use(number: str, exclude_id: int | None = None) -> str | None:
-    from pools.models import PoolNumber
-
-    if db.session.scalar(select(PoolNumber.pool_id).where(PoolNumber.number == number,
-                                                          PoolNumber.status != "retired")):
-        return f"{number} is a pool number"
-    other = db.session.scalar(select(StaticNumber.id).where(
-        StaticNumber.number == number, StaticNumber.status == "active",
-        StaticNumber.id != (exclude_id or 0)))
-    return f"{number} is already static number {other}" if other else None
-
-
-@bp.post("/v1/static-numbers")
-def create_static_number():
-    data = static_schema.load(json_object())
-    data = normalised_numbers(data, data.pop("region"))
-    site_ref = data.pop("site")
-    if site_ref is not None:
-        data["site_id"] = get_site(site_ref).id
-    if problem := _number_in_use(data["number"]):
-        raise Invalid(problem, fields={"number": problem})
-    row = catalog_call(lambda: _add(StaticNumber(**data)))
-    current_app.extensions["dni"].routes.invalidate()
-    return jsonify(static_schema.dump(row)), 201
-
-
-def _add(row):
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
-@bp.get("/v1/static-numbers")
-def list_static_numbers():
-    query = scoped(select(StaticNumber).order_by(StaticNumber.id).limit(limit_arg()),
-                   StaticNumber.publisher)
-    if status := request.args.get("status"):
-        query = query.where(StaticNumber.status == status)
-    return jsonify(static_numbers=static_schema.dump(db.session.scalars(query), many=True))
-
-
-@bp.get("/v1/static-numbers/<int:static_id>")
-def show_static_number(static_id: int):
-    return jsonify(static_schema.dump(get_static(static_id)))
-
-
-@bp.patch("/v1/static-numbers/<int:static_id>")
-def update_static_number(static_id: int):
-    row = get_static(static_id)
-    data = static_update.load(json_object())
-    data = normalised_numbers(data, data.pop("region", "US"))
-    if "site" in data:
-        site_ref = data.pop("site")
-        data["site_id"] = get_site(site_ref).id if site_ref is not None else None
-    if "number" in data and (problem := _number_in_use(data["number"], row.id)):
-        raise Invalid(problem, fields={"number": problem})
-    for name, value in data.items():
-        setattr(row, name, value)
-    db.session.commit()
-    current_app.extensions["dni"].routes.invalidate()
-    return jsonify(static_schema.dump(row))
-
-
-@bp.delete("/v1/static-numbers/<int:static_id>")
-def retire_static_number(static_id: int):
-    row = get_static(static_id)
-    if row.status != "retired":
-        row.status, row.retired_at = "retired", utcnow()
-        db.session.commit()
-    current_app.extensions["dni"].routes.invalidate()
-    return jsonify(static_schema.dump(row))

@@ -25,12 +25,16 @@ from flask import Blueprint, Response, after_this_request, current_app, g, jsoni
 from attribution import reports
 from dni_server.api.admin import get_site
 from dni_server.api.auth import publisher_scope, token_required
+from dni_server.api.schemas import ReportSchema
 from dni_server.converters import date_arg, id_arg
 from dni_server.errors import ApiError, Invalid
 from dni_server.extensions import db
+from dni_server.openapi import documented
+from pools.keys import report_rate_key
 
 log = logging.getLogger(__name__)
 bp = token_required(Blueprint("reports", __name__))
+report_schema = ReportSchema()
 
 # One fixed window per token: the first report of a window starts its expiry, so a key
 # never outlives its window even if a worker dies between the two steps.
@@ -172,7 +176,7 @@ def _rate_key() -> str:
         who = f"token:{token_id}"
     else:
         who = "bootstrap:" + hashlib.sha256((settings.admin_token or "").encode()).hexdigest()[:16]
-    return f"{settings.redis_prefix}:report-rate:{who}"
+    return report_rate_key(who, settings.redis_prefix)
 
 
 def limit_report_rate() -> None:
@@ -207,7 +211,29 @@ def next_page_url(result: dict) -> str | None:
     return request.base_url + "?" + urlencode(args)
 
 
+REPORT_PARAMETERS = tuple((name, text, {"type": "string"}) for name, text in (
+    ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
+    ("end", "last local day, YYYY-MM-DD (default: today)"),
+    ("group_by", "comma-separated dimensions, e.g. source,medium or day"),
+    ("metrics", "comma-separated metrics (default: all)"),
+    ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
+    ("caller", "first_time or repeat"), ("publisher", "publisher label"),
+    ("format", "json (default) or csv"),
+    ("limit", "rows per page (default and maximum: DNI_REPORT_MAX_ROWS)"),
+    ("offset", "rows to skip (page.next_offset of the page before)"),
+))
+
+
 @bp.get("/v1/reports/attribution")
+@documented("Source-attribution report (JSON rows of dimensions and metrics, or CSV)",
+            report_schema, query=REPORT_PARAMETERS, errors=(
+                401, (404, "unknown site"),
+                (422, "a bad parameter, or over DNI_REPORT_MAX_ROWS per page or "
+                      "DNI_REPORT_MAX_DAY_DIMENSIONS"),
+                (429, "over DNI_REPORT_RATE for this token (see Retry-After)"),
+                (503, "ran past DNI_REPORT_TIMEOUT_MS (report_timeout), the worker runs its "
+                      "most reports at once (reports_busy), or the database is away")),
+            other_content={"text/csv": {"schema": {"type": "string"}}})
 def attribution_report():
     limit_report_rate()
     query = report_query()
@@ -227,4 +253,4 @@ def attribution_report():
             headers["Link"] = f'<{next_url}>; rel="next"'
         return Response(reports.to_csv(result), mimetype="text/csv", headers=headers)
     result["page"]["next"] = next_url
-    return jsonify(result)
+    return jsonify(report_schema.dump(result))

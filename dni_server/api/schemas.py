@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
 
 from attribution.qualification import validate_rules as validate_qualification
 from attribution.visits import MAX_COOKIE_LENGTH
@@ -20,6 +20,14 @@ class Loose(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+
+class Reply(Schema):
+    """A response schema: the document says no other field is sent (additionalProperties
+    false), which schemathesis checks against every answer."""
+
+    class Meta:
+        unknown = RAISE
 
 
 def optional_text(max_length: int) -> fields.String:
@@ -202,7 +210,7 @@ class NumbersSchema(Loose):
     region = fields.String(load_default="US", validate=validate.Length(equal=2))
 
 
-class PoolSchema(Schema):
+class PoolSchema(Reply):
     id = fields.Integer()
     site_id = fields.Integer()
     name = fields.String()
@@ -225,55 +233,55 @@ class PoolSchema(Schema):
     created_at = fields.Function(lambda pool: iso_utc(pool.created_at))
 
 
-class PoolNumberSchema(Schema):
+class PoolNumberSchema(Reply):
     number = fields.String()
     status = fields.String()
     added_at = fields.Function(lambda row: iso_utc(row.added_at))
     retired_at = fields.Function(lambda row: iso_utc(row.retired_at))
 
 
-class VisitSchema(Schema):
+class VisitSchema(Reply):
     session_id = fields.String()
     site_id = fields.Integer()
     visitor_id = fields.String()
     created_at = fields.Function(lambda v: iso_utc(v.created_at))
-    landing_url = fields.String()
-    landing_path = fields.String()
-    referrer = fields.String()
-    referrer_domain = fields.String()
-    source = fields.String()
-    medium = fields.String()
-    keyword = fields.String()
-    utm_source = fields.String()
-    utm_medium = fields.String()
-    utm_campaign = fields.String()
-    utm_term = fields.String()
-    utm_content = fields.String()
-    utm_id = fields.String()
-    utm_source_platform = fields.String()
-    utm_creative_format = fields.String()
-    utm_marketing_tactic = fields.String()
-    gclid = fields.String()
-    gbraid = fields.String()
-    wbraid = fields.String()
-    msclkid = fields.String()
-    fbclid = fields.String()
-    ttclid = fields.String()
-    li_fat_id = fields.String()
-    dclid = fields.String()
-    ga_client_id = fields.String()
-    ga_session_id = fields.String()
-    fbp = fields.String()
-    ad_consent = fields.Boolean()
-    device_type = fields.String()
-    browser = fields.String()
-    browser_version = fields.String()
-    os = fields.String()
-    os_version = fields.String()
-    country = fields.String()
-    region = fields.String()
-    city = fields.String()
-    fallback_reason = fields.String()
+    landing_url = fields.String(allow_none=True)
+    landing_path = fields.String(allow_none=True)
+    referrer = fields.String(allow_none=True)
+    referrer_domain = fields.String(allow_none=True)
+    source = fields.String(allow_none=True)
+    medium = fields.String(allow_none=True)
+    keyword = fields.String(allow_none=True)
+    utm_source = fields.String(allow_none=True)
+    utm_medium = fields.String(allow_none=True)
+    utm_campaign = fields.String(allow_none=True)
+    utm_term = fields.String(allow_none=True)
+    utm_content = fields.String(allow_none=True)
+    utm_id = fields.String(allow_none=True)
+    utm_source_platform = fields.String(allow_none=True)
+    utm_creative_format = fields.String(allow_none=True)
+    utm_marketing_tactic = fields.String(allow_none=True)
+    gclid = fields.String(allow_none=True)
+    gbraid = fields.String(allow_none=True)
+    wbraid = fields.String(allow_none=True)
+    msclkid = fields.String(allow_none=True)
+    fbclid = fields.String(allow_none=True)
+    ttclid = fields.String(allow_none=True)
+    li_fat_id = fields.String(allow_none=True)
+    dclid = fields.String(allow_none=True)
+    ga_client_id = fields.String(allow_none=True)
+    ga_session_id = fields.String(allow_none=True)
+    fbp = fields.String(allow_none=True)
+    ad_consent = fields.Boolean(allow_none=True)
+    device_type = fields.String(allow_none=True)
+    browser = fields.String(allow_none=True)
+    browser_version = fields.String(allow_none=True)
+    os = fields.String(allow_none=True)
+    os_version = fields.String(allow_none=True)
+    country = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    fallback_reason = fields.String(allow_none=True)
 
 
 # -- calls and static numbers ------------------------------------------------------------
@@ -328,3 +336,381 @@ class TokenSchema(Loose):
                               validate=validate.Length(min=1, max=200))
     created_at = fields.Function(lambda row: iso_utc(row.created_at), dump_only=True)
     revoked_at = fields.Function(lambda row: iso_utc(row.revoked_at), dump_only=True)
+
+
+# -- responses -----------------------------------------------------------------------------
+# Each answer is dumped with one of these, and /openapi.json documents the same class, so a
+# field leaves the server only when a schema names it (a new model column stays private).
+
+
+class With:
+    """A model row seen with extra values a view computed beside it, for dumping."""
+
+    def __init__(self, row, **extra):
+        self._row = row
+        self.__dict__.update(extra)
+
+    def __getattr__(self, name):
+        return getattr(self._row, name)
+
+
+def _text() -> fields.String:
+    return fields.String(allow_none=True)
+
+
+def _same_as(name: str) -> fields.Function:
+    """A second name for a text column (marshmallow lets one field own each attribute)."""
+    return fields.Function(lambda row: getattr(row, name),
+                           metadata={"type": "string", "nullable": True})
+
+
+def _utc(name: str) -> fields.Function:
+    """A stored datetime as ISO 8601 UTC to the millisecond (null when unset)."""
+    return fields.Function(lambda row: iso_utc(getattr(row, name)),
+                           metadata={"type": "string", "nullable": True})
+
+
+def _ms(name: str) -> fields.Function:
+    """A stored epoch-milliseconds time as ISO 8601 UTC (null when unset)."""
+    return fields.Function(lambda row: iso_ms(getattr(row, name)),
+                           metadata={"type": "string", "nullable": True})
+
+
+class ErrorBodySchema(Reply):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields")
+
+
+class ErrorSchema(Reply):
+    """The one error shape (dni_server/errors.py)."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class NumberEntrySchema(Reply):
+    """One swap instruction (hand-built by ``number_entry``; a test holds its keys to these)."""
+
+    target = fields.String(required=True, metadata={"description": "the page's number, E.164"})
+    number = fields.String(required=True, metadata={"description": "the number to show, E.164"})
+    expires_at = fields.String(allow_none=True, required=True)
+    expires_in = fields.Integer(allow_none=True, required=True, metadata={
+        "description": "seconds until expires_at, by the server's clock"})
+    fallback = fields.Boolean(required=True)
+    reason = fields.String(metadata={"enum": ["pool_exhausted", "bot", "unavailable", "no_pool",
+                                              "rate_limited", "expired"]})
+    target_national = fields.String(required=True)
+    number_national = fields.String(required=True)
+
+
+class SessionAnswerSchema(Reply):
+    """The snippet's answer (hand-built by ``session_answer``, for speed)."""
+
+    session_id = fields.String(required=True)
+    visitor_id = fields.String(allow_none=True, required=True)
+    numbers = fields.List(fields.Nested(NumberEntrySchema), required=True)
+    renew_in = fields.Integer(required=True)
+
+
+class PoolDetailSchema(PoolSchema):
+    """A pool with its number counts and live Redis state (null when Redis is away)."""
+
+    numbers = fields.Dict(keys=fields.String(), values=fields.Integer())
+    live = fields.Dict(allow_none=True)
+
+
+class RejectedNumberSchema(Reply):
+    number = fields.String(attribute="raw")
+    reason = fields.String()
+
+
+class NumberReportSchema(Reply):
+    accepted = fields.List(fields.String())
+    rejected = fields.List(fields.Nested(RejectedNumberSchema))
+
+
+class PageViewSchema(Reply):
+    url = _text()
+    path = _text()
+    viewed_at = _ms("viewed_at_ms")
+
+
+class PageViewsSchema(Reply):
+    """What one page of a session's journey covers (attribution.sessions.Journey)."""
+
+    stored = fields.Integer()
+    seen = fields.Integer()
+    offset = fields.Integer()
+    limit = fields.Integer()
+    next_offset = fields.Integer(allow_none=True)
+
+
+class LeaseSchema(Reply):
+    pool_id = fields.Integer()
+    number = fields.String()
+    started_at = _ms("started_at_ms")
+    last_renewed_at = _ms("last_renewed_at_ms")
+    expires_at = _ms("expires_at_ms")
+    ended_at = _ms("ended_at_ms")
+    end_reason = _text()
+
+
+class VisitDetailSchema(VisitSchema):
+    """A session with a page of its journey (``page_views_offset``/``page_views_limit``)."""
+
+    pages = fields.List(fields.Nested(PageViewSchema))
+    page_views = fields.Nested(PageViewsSchema)
+    leases = fields.List(fields.Nested(LeaseSchema))
+
+
+class Whole(fields.Nested):
+    """A nested object made of the row's own columns (a call's attribution, its caller)."""
+
+    def get_value(self, obj, attr, accessor=None, default=None):
+        return obj
+
+
+class CallAttributionSchema(Reply):
+    """Where a call came from: the visit's columns the API shows, and how it was matched."""
+
+    landing_url = _text()
+    landing_path = _text()
+    referrer = _text()
+    referrer_domain = _text()
+    source = _text()
+    medium = _text()
+    utm_source = _text()
+    utm_medium = _text()
+    utm_campaign = _text()
+    utm_term = _text()
+    utm_content = _text()
+    utm_id = _text()
+    utm_source_platform = _text()
+    utm_creative_format = _text()
+    utm_marketing_tactic = _text()
+    gclid = _text()
+    gbraid = _text()
+    wbraid = _text()
+    msclkid = _text()
+    fbclid = _text()
+    ttclid = _text()
+    li_fat_id = _text()
+    dclid = _text()
+    click_id_at_ms = fields.Integer(allow_none=True)
+    ga_client_id = _text()
+    ga_session_id = _text()
+    fbp = _text()
+    ad_consent = fields.Boolean(allow_none=True)
+    keyword = _text()
+    device_type = _text()
+    browser = _text()
+    browser_version = _text()
+    os = _text()
+    os_version = _text()
+    country = _text()
+    region = _text()
+    city = _text()
+    method = fields.String()
+    confidence = fields.Float()
+    session_id = _text()
+    pool_id = fields.Integer(allow_none=True)
+    static_number_id = fields.Integer(allow_none=True)
+    campaign = _text()
+    term = _same_as("utm_term")
+    content = _same_as("utm_content")
+    label = _text()
+    publisher = _text()
+    landing_page = _same_as("landing_url")
+
+
+class CallerSchema(Reply):
+    number = fields.String(attribute="from_number")
+    valid = fields.Boolean(attribute="from_valid")
+    country = fields.String(attribute="caller_country", allow_none=True)
+    region = fields.String(attribute="caller_region", allow_none=True)
+    city = fields.String(attribute="caller_city", allow_none=True)
+    repeat = fields.Boolean(attribute="repeat_caller")
+    first_touch = fields.Dict(allow_none=True, metadata={
+        "description": "the first call's visit, when this tenant may see it"})
+
+
+class CallSchema(Reply):
+    """A call in the log. Dump ``With(call, first_touch=...)``: the first touch comes from
+    ``shown_first_touches`` (never another tenant's visit)."""
+
+    id = fields.Integer()
+    call_id = fields.String(attribute="provider_call_id")
+    provider = fields.String()
+    from_ = fields.String(attribute="from_number", data_key="from")
+    to = fields.String(attribute="to_number")
+    destination = _text()
+    started_at = _utc("started_at")
+    answered_at = _utc("answered_at")
+    ended_at = _utc("ended_at")
+    status = fields.String()
+    dial_status = _text()
+    duration = fields.Integer(allow_none=True)
+    recording_url = _text()
+    attribution = Whole(CallAttributionSchema)
+    caller = Whole(CallerSchema)
+    qualified = fields.Boolean(allow_none=True)
+    qualification_failures = fields.List(fields.String(), allow_none=True)
+    disposition = _text()
+    disposition_value = fields.Decimal(as_string=True, allow_none=True, metadata=MONEY)
+    revenue = fields.Decimal(as_string=True, metadata=MONEY)
+    payout = fields.Decimal(as_string=True, metadata=MONEY)
+
+
+class CallDetailSchema(CallSchema):
+    """A call with the explanation of its match."""
+
+    explanation = fields.Dict(allow_none=True)
+
+
+class HourSchema(Reply):
+    hour = fields.String()
+    peak_leases = fields.Integer()
+    share = fields.Float(allow_none=True)
+
+
+class PoolHealthSchema(Reply):
+    """attribution.pool_health.health's answer."""
+
+    pool_id = fields.Integer()
+    start = fields.String()
+    end = fields.String()
+    numbers = fields.Integer()
+    peak_concurrent_leases = fields.Integer()
+    timezone = fields.String()
+    utilisation = fields.List(fields.Nested(HourSchema))
+    leases = fields.Integer()
+    exhaustion_events = fields.Integer()
+    fallback_sessions = fields.Integer()
+    exhaustion_rate = fields.Float(allow_none=True)
+    recommendation = fields.Dict()
+
+
+class TokenCreatedSchema(TokenSchema, Reply):
+    """A new token, with its secret: shown this once."""
+
+    class Meta:
+        unknown = RAISE
+
+    token = fields.String(dump_only=True)
+
+
+class ReportRowSchema(Reply):
+    dimensions = fields.Dict()
+    metrics = fields.Dict()
+
+
+class ReportPageSchema(Reply):
+    offset = fields.Integer()
+    limit = fields.Integer()
+    next_offset = fields.Integer(allow_none=True)
+    next = fields.String(allow_none=True, metadata={"description": "the next page's URL"})
+
+
+class ReportSchema(Reply):
+    """attribution.reports.run's answer, with the next page's URL."""
+
+    rows = fields.List(fields.Nested(ReportRowSchema))
+    totals = fields.Dict()
+    query = fields.Dict()
+    page = fields.Nested(ReportPageSchema)
+
+
+class ConversionDestinationSchema(Reply):
+    """A destination; dump ``With(row, config=masked)``: credentials never leave unmasked."""
+
+    id = fields.Integer()
+    site_id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    config = fields.Dict(metadata={"description": "credentials masked"})
+    enabled = fields.Boolean()
+    managed_by = fields.String(metadata={"enum": ["api", "env"]})
+    created_at = _utc("created_at")
+    updated_at = _utc("updated_at")
+
+
+class ConversionRuleSchema(Reply):
+    """A rule; dump ``With(row, actions=[...])`` (one entry per destination)."""
+
+    id = fields.Integer()
+    site_id = fields.Integer()
+    pool = fields.Integer(attribute="pool_id", allow_none=True)
+    qualified_only = fields.Boolean()
+    min_duration = fields.Integer(allow_none=True)
+    dispositions_included = fields.Function(lambda row: row.dispositions_included or [],
+                                            metadata={"type": "array",
+                                                      "items": {"type": "string"}})
+    dispositions_excluded = fields.Function(lambda row: row.dispositions_excluded or [],
+                                            metadata={"type": "array",
+                                                      "items": {"type": "string"}})
+    value_source = fields.String()
+    value = fields.Decimal(as_string=True, allow_none=True, metadata=MONEY)
+    currency = fields.String()
+    unknown_consent = fields.String()
+    actions = fields.List(fields.Dict())
+    enabled = fields.Boolean()
+    managed_by = fields.String(metadata={"enum": ["api", "env"]})
+    created_at = _utc("created_at")
+
+
+class ConversionDeliverySchema(Reply):
+    """One call's conversion for one destination (the outbox row)."""
+
+    id = fields.Integer()
+    call = fields.Integer(attribute="call_id")
+    destination = fields.Integer(attribute="destination_id")
+    key = fields.String()
+    name = fields.String()
+    value = fields.Decimal(as_string=True, allow_none=True, metadata=MONEY)
+    currency = fields.String()
+    consent = fields.Boolean()
+    status = fields.String()
+    operation = fields.String()
+    wanted = fields.Boolean()
+    attempts = fields.Integer()
+    next_attempt_at = _utc("next_attempt_at")
+    last_error = _text()
+    sent_at = _utc("sent_at")
+    retracted_at = _utc("retracted_at")
+    created_at = _utc("created_at")
+    updated_at = _utc("updated_at")
+
+
+class ConversionAttemptSchema(Reply):
+    """One exchange with a platform; dump ``With(row, request=..., response=...)`` with the
+    parts the caller may see (bodies for admins only)."""
+
+    id = fields.Integer()
+    operation = fields.String()
+    outcome = fields.String()
+    detail = _text()
+    request = fields.Dict()
+    response = fields.Dict()
+    http_status = fields.Integer(allow_none=True)
+    elapsed_ms = fields.Integer(allow_none=True)
+    at = _utc("at")
+
+
+def list_of(key: str, item: type[Schema]) -> type[Schema]:
+    """The envelope of a list answer, e.g. {"sites": [...]}."""
+    name = item.__name__.removesuffix("Schema") + "ListSchema"
+    return type(name, (Reply,), {key: fields.List(fields.Nested(item)),
+                                 "__doc__": f"{{{key!r}: [...]}}"})
+
+
+SiteListSchema = list_of("sites", SiteSchema)
+PoolListSchema = list_of("pools", PoolSchema)
+PoolNumberListSchema = list_of("numbers", PoolNumberSchema)
+VisitListSchema = list_of("sessions", VisitSchema)
+CallListSchema = list_of("calls", CallSchema)
+StaticNumberListSchema = list_of("static_numbers", StaticNumberSchema)
+TokenListSchema = list_of("tokens", TokenSchema)
+ConversionDestinationListSchema = list_of("destinations", ConversionDestinationSchema)
+ConversionRuleListSchema = list_of("rules", ConversionRuleSchema)
+ConversionDeliveryListSchema = list_of("deliveries", ConversionDeliverySchema)
+ConversionAttemptListSchema = list_of("attempts", ConversionAttemptSchema)

@@ -12,11 +12,13 @@ from dni_server.api.cors import check_origin, enable_cors
 from dni_server.api.schemas import (
     HeartbeatRequestSchema,
     QuickLoader,
+    SessionAnswerSchema,
     SessionRequestSchema,
     session_answer,
 )
 from dni_server.errors import Invalid, NotFound
-from dni_server.timefmt import iso_ms, now_ms
+from dni_server.openapi import documented
+from dni_server.timefmt import now_ms
 
 bp = Blueprint("sessions", __name__)
 enable_cors(bp)
@@ -32,7 +34,14 @@ def context() -> sessions.SessionContext:
     return current_app.extensions["dni"].sessions
 
 
+# The snippet's answers are hand-built for speed (schemas.session_answer); this schema
+# documents them, and a test holds the hand-built keys to its fields.
+SNIPPET_ERRORS = (400, (404, "unknown site or session"), 413, 422)
+
+
 @bp.post("/v1/sessions")
+@documented("Start or resume a session and lease its numbers", SessionAnswerSchema,
+            body=SessionRequestSchema, errors=SNIPPET_ERRORS, public=True)
 def create_session():
     """Start or resume a visit's session and lease its numbers."""
     body = session_request.load(json_object())
@@ -53,6 +62,8 @@ def create_session():
 
 
 @bp.post("/v1/sessions/<session_id>/heartbeat")
+@documented("Renew the session's leases", SessionAnswerSchema, body=HeartbeatRequestSchema,
+            errors=SNIPPET_ERRORS, public=True)
 def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
     body = heartbeat_request.load(json_object())
@@ -76,13 +87,17 @@ def _count_arg(name: str, default: int, minimum: int, maximum: int) -> int:
     return int(raw)
 
 
-def journey_json(db_session, session_id: str) -> tuple[list[dict], dict]:
+JOURNEY_PARAMETERS = (
+    ("page_views_offset", "page views to skip (page_views.next_offset of the page before)",
+     {"type": "integer", "minimum": 0, "maximum": 10**9}),
+    ("page_views_limit", f"page views per page (default {JOURNEY_LIMIT})",
+     {"type": "integer", "minimum": 1, "maximum": JOURNEY_MAX_LIMIT}),
+)
+
+
+def journey_page(db_session, session_id: str) -> sessions.Journey:
     """The session's pages for the admin API, paged by ``?page_views_offset`` and
-    ``?page_views_limit``, and what the page covers."""
+    ``?page_views_limit`` (JOURNEY_PARAMETERS)."""
     offset = _count_arg("page_views_offset", 0, 0, 10**9)
     limit = _count_arg("page_views_limit", JOURNEY_LIMIT, 1, JOURNEY_MAX_LIMIT)
-    page = sessions.journey(db_session, session_id, offset, limit)
-    pages = [{"url": pv.url, "path": pv.path, "viewed_at": iso_ms(pv.viewed_at_ms)}
-             for pv in page.views]
-    return pages, {"stored": page.stored, "seen": page.seen, "offset": offset, "limit": limit,
-                   "next_offset": page.next_offset}
+    return sessions.journey(db_session, session_id, offset, limit)

@@ -39,6 +39,19 @@ SECRET_KEY = "test-secret-key-0123456789"
 OWNED_MARKER = "dni-test-suite:owned"
 
 
+# Tests that start, kill and restart real servers.
+SLOW_FOLDERS = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", name)
+                for name in ("faults", "scale")]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    """Every test under tests/faults and tests/scale is `slow`: `make test-fast` skips them."""
+    for item in items:
+        if any(str(item.path).startswith(folder + os.sep) for folder in SLOW_FOLDERS):
+            item.add_marker(pytest.mark.slow)
+
+
 def worker_index(config) -> int:
     name = getattr(config, "workerinput", {}).get("workerid", "gw0")
     return int(name[2:]) if name.startswith("gw") else 0

@@ -1,6 +1,6 @@
 """Match a call to the visit that held the dialled number at the moment of the call.
 
-Given tracking number N and call start T (design.md section 5):
+Given tracking number N and call start T (docs/architecture.md, "Where a call is matched"):
 
 1. N is an active static number: its source, medium, campaign and label.
 2. N is a pool number: the lease of N whose interval [start, last renewal + lease_seconds]

@@ -1,7 +1,7 @@
 """The snippet's sessions: start or resume one, and keep its numbers alive.
 
 Starting a session is a pipeline of named steps, each of which may stop with a reason
-the snippet API reports beside a fallback number: ``detect_bot`` (bot), ``pick_pools``
+the snippet API reports beside a fallback number: ``detect_bot`` (bot), ``rules.choose``
 (no_pool), ``lease`` (pool_exhausted, rate_limited, unavailable). Nothing here writes
 SQL: the lease script records the visit in the pool's event stream, and the recorder
 copies it into SQL off the request path. Ad ids and consent that arrive later (a renewal,

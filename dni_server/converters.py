@@ -52,16 +52,22 @@ def parse_id(value) -> int | None:
     return value
 
 
-def id_arg(args: Mapping, name: str) -> int | None:
-    """The id in query parameter ``name``; None when absent, 422 when it is no id."""
+def _query_value(args: Mapping, name: str, parse, default, wanted: str, field: str):
+    """Query parameter ``name`` read by ``parse`` (None when it cannot be read), else
+    ``default`` when absent; 422 naming the parameter when it is there but unreadable."""
     raw = args.get(name)
     if raw is None:
-        return None
-    value = parse_id(raw)
+        return default
+    value = parse(raw)
     if value is None:
-        raise Invalid(f"{name} must be an id, a whole number from 0 to {MAX_ID}",
-                      fields={name: "not an id"})
+        raise Invalid(f"{name} must be {wanted}", fields={name: field})
     return value
+
+
+def id_arg(args: Mapping, name: str) -> int | None:
+    """The id in query parameter ``name``; None when absent, 422 when it is no id."""
+    return _query_value(args, name, parse_id, None,
+                        f"an id, a whole number from 0 to {MAX_ID}", "not an id")
 
 
 def count_arg(args: Mapping, name: str, default: int, minimum: int, maximum: int) -> int:
@@ -79,25 +85,13 @@ def count_arg(args: Mapping, name: str, default: int, minimum: int, maximum: int
 
 def date_arg(args: Mapping, name: str, default: dt.date | None = None) -> dt.date | None:
     """The date (YYYY-MM-DD) in query parameter ``name``, else ``default``; 422 when junk."""
-    raw = args.get(name)
-    if raw is None:
-        return default
-    value = parse_date(raw)
-    if value is None:
-        raise Invalid(f"{name} must be a date, YYYY-MM-DD, {DATE_RANGE}",
-                      fields={name: "not a date in range"})
-    return value
+    return _query_value(args, name, parse_date, default, f"a date, YYYY-MM-DD, {DATE_RANGE}",
+                        "not a date in range")
 
 
 def datetime_arg(args: Mapping, name: str, default: dt.datetime | None = None,
                  zone: dt.tzinfo = dt.UTC) -> dt.datetime | None:
     """The ISO 8601 time in query parameter ``name`` (in ``zone`` without an offset), else
     ``default``; 422 when junk or out of range."""
-    raw = args.get(name)
-    if raw is None:
-        return default
-    value = parse_datetime(raw, zone)
-    if value is None:
-        raise Invalid(f"{name} must be an ISO 8601 time, {DATE_RANGE}",
-                      fields={name: "not a time in range"})
-    return value
+    return _query_value(args, name, lambda raw: parse_datetime(raw, zone), default,
+                        f"an ISO 8601 time, {DATE_RANGE}", "not a time in range")

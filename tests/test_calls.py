@@ -1,4 +1,4 @@
-"""Calls: matching (design.md section 5), static numbers, repeat callers, qualification."""
+"""Calls: matching (docs/architecture.md), static numbers, repeat callers, qualification."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pool invariants (design.md section 4), against a real Redis running the real scripts."""
+"""The pool invariants (docs/architecture.md), against a real Redis running the real scripts."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ TELNYX_SEED = bytes(range(32))
 TELNYX_PUBLIC = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
 
 
-# -- signature test vectors (integrations.md 1.4 and 1.7) ---------------------------------
+# -- signature test vectors (from Twilio's and Telnyx's documentation) ---------------------------------
 
 
 @pytest.mark.parametrize("url, signature", [

@@ -1,4 +1,4 @@
-"""File exports for accounts that upload conversions by hand (integrations.md 2.2, 2.4).
+"""File exports for accounts that upload conversions by hand (docs/conversions.md, CSV exports).
 
 Google click-conversion CSV::
 

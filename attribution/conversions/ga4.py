@@ -1,4 +1,4 @@
-"""GA4 Measurement Protocol: ``POST /mp/collect?measurement_id=...&api_secret=...`` (integrations.md 2.6).
+"""GA4 Measurement Protocol: ``POST /mp/collect?measurement_id=...&api_secret=...`` (docs/conversions.md).
 
 One request per visitor (``client_id``, the site tag's id from the ``_ga`` cookie), at most
 25 events. The call is an event (default name ``phone_call_qualified``) with ``session_id``

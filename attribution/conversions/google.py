@@ -1,4 +1,4 @@
-"""Google Ads through the Data Manager API: ``POST /v1/events:ingest`` (integrations.md 2.1).
+"""Google Ads through the Data Manager API: ``POST /v1/events:ingest`` (docs/conversions.md).
 
 One request carries at most 2,000 events for one destination (a conversion action, the
 ``productDestinationId``, owned by ``operatingAccount``). Each event has a ``transactionId``

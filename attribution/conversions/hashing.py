@@ -1,4 +1,4 @@
-"""Identifier normalisation and hashing, per platform (integrations.md 2.1, 2.5, 2.7).
+"""Identifier normalisation and hashing, per platform (docs/conversions.md).
 
 Google and Meta hash the same phone number differently: Google hashes the E.164 form with
 its ``+`` (``+16505550123``), Meta the digits only (``16505550123``). Both run

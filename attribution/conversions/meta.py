@@ -1,4 +1,4 @@
-"""Meta Conversions API: ``POST /{version}/{pixel_id}/events?access_token=...`` (integrations.md 2.5).
+"""Meta Conversions API: ``POST /{version}/{pixel_id}/events?access_token=...`` (docs/conversions.md).
 
 Each call becomes one event: ``action_source`` ``phone_call``, ``event_id`` = our key (Meta's
 dedupe key), ``event_time`` in Unix seconds, ``user_data`` with the caller's phone hashed the

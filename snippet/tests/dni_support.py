@@ -1,7 +1,7 @@
 """Servers for the snippet's browser tests and bench: fixture pages, and a fake service.
 
 The pages and the service run on different 127.0.0.1 ports, so every call the snippet makes is
-a real cross-origin request. The fake answers the public snippet API (design.md section 6) and
+a real cross-origin request. The fake answers the public snippet API (README, "API") and
 records what it was sent; tests use it for the fault cases (down, slow, fallback, a changed
 number), the real service for the happy paths.
 """

@@ -1,4 +1,4 @@
-"""Every hashing vector in integrations.md 2.1, 2.5 and 2.7."""
+"""Every hashing vector the platforms publish (Google, Meta, Microsoft)."""
 
 import pytest
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,17 +13,6 @@ from faultkit import PrivatePostgres, PrivateRedis, Service
 from sqlalchemy.pool import NullPool
 
 from bench.harness import migrate
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items):
-    """The fault tests start, kill and restart real servers: all `slow`, so that
-    `make test-fast` leaves them out."""
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

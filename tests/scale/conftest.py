@@ -3,21 +3,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from scale_servers import start_cluster, start_redis
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items):
-    """The scale tests start a Redis Cluster and gunicorn instances: all `slow`, so that
-    `make test-fast` leaves them out."""
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,10 @@ import orjson
 from sqlalchemy import Integer, String, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from attribution import devices
+from attribution.geo import GeoLocator
 from attribution.models import PageView, Visit
-from attribution.visits import path_of, stored_url
+from attribution.visits import enriched, path_of, stored_url
 from attribution.zones import local_day
 from pools.catalog import mark_retired
 from pools.events import BATCH
@@ -33,12 +35,37 @@ VISIT_COLUMNS = {c.name for c in Visit.__table__.columns}
 AD_COLUMNS = {"ga_client_id", "ga_session_id", "fbp", "ad_consent"}
 
 
+# Where visits are located: set once per process from DNI_GEOIP_DB (use_geo, called by the
+# app factory); without a database every visit's location is empty.
+_geo = GeoLocator(None)
+
+
+def use_geo(locator: GeoLocator) -> None:
+    """Locate the visits this process records with ``locator``."""
+    global _geo
+    _geo = locator
+
+
+def enrich(data: dict) -> dict:
+    """The visit's device and location, worked out here once instead of on the request path
+    (issue 14): the lease event carries the user agent (as parsed) and the normalised IP.
+    An event written before that change already has them and is kept as it is."""
+    if "device_type" in data:
+        return data
+    device = devices.describe(data.get("user_agent") or "")
+    return enriched(data, device, _geo.locate(data.get("ip")))
+
+
 def _visit_row(payload: str) -> dict | None:
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
         log.error("unreadable visit payload skipped")
         return None
+    if not isinstance(data, dict):
+        log.error("unreadable visit payload skipped")
+        return None
+    data = enrich(data)
     created = data.pop("created_at_ms", None)
     row = {k: v for k, v in data.items() if k in VISIT_COLUMNS}
     if created is not None:

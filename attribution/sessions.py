@@ -25,7 +25,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attribution import devices, visits
-from attribution.geo import GeoLocator
 from attribution.models import PageView, Visit
 from pools import rules
 from pools.directory import SiteConfig, SiteDirectory
@@ -108,7 +107,6 @@ class SessionContext:
     pools: PoolService
     sites: SiteDirectory
     ids: SessionIds
-    geo: GeoLocator
     load_pool: Callable[[int, int], bool]
     rate_limit: int = 30
     rate_window_ms: int = 60_000
@@ -135,13 +133,7 @@ def detect_bot(user_agent: str) -> devices.Device:
 def rate_key_ip(ip: str | None) -> str:
     """IPv6 visitors are limited per /64: one host can rotate through a whole /64. An
     IPv4-mapped address (a dual-stack bind) is its IPv4 address."""
-    normal = visits.client_ip(ip)
-    if normal is None:
-        return "-"
-    address = ipaddress.ip_address(normal)
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
-    return str(address)
+    return client_keys(visits.client_ip(ip))[0]
 
 
 # A subnet (many hosts, one operator) may start this many times the new leases of one IP.
@@ -150,12 +142,25 @@ SUBNET_RATE_FACTOR = 4
 
 def rate_key_subnet(ip: str | None) -> str:
     """The IPv4 /24 or IPv6 /48 around ``ip``: a bot rotating addresses stays inside one."""
-    normal = visits.client_ip(ip)
+    return client_keys(visits.client_ip(ip))[1]
+
+
+def _prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int) -> str:
+    """The network address of ``address``'s /``bits`` (masking is cheaper than ip_network)."""
+    size = address.max_prefixlen
+    mask = ((1 << bits) - 1) << (size - bits)
+    return str(type(address)(int(address) & mask))
+
+
+def client_keys(normal: str | None) -> tuple[str, str]:
+    """The rate keys (IP, subnet) of an address already normalised by visits.client_ip,
+    parsed once; ``("-", "-")`` without one."""
     if normal is None:
-        return "-"
+        return "-", "-"
     address = ipaddress.ip_address(normal)
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    if address.version == 6:
+        return _prefix(address, 64), _prefix(address, 48)
+    return normal, _prefix(address, 24)
 
 
 def fallback_entries(targets: dict[str, str], reason: str, skip=()) -> list[NumberEntry]:
@@ -168,12 +173,23 @@ def entry_for(outcome: Lease | PoolError, target: str, fallback: str) -> NumberE
     return NumberEntry(target, fallback, None, True, outcome.reason)
 
 
+# When to ask again after Redis failed to answer (``unavailable``): a retry hint, short
+# enough that a visitor who met a transient stall gets a number (or keeps theirs) a few
+# seconds later, long enough that an outage is not met by a storm of retries.
+UNAVAILABLE_RETRY_SECONDS = 5
+
+
 def renew_in_seconds(entries: list[NumberEntry], now_ms: int) -> int:
-    """Renew at a third of the shortest remaining lease: two chances before it lapses."""
+    """Renew at a third of the shortest remaining lease: two chances before it lapses.
+
+    0 when nothing is leased and nothing will change by asking again; an ``unavailable``
+    entry asks again after UNAVAILABLE_RETRY_SECONDS (Redis may be back by then).
+    """
     remaining = [e.expires_at_ms - now_ms for e in entries if e.expires_at_ms]
-    if not remaining:
-        return 0
-    return max(5, min(300, min(remaining) // 3000))
+    renew = max(5, min(300, min(remaining) // 3000)) if remaining else 0
+    if any(e.reason == "unavailable" for e in entries):
+        return min(renew or UNAVAILABLE_RETRY_SECONDS, UNAVAILABLE_RETRY_SECONDS)
+    return renew
 
 
 def with_reload(ctx: SessionContext, now_ms: int, pool_ids: list[int],
@@ -217,18 +233,20 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
         visit = visits.capture(req.url, req.referrer, site.keyword_params)
         chosen = rules.choose(site.pools, visit.facts())
         session_id = ctx.ids.new(sorted(p.id for p in chosen.values()))
-        payload = _visit_payload(ctx, site, visit, device, req, session_id, visitor_id, now_ms)
 
     entries = fallback_entries(targets, "no_pool", skip=chosen)
     picked = list(chosen.values())
     if picked:
-        ip_key = rate_key_ip(req.ip)
-        url = visits.stored_url(req.url) or ""
+        ip = visits.client_ip(req.ip)
+        ip_key, subnet = client_keys(ip)
+        if new:
+            payload = _visit_payload(site, visit, req, session_id, visitor_id, ip, now_ms)
+        url = (visit.landing_url if new else visits.stored_url(req.url)) or ""
         # Without a client address (a misconfigured proxy) every visitor would share one
         # key: only the per-IP rate applies then, not the subnet rate or the pool shares.
         # DNI_SESSION_RATE=0 turns every per-client limit off (load tests from one host).
         known = ip_key != "-" and ctx.rate_limit > 0
-        limits = dict(subnet=rate_key_subnet(req.ip),
+        limits = dict(subnet=subnet,
                       subnet_rate_limit=ctx.rate_limit * SUBNET_RATE_FACTOR if known else 0,
                       ip_share=ctx.ip_share if known else 0.0,
                       subnet_share=ctx.subnet_share if known else 0.0)
@@ -286,7 +304,10 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
         if site is None:
             raise UnknownSession(session_id) from None
         targets = {p.target: p.fallback for pid in pool_ids if (p := site.pool(pid))}
-        return SessionAnswer(session_id, "", fallback_entries(targets, "unavailable"))
+        entries = fallback_entries(targets, "unavailable")
+        # A retry hint, not 0: the lease is most likely still there, and the snippet keeps
+        # showing its number while the lease has time left and asks again after renew_in.
+        return SessionAnswer(session_id, "", entries, renew_in_seconds(entries, now_ms))
     if any(isinstance(out, WrongSite) for out in outcomes):
         raise UnknownSession(session_id)
     # Renewal outcomes, leases and refusals alike, carry their pool's target and fallback.
@@ -295,11 +316,12 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
     return SessionAnswer(session_id, "", entries, renew_in_seconds(entries, now_ms))
 
 
-def _visit_payload(ctx: SessionContext, site: SiteConfig, visit: visits.Visit,
-                   device: devices.Device, req: SessionRequest, session_id: str,
-                   visitor_id: str, now_ms: int) -> str:
-    ip = visits.client_ip(req.ip)
-    row = visit.record(device, ctx.geo.locate(ip))
+def _visit_payload(site: SiteConfig, visit: visits.Visit, req: SessionRequest,
+                   session_id: str, visitor_id: str, ip: str | None, now_ms: int) -> str:
+    """The visit as the lease event carries it: the raw facts (the user agent as parsed,
+    the normalised IP) beside what the rules read. The recorder adds the device and the
+    location (recorder.enrich): neither is needed for the visitor's answer."""
+    row = visit.columns()
     row.update(session_id=session_id, visitor_id=visitor_id, site_id=site.id,
                created_at_ms=now_ms, ip=ip,
                user_agent=(req.user_agent or "")[: devices.MAX_UA_LENGTH] or None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from attribution.devices import Device
@@ -66,16 +66,27 @@ class Visit:
             has_click_id=bool(self.click_ids),
         )
 
+    def columns(self) -> dict:
+        """The visit's own columns, flat: what the rules read plus the campaign fields and
+        click ids. Built field by field: ``asdict`` deep-copies, and this is on the request
+        path."""
+        return {"landing_url": self.landing_url, "landing_path": self.landing_path,
+                "referrer": self.referrer, "referrer_domain": self.referrer_domain,
+                "source": self.source, "medium": self.medium, "keyword": self.keyword,
+                **self.utm, **self.click_ids}
+
     def record(self, device: Device, location: Location = NOWHERE) -> dict:
         """The flat dict stored as the session's row."""
-        row = {k: v for k, v in asdict(self).items() if k not in ("utm", "click_ids")}
-        row.update(self.utm)
-        row.update(self.click_ids)
-        row.update(device_type=device.device_type, browser=device.browser,
-                   browser_version=device.browser_version, os=device.os,
-                   os_version=device.os_version)
-        row.update(country=location.country, region=location.region, city=location.city)
-        return row
+        return enriched(self.columns(), device, location)
+
+
+def enriched(row: dict, device: Device, location: Location = NOWHERE) -> dict:
+    """``row`` with the device and location columns set (the recorder's enrichment)."""
+    row.update(device_type=device.device_type, browser=device.browser,
+               browser_version=device.browser_version, os=device.os,
+               os_version=device.os_version)
+    row.update(country=location.country, region=location.region, city=location.city)
+    return row
 
 
 @dataclass(frozen=True)
@@ -107,8 +118,10 @@ class AdIds:
         if self.consent is False:
             return {"ad_consent": False, "ga_client_id": None, "ga_session_id": None,
                     "fbp": None}
-        out = {name: value for name, value in asdict(self).items()
-               if name != "consent" and value is not None}
+        # Attribute reads, not asdict (a deep copy): this is on every new session's path.
+        ids = (("ga_client_id", self.ga_client_id), ("ga_session_id", self.ga_session_id),
+               ("fbp", self.fbp))
+        out = {name: value for name, value in ids if value is not None}
         if self.consent is not None:
             out["ad_consent"] = self.consent
         return out

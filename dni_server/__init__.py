@@ -16,6 +16,7 @@ from attribution.carriers import CommandSender
 from attribution.forwarding import RouteDirectory
 from attribution.geo import GeoLocator
 from attribution.inbox import CallInbox
+from attribution.recorder import use_geo
 from attribution.sessions import SessionContext, SessionIds
 from dni_server.api.body import BoundedRequest
 from dni_server.config import Settings, load_settings
@@ -138,13 +139,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             return catalog.load_pool_by_id(session, admin_pools, pool_id, now_ms)
 
     limit, window = settings.session_rate
+    # Visits are located where they are recorded (the worker), not on the request path.
+    use_geo(GeoLocator(settings.geoip_db))
     context = SessionContext(
         pools=lease_pools,
         sites=SiteDirectory(session_factory, ttl_seconds=settings.site_cache_seconds,
                             mirror=fast, prefix=settings.redis_prefix),
         # A key of their own: dashboard cookies are signed with another (dashboard/__init__).
         ids=SessionIds(derive_key(settings.secret_key, "visitor session ids")),
-        geo=GeoLocator(settings.geoip_db),
         load_pool=load_pool,
         rate_limit=limit,
         rate_window_ms=window * 1000,

@@ -245,12 +245,13 @@
 
   function post(p, body) {
     var done, c, x;
-    var t = setTimeout(fin, 1500); // a slow service must not hold the page's numbers hostage
+    // A slow service must not hold the page's numbers hostage. The timer is left to run after
+    // an answer: done makes its call a no-op.
+    setTimeout(fin, 1500);
     function fin(r) {
       if (!done) {
         done = 1;
         inflight = 0;
-        clearTimeout(t);
         try {
           (c || x).abort();
         } catch (e) {}
@@ -285,17 +286,22 @@
   }
 
   function got(r) {
-    var again, i;
+    var n = (r && r.numbers) || [];
+    // The numbers' reasons (words of the service's own, never in a number or a target).
+    var why = JSON.stringify(n);
+    // A renewal that found a lease lapsed (the tab slept too long): lease again for this
+    // session. Never after a lease, which would loop.
+    var again = !leasing && /"expired"/.test(why);
+    // Redis had a bad moment: a visit with a session keeps what it shows (a lease lapses on
+    // its own timer, expT) and asks again later, as after a timeout.
+    if (state.session_id && /"unavailable"/.test(why)) r = 0;
     if (r && r.session_id) {
       mark('response');
       r.c = state.c;
       r.t = Date.now();
       // A renewal's answer may leave the visitor id out.
       r.visitor_id = r.visitor_id || state.visitor_id;
-      entries = r.numbers || [];
-      // A renewal that found a lease lapsed (the tab slept too long): lease again for this
-      // session. Never after a lease, which would loop.
-      for (i = 0; i < entries.length; i++) if (entries[i].reason == 'expired') again = !leasing;
+      entries = n;
       // What the service now knows of the ad ids. Another session (a new one): what this
       // request sent. The same one: what it knew, plus what this request sent if it was a
       // live lease's renewal; resuming a session or finding a lease lapsed records no ad ids,
@@ -304,17 +310,18 @@
       state = r;
       apply(1);
       save(); // after the swap: a synchronous storage write need not delay it
-      // renew_in 0: nothing is leased, nothing to renew. Never below 5 s: no tight loop,
-      // whatever the answer says.
-      sched(r.renew_in && Math.max(r.renew_in, 5));
+      // renew_in 0: nothing is leased, nothing to renew.
+      sched(r.renew_in);
       if (pv || again) beat(again);
     } else if (state.session_id) {
       // A 4xx: the service no longer knows this session, so lease a new one. A timeout, a network
-      // error or a 5xx: try again soon. A 4xx to a fresh lease lands in neither branch: no retry.
+      // error, a 5xx or Redis unavailable: try again in 5 s (the service's retry hint), then 10,
+      // 15... while it lasts (state.b; the next answer replaces state, and so starts over). A 4xx
+      // to a fresh lease lands in neither branch: no retry.
       if (r && r.status < 500) {
         state = { visitor_id: state.visitor_id, c: state.c };
         beat();
-      } else sched(10);
+      } else sched((state.b = state.b + 5 || 5));
     }
   }
 
@@ -343,6 +350,8 @@
     }
   }
 
+  // Ask again in sec seconds (none: stop), never sooner than 5 s: no tight loop, whatever an
+  // answer says.
   function sched(sec) {
     clearTimeout(timer);
     if (sec) {
@@ -351,15 +360,9 @@
           // Hidden for ten minutes: the visitor has gone. Stop until the tab is shown again.
           if (!hiddenAt || Date.now() - hiddenAt < 6e5) beat();
         }),
-        sec * 1e3
+        Math.max(sec, 5) * 1e3
       );
     }
-  }
-
-  // Shown again (tab, or back/forward cache): drop a lapsed lease, then renew at once.
-  function wake() {
-    apply();
-    beat();
   }
 
   // Start the visit (page load), or record a page view (SPA route change). No lease while the
@@ -449,9 +452,12 @@
         visit();
         if (started) {
           hiddenAt = d[VIS] == 'hidden' && Date.now();
-          // Hidden: renew once, as the visitor may be switching to the dialer.
-          if (!hiddenAt) wake();
-          else if (state.session_id) beat();
+          // Shown again: drop a lapsed lease, then renew at once. Hidden: renew once, as the
+          // visitor may be switching to the dialer.
+          if (!hiddenAt) {
+            apply();
+            beat();
+          } else if (state.session_id) beat();
         }
       });
       on(d, 'prerenderingchange', visit);
@@ -461,7 +467,8 @@
       on(w, 'pageshow', function (e) {
         if (e.persisted && started) {
           inflight = 0;
-          wake();
+          apply();
+          beat();
         }
       });
       on(w, 'popstate', visit);

@@ -65,6 +65,46 @@ class PrivateRedis:
             self.kill()
 
 
+# Keeps Redis busy for ARGV[1] microseconds: a script blocks every other client meanwhile,
+# as a fork for a snapshot or a starved CPU would. (DEBUG SLEEP needs a config flag.)
+STALL_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat
+    t = redis.call('TIME')
+until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1])
+return 1
+"""
+
+
+class RedisStalls:
+    """A thread that stalls Redis for ``seconds`` every ``every`` seconds (a range)."""
+
+    def __init__(self, client: redis_lib.Redis, seconds: float = 0.2,
+                 every: tuple[float, float] = (2.0, 3.0)):
+        self.client = client
+        self.seconds = seconds
+        self.every = every
+        self.stalls: list[float] = []  # when each began (time.monotonic())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RedisStalls:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        stall = self.client.register_script(STALL_SCRIPT)
+        rng = random.Random(7)
+        while not self._stop.wait(rng.uniform(*self.every)):
+            self.stalls.append(time.monotonic())
+            stall(args=[int(self.seconds * 1_000_000)])
+
+
 
 
 

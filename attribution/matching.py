@@ -123,10 +123,14 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
     considered: list[dict] = []
     if live is not None and (not candidates or live[1] >= candidates[0].started_at_ms):
         session_id, start = live
-        considered.append({"session_id": session_id, "started_at_ms": start,
-                           "verdict": "live holder in Redis when the call arrived: chosen"})
-        for lease in candidates:
-            considered.append(_lease_view(lease, "older"))
+        verdict = "live holder in Redis when the call arrived: chosen"
+        # The live lease is usually in SQL already (its events were just recorded): list
+        # it once, with what SQL knows of it, and the older leases after it.
+        own = next((lease for lease in candidates
+                    if (lease.session_id, lease.started_at_ms) == (session_id, start)), None)
+        considered.append(_lease_view(own, verdict) if own is not None else
+                          {"session_id": session_id, "started_at_ms": start, "verdict": verdict})
+        considered.extend(_lease_view(lease, "older") for lease in candidates if lease is not own)
         return Match("session", CONFIDENCE["session"], session_id, pool.id, explanation={
             "steps": steps, "leases": considered})
 

@@ -72,6 +72,20 @@ def test_a_call_inside_a_lease_gets_that_session(app, admin, pool):
     assert "chosen" in lease["verdict"] and lease["session_id"] == "s1"
 
 
+def test_the_live_holder_is_listed_once_in_the_explanation(app, admin, site, pool):
+    import time
+
+    lease_at(app, pool, "s_old", int(time.time() * 1000) - 3_600_000)  # long lapsed
+    record(app)
+    earlier = post_session(app.test_client(), site["key"]).json  # holds the number now
+    call = call_of(admin, "c-live", int(time.time() * 1000))
+    assert call["attribution"]["session_id"] == earlier["session_id"]
+    leases = admin.get(f"/v1/calls/{call['id']}").json["explanation"]["leases"]
+    assert [lease["session_id"] for lease in leases] == [earlier["session_id"], "s_old"]
+    assert "live holder" in leases[0]["verdict"] and leases[0]["last_renewed_at_ms"]
+    assert leases[1]["verdict"] == "older"
+
+
 def test_after_expiry_within_the_window_the_last_holder_gets_it(app, admin, pool):
     lease_at(app, pool, "s1", T0, source="bing")
     record(app)

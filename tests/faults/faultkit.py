@@ -190,7 +190,8 @@ def sql_rows(url: str, query: str, **params) -> list:
 
 
 class Service:
-    """gunicorn (2 sync workers) and, when asked, one ``flask dni worker`` process."""
+    """gunicorn (2 workers, threaded as the repository's gunicorn.conf.py says) and, when
+    asked, one ``flask dni worker`` process."""
 
     def __init__(self, database_url: str, redis_url: str, logdir: str, *, worker: bool,
                  **extra: str):

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from attribution.sessions import rate_key_ip
 from pools.keys import auth_failures_key
+from pools.windows import count_in_window
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,7 @@ class GuessLimiter:
         """Count one wrong token; the window starts at the first one."""
         if not self.limit:
             return
-        key = self._key(ip)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.ttl(key)
-            _count, ttl = pipe.execute()
-            if ttl < 0:  # the first failure (or one whose expiry was never set)
-                self.redis.expire(key, self.window_seconds)
+            count_in_window(self.redis, self._key(ip), self.window_seconds)
         except RedisError as exc:
             log.warning("auth back-off not counted: %s", exc.__class__.__name__)

@@ -31,18 +31,11 @@ from dni_server.errors import ApiError, Invalid
 from dni_server.extensions import db
 from dni_server.openapi import documented
 from pools.keys import report_rate_key
+from pools.windows import count_in_window
 
 log = logging.getLogger(__name__)
 bp = token_required(Blueprint("reports", __name__))
 report_schema = ReportSchema()
-
-# One fixed window per token: the first report of a window starts its expiry, so a key
-# never outlives its window even if a worker dies between the two steps.
-RATE_SCRIPT = """
-local used = redis.call('INCR', KEYS[1])
-if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {used, redis.call('TTL', KEYS[1])}
-"""
 
 
 def _date(args: Mapping, name: str, default: dt.date) -> dt.date:
@@ -189,7 +182,7 @@ def limit_report_rate() -> None:
     if not count:
         return
     try:
-        used, ttl = services.redis_admin.eval(RATE_SCRIPT, 1, _rate_key(), seconds)
+        used, ttl = count_in_window(services.redis_admin, _rate_key(), seconds)
     except redis.RedisError as exc:
         log.warning("report rate limit skipped: redis unavailable (%s)", exc.__class__.__name__)
         return

@@ -25,10 +25,11 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, fields: dict | None = None, status: int | None = None,
-                 code: str | None = None):
+                 code: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.fields = fields
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429s and 503s)
         if status is not None:
             self.status = status
         if code is not None:
@@ -93,7 +94,10 @@ def internal_error(exc: Exception):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.fields)
+        response = error_response(exc.status, exc.code, exc.message, exc.fields)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):

@@ -241,32 +241,29 @@ def render(services, redis_client) -> bytes:
     return generate_latest(registry)
 
 
-def _check_scraper():
+def _check_scraper() -> None:
     """DNI_METRICS_TOKEN as a bearer token, unless DNI_METRICS_PUBLIC=true: the figures
     describe every pool. Wrong tokens count towards the same back-off as the API's."""
-    from dni_server.api.auth import bearer_token, too_many_guesses, wrong_token
+    from dni_server.api.auth import bearer_token, refuse_guessers, wrong_token
 
     settings = current_app.extensions["dni"].settings
     if settings.metrics_public:
-        return None
+        return
     if not settings.metrics_token:
         raise Forbidden("metrics are off: set DNI_METRICS_TOKEN (and send it as a bearer "
                         "token), or DNI_METRICS_PUBLIC=true to serve them to anyone")
-    if (refused := too_many_guesses()) is not None:
-        return refused
+    refuse_guessers()
     given = bearer_token()
     if given is None or not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
         if given:
             wrong_token("metrics token")
         raise Unauthorized("a valid metrics token is required: Authorization: Bearer <token>")
-    return None
 
 
 @bp.get("/metrics")
 def metrics():
     """Prometheus text format, for a scraper holding DNI_METRICS_TOKEN."""
-    if (refused := _check_scraper()) is not None:
-        return refused
+    _check_scraper()
     from dni_server.health import probes
 
     body = render(current_app.extensions["dni"], probes(current_app).redis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 from redis.commands.core import Script
@@ -10,6 +11,7 @@ from redis.commands.core import Script
 SCRIPT_NAMES = ("lease", "renew", "release", "reclaim", "sync")
 
 
+@cache  # read once per process: a PoolService is cheap to build (metrics, the simulator)
 def script_source(name: str) -> str:
     """Return a script's source with the shared helpers prepended."""
     lua = resources.files("pools") / "lua"

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request
 
-from dni_server.errors import Forbidden, Unauthorized, error_response
+from dni_server.errors import ApiError, Forbidden, Unauthorized
 from dni_server.extensions import db
 from dni_server.guesses import GuessLimiter
 from dni_server.tokens import Principal, principal_for
@@ -25,15 +25,12 @@ def guesses() -> GuessLimiter:
     return GuessLimiter(services.redis, services.settings.redis_prefix, limit, window)
 
 
-def too_many_guesses():
-    """A 429 for a client that sent too many wrong tokens lately, or None."""
-    wait = guesses().wait_seconds(request.remote_addr)
-    if not wait:
-        return None
-    response = error_response(429, "rate_limited",
-                              f"too many wrong tokens from this address; retry in {wait} s")
-    response.headers["Retry-After"] = str(wait)
-    return response
+def refuse_guessers() -> None:
+    """429 for a client that sent too many wrong tokens lately. Checked before its token is
+    looked at: once a client is backing off, a right guess gains nothing."""
+    if wait := guesses().wait_seconds(request.remote_addr):
+        raise ApiError(f"too many wrong tokens from this address; retry in {wait} s",
+                       status=429, code="rate_limited", retry_after=wait)
 
 
 def wrong_token(what: str) -> None:
@@ -47,11 +44,10 @@ def bearer_token() -> str | None:
     return given.strip() if scheme.lower() == "bearer" else None
 
 
-def authenticate():
+def authenticate() -> None:
     request.max_content_length = max(ADMIN_MAX_BODY_BYTES,
                                      current_app.config["MAX_CONTENT_LENGTH"] or 0)
-    if (refused := too_many_guesses()) is not None:
-        return refused  # before the token is looked at: a right guess now gains nothing
+    refuse_guessers()
     given = bearer_token()
     found = principal_for(db.session, given,
                           current_app.extensions["dni"].settings.admin_token) if given else None
@@ -62,7 +58,6 @@ def authenticate():
     if request.method not in READ_METHODS and not found.can_write:
         raise Forbidden(f"a {found.scope} token cannot make changes")
     g.principal = found
-    return None
 
 
 def principal() -> Principal:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import redis
-from flask import Blueprint, Response, after_this_request, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from attribution import reports
 from dni_server.api.admin import get_site
@@ -136,9 +136,9 @@ def run_report(query: reports.ReportQuery, page: reports.Page | None = None) -> 
     them); running out of time is a 503 naming the limit, as is a worker already running
     REPORT_THREADS reports."""
     if not _report_slots.acquire(blocking=False):
-        _retry_after("2")
         raise ApiError("this worker is running as many reports as it may; try again shortly",
-                       status=503, code="reports_busy", fields={"reports_at_once": REPORT_THREADS})
+                       status=503, code="reports_busy", fields={"reports_at_once": REPORT_THREADS},
+                       retry_after=2)
     try:
         app = current_app._get_current_object()
         return _pool().submit(_run_with_own_session, app, query, report_limits(), page).result()
@@ -150,15 +150,6 @@ def run_report(query: reports.ReportQuery, page: reports.Page | None = None) -> 
             fields={"timeout_ms": exc.timeout_ms}) from None
     finally:
         _report_slots.release()
-
-
-def _retry_after(seconds: str) -> None:
-    """Send Retry-After with the answer (an error's too)."""
-
-    @after_this_request
-    def retry_header(response: Response) -> Response:
-        response.headers["Retry-After"] = seconds
-        return response
 
 
 def _rate_key() -> str:
@@ -188,11 +179,10 @@ def limit_report_rate() -> None:
         return
     if used <= count:
         return
-    retry_after = str(max(1, int(ttl)))
-    _retry_after(retry_after)
+    retry_after = max(1, ttl)
     raise ApiError(f"at most {count} reports per {seconds} s per token (DNI_REPORT_RATE); "
                    f"try again in {retry_after} s", status=429, code="rate_limited",
-                   fields={"limit": f"{count}/{seconds}"})
+                   fields={"limit": f"{count}/{seconds}"}, retry_after=retry_after)
 
 
 def next_page_url(result: dict) -> str | None:

@@ -48,10 +48,15 @@ def http_error(exc: HTTPException):
                            message=exc.description), exc.code or 500
 
 
+def _retry_header(exc: Exception) -> dict:
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+
 @bp.errorhandler(ApiError)
 def api_error(exc: ApiError):
     return render_template("dashboard/error.html", status=exc.status, name="Error",
-                           message=exc.message), exc.status
+                           message=exc.message), exc.status, _retry_header(exc)
 
 
 @bp.errorhandler(reports.ReportError)
@@ -151,18 +156,19 @@ def report_chart(result: dict, metric: str = "calls") -> dict:
 @bp.get("/")
 def report():
     args = form_args()
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     page, rows = _report_page(args)
     try:
         query, result = _report(dict(args), rows)
     except (ApiError, reports.ReportError) as exc:
         error, status = _report_problem(exc), _report_status(exc)
+        headers = _retry_header(exc)
         query, result = None, None
     metric = chart_metric(args)
     return render_template(
         "dashboard/report.html", args=args, query=query, result=result, error=error,
         chart=report_chart(result, metric) if result else None, metric=metric, page=page,
-        dimensions=list(reports.DIMENSIONS), metrics=reports.ALL_METRICS), status
+        dimensions=list(reports.DIMENSIONS), metrics=reports.ALL_METRICS), status, headers
 
 
 @bp.get("/report.csv")

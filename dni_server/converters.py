@@ -70,7 +70,8 @@ def id_arg(args: Mapping, name: str) -> int | None:
                         f"an id, a whole number from 0 to {MAX_ID}", "not an id")
 
 
-def count_arg(args: Mapping, name: str, default: int, minimum: int, maximum: int) -> int:
+def count_arg(args: Mapping, name: str, default: int | None, minimum: int,
+              maximum: int) -> int | None:
     """A whole number (a limit, an offset, a page) in query parameter ``name``, else
     ``default``; 422 unless ASCII digits within [minimum, maximum]."""
     raw = args.get(name)

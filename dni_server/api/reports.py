@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from attribution import reports
 from dni_server.api.admin import get_site
 from dni_server.api.auth import publisher_scope, token_required
 from dni_server.api.schemas import ReportSchema
-from dni_server.converters import date_arg, id_arg
+from dni_server.converters import count_arg, date_arg, id_arg
 from dni_server.errors import ApiError, Invalid
 from dni_server.extensions import db
 from dni_server.openapi import documented
@@ -34,6 +33,7 @@ from pools.keys import report_rate_key
 from pools.windows import count_in_window
 
 log = logging.getLogger(__name__)
+MAX_COUNT = 999_999_999  # what the query string may say; the report bounds the page
 bp = token_required(Blueprint("reports", __name__))
 report_schema = ReportSchema()
 
@@ -45,16 +45,6 @@ def _date(args: Mapping, name: str, default: dt.date) -> dt.date:
 def _list(args: Mapping, name: str, default: list[str]) -> list[str]:
     raw = args.get(name)
     return [part.strip() for part in raw.split(",") if part.strip()] if raw else default
-
-
-def _count(args: Mapping, name: str) -> int | None:
-    """A non-negative whole number from the query string, or None when not given."""
-    raw = args.get(name)
-    if raw is None:
-        return None
-    if not re.fullmatch(r"[0-9]{1,9}", raw):
-        raise Invalid(f"{name} must be a whole number", fields={name: "not a whole number"})
-    return int(raw)
 
 
 def report_query(args: Mapping | None = None) -> reports.ReportQuery:
@@ -88,7 +78,9 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
 def report_page(args: Mapping | None = None) -> reports.Page:
     """``offset`` and ``limit`` from the query string (or ``args``)."""
     args = request.args if args is None else args
-    return reports.Page(offset=_count(args, "offset") or 0, limit=_count(args, "limit"))
+    # Only the digits are checked here: the page's bound is the report's (ReportError).
+    return reports.Page(offset=count_arg(args, "offset", 0, 0, MAX_COUNT),
+                        limit=count_arg(args, "limit", None, 0, MAX_COUNT))
 
 
 def report_limits() -> reports.Limits:

@@ -16,7 +16,8 @@ from dni_server.api.schemas import (
     SessionRequestSchema,
     session_answer,
 )
-from dni_server.errors import Invalid, NotFound
+from dni_server.converters import count_arg
+from dni_server.errors import NotFound
 from dni_server.openapi import documented
 from dni_server.timefmt import now_ms
 
@@ -78,15 +79,6 @@ def heartbeat(session_id: str):
     return jsonify(session_answer(answer, now))
 
 
-def _count_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) \
-            or not minimum <= int(raw) <= maximum:
-        raise Invalid(f"{name} must be a whole number from {minimum} to {maximum}",
-                      fields={name: "out of range"})
-    return int(raw)
-
-
 JOURNEY_PARAMETERS = (
     ("page_views_offset", "page views to skip (page_views.next_offset of the page before)",
      {"type": "integer", "minimum": 0, "maximum": 10**9}),
@@ -98,6 +90,6 @@ JOURNEY_PARAMETERS = (
 def journey_page(db_session, session_id: str) -> sessions.Journey:
     """The session's pages for the admin API, paged by ``?page_views_offset`` and
     ``?page_views_limit`` (JOURNEY_PARAMETERS)."""
-    offset = _count_arg("page_views_offset", 0, 0, 10**9)
-    limit = _count_arg("page_views_limit", JOURNEY_LIMIT, 1, JOURNEY_MAX_LIMIT)
+    offset = count_arg(request.args, "page_views_offset", 0, 0, 10**9)
+    limit = count_arg(request.args, "page_views_limit", JOURNEY_LIMIT, 1, JOURNEY_MAX_LIMIT)
     return sessions.journey(db_session, session_id, offset, limit)

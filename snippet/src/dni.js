@@ -126,7 +126,7 @@
             ? x.replace(/\d/g, function () {
                 return r[j++];
               })
-            : (x[0] == '+' ? '+' : '') + r)
+            : x.replace(/\d[^]*/, r))
         );
       });
       for (i = 0; i < nodes.length; i++) {
@@ -244,7 +244,7 @@
   }
 
   function post(p, body) {
-    var done, c, x;
+    var done, c;
     // A slow service must not hold the page's numbers hostage. The timer is left to run after
     // an answer: done makes its call a no-op.
     setTimeout(fin, 1500);
@@ -253,7 +253,7 @@
         done = 1;
         inflight = 0;
         try {
-          (c || x).abort();
+          c.abort();
         } catch (e) {}
         guard(got)(r);
       }
@@ -272,13 +272,13 @@
           })
           .then(fin, fin);
       } else {
-        x = new XMLHttpRequest();
-        x.open('POST', p);
+        c = new XMLHttpRequest();
+        c.open('POST', p);
         // An unreadable answer (a network error, broken JSON) ends at the timeout instead.
-        x.onloadend = guard(function () {
-          fin(x.status < 300 ? JSON.parse(x.responseText) : x);
+        c.onloadend = guard(function () {
+          fin(c.status < 300 ? JSON.parse(c.responseText) : c);
         });
-        x.send(body);
+        c.send(body);
       }
     } catch (e) {
       fin();
@@ -321,7 +321,7 @@
       if (r && r.status < 500) {
         state = { visitor_id: state.visitor_id, c: state.c };
         beat();
-      } else sched((state.b = state.b + 5 || 5));
+      } else sched((state.b = ~~state.b + 5));
     }
   }
 
@@ -436,14 +436,13 @@
       };
     };
     site = data.site;
-    base = (data.api || tag.src.match(/^\w+:\/\/[^\/]+/)[0]).replace(/\/+$/, '');
+    base = (data.api || tag.src.match(/^\w+:\/\/[^/]+/)[0]).replace(/\/+$/, '');
     store = 'dni:' + site;
     // A site that does not ask: storage and cookies are allowed (truthy), and the service hears
     // no answer (null): JSON.stringify leaves a function out.
     consent = data.consent != 'required' && guard;
 
-    api.l = 1;
-    w.dni = api;
+    (w.dni = api).l = 1;
     // Replay what the page queued through the stub before this script arrived.
     for (var q = (old && old.q) || [], i = 0; i < q.length; i++) api.apply(w, q[i]);
 

@@ -25,17 +25,18 @@ ALL = "routes"  # the cache's one entry: the map is read, kept and mirrored whol
 def load_routes(db) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     # Fallback numbers first, so a tracking number that is also a fallback keeps its pool.
-    for number, destination, record in db.execute(
-            select(Pool.fallback, Pool.destination, Pool.record_calls).order_by(Pool.id.desc())):
-        routes[number] = Route(destination, record)
-    for number, destination, record in db.execute(
-            select(PoolNumber.number, Pool.destination, Pool.record_calls).join(Pool)
-            .where(PoolNumber.status != "retired")):
-        routes[number] = Route(destination, record)
-    for number, destination, record in db.execute(
-            select(StaticNumber.number, StaticNumber.destination, StaticNumber.record_calls)
-            .where(StaticNumber.status == "active")):
-        routes[number] = Route(destination, record)
+    for number, destination, record, plan in db.execute(
+            select(Pool.fallback, Pool.destination, Pool.record_calls, Pool.routing_plan_id)
+            .order_by(Pool.id.desc())):
+        routes[number] = Route(destination, record, plan)
+    for number, destination, record, plan in db.execute(
+            select(PoolNumber.number, Pool.destination, Pool.record_calls, Pool.routing_plan_id)
+            .join(Pool).where(PoolNumber.status != "retired")):
+        routes[number] = Route(destination, record, plan)
+    for number, destination, record, plan in db.execute(
+            select(StaticNumber.number, StaticNumber.destination, StaticNumber.record_calls,
+                   StaticNumber.routing_plan_id).where(StaticNumber.status == "active")):
+        routes[number] = Route(destination, record, plan)
     return routes
 
 
@@ -70,8 +71,9 @@ class RouteDirectory:
 
 
 def encode_routes(routes: dict[str, Route]) -> str:
-    return json.dumps({n: [r.destination, r.record] for n, r in routes.items()})
+    return json.dumps({n: [r.destination, r.record, r.plan] for n, r in routes.items()})
 
 
 def decode_routes(raw: str | bytes) -> dict[str, Route]:
-    return {n: Route(d, r) for n, (d, r) in json.loads(raw).items()}
+    # A copy written before routing plans has two fields per number.
+    return {n: Route(*fields) for n, fields in json.loads(raw).items()}

@@ -152,6 +152,8 @@ class StaticNumber(Base):
     revenue: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # A pay-per-call plan (routing.models.RoutingPlan) replaces ``destination`` when set.
+    routing_plan_id: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

@@ -13,14 +13,15 @@ What one report may cost is bounded (``Limits``): rows come a page at a time (to
 over all rows: one more query when the page is not the whole report), days in the range
 times dimensions grouped by is capped, and each SQL statement has a time limit.
 Dates are local days in each call's site time zone (``Call.local_day``). The dashboard,
-the API and the CSV export share this runner.
+the API and the CSV export share this runner. A layer above may add dimensions and metrics
+from a table of its own (``Extension``: pay-per-call's buyers, ``routing.reports``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -147,6 +148,31 @@ FILTERS = {"site", "pool", "qualified", "caller", "publisher"}
 # ``+local_day`` (no index can serve it) wherever the grouping's index is the better read.
 
 
+def _nothing(_values: dict) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Extension:
+    """More dimensions and metrics, from a table a layer above knows (this module does not):
+    ``join`` adds it to a statement over calls (an outer join: every call keeps its row).
+    ``side_metrics`` are counted over other rows (each offer of a call, say) by a statement
+    of their own, ``side_join``, grouped by the same dimensions, with ``side_dimensions`` in
+    place of the extension's (an offer's buyer, not the call's); its groups are joined to
+    the call groups by key, and a group found only there is a row too. ``derived`` names
+    what each derived metric needs (a name in DERIVED is redefined) and ``derive`` fills
+    them in, after the module's own."""
+
+    dimensions: dict = field(default_factory=dict)  # name -> Dimension
+    metrics: dict = field(default_factory=dict)  # name -> aggregate, with ``join``
+    derived: dict = field(default_factory=dict)
+    derive: Callable[[dict], None] = _nothing
+    join: Callable | None = None  # select -> select
+    side_dimensions: dict = field(default_factory=dict)
+    side_metrics: dict = field(default_factory=dict)
+    side_join: Callable | None = None
+
+
 @dataclass
 class ReportQuery:
     start: dt.date
@@ -154,16 +180,39 @@ class ReportQuery:
     group_by: list[str] = field(default_factory=lambda: ["source", "medium"])
     metrics: list[str] = field(default_factory=lambda: list(ALL_METRICS))
     filters: dict = field(default_factory=dict)
+    extension: Extension | None = None  # more dimensions and metrics, from a layer above
+
+    @property
+    def dimensions(self) -> dict:
+        return DIMENSIONS | (self.extension.dimensions if self.extension else {})
+
+    @property
+    def all_metrics(self) -> list[str]:
+        ext = self.extension or Extension()
+        names = list(METRICS) + list(ext.metrics) + list(ext.side_metrics)
+        return names + sorted((set(DERIVED) | set(ext.derived)) - set(names))
+
+    @property
+    def derived(self) -> dict:
+        return DERIVED | (self.extension.derived if self.extension else {})
+
+    def aggregate(self, name: str):
+        ext = self.extension or Extension()
+        for registry in (METRICS, ext.metrics):
+            if name in registry:
+                return registry[name]
+        raise KeyError(name)
 
     def check(self, limits: Limits | None = None) -> None:
         limits = limits or Limits()
         errors = {}
-        if bad := [d for d in self.group_by if d not in DIMENSIONS]:
-            errors["group_by"] = f"unknown dimensions {bad}; known: {sorted(DIMENSIONS)}"
+        known = self.dimensions
+        if bad := [d for d in self.group_by if d not in known]:
+            errors["group_by"] = f"unknown dimensions {bad}; known: {sorted(known)}"
         elif len(set(self.group_by)) != len(self.group_by) or len(self.group_by) > 6:
             errors["group_by"] = "at most six dimensions, each once"
-        if bad := [m for m in self.metrics if m not in ALL_METRICS]:
-            errors["metrics"] = f"unknown metrics {bad}; known: {ALL_METRICS}"
+        if bad := [m for m in self.metrics if m not in self.all_metrics]:
+            errors["metrics"] = f"unknown metrics {bad}; known: {self.all_metrics}"
         if self.end < self.start:
             errors["end"] = "must not be before start"
         elif (self.end - self.start).days > MAX_DAYS:
@@ -187,7 +236,8 @@ class ReportQuery:
 
     @property
     def sessions_possible(self) -> bool:
-        return all(DIMENSIONS[d].visit_column is not None for d in self.group_by) and not (
+        return all(d in DIMENSIONS and DIMENSIONS[d].visit_column is not None
+                   for d in self.group_by) and not (
             {"pool", "qualified", "caller", "publisher"} & set(self.filters))
 
     @property
@@ -196,12 +246,33 @@ class ReportQuery:
                                                & set(self.metrics))
 
     @property
+    def _wanted(self) -> set[str]:
+        wanted = {"calls"}
+        derived = self.derived
+        for name in self.metrics:
+            wanted.update(derived.get(name, (name,)))
+        return wanted
+
+    @property
     def sql_metrics(self) -> list[str]:
         """The SQL metrics the asked-for metrics need ("calls" always: rows sort by it)."""
-        wanted = {"calls"}
-        for name in self.metrics:
-            wanted.update(DERIVED.get(name, (name,)))
-        return [name for name in METRICS if name in wanted]
+        ext = self.extension or Extension()
+        wanted = self._wanted
+        return [name for name in (*METRICS, *ext.metrics) if name in wanted]
+
+    @property
+    def side_metrics(self) -> list[str]:
+        """The extension's side metrics the asked-for metrics need."""
+        ext = self.extension or Extension()
+        return [name for name in ext.side_metrics if name in self._wanted]
+
+    @property
+    def joins(self) -> bool:
+        """Whether the rows need the extension's table joined to calls."""
+        ext = self.extension
+        return ext is not None and ext.join is not None and bool(
+            set(self.group_by) & set(ext.dimensions)
+            or set(self.sql_metrics) & set(ext.metrics))
 
 
 def _grouping(name: str, column, dialect: str):
@@ -223,12 +294,24 @@ def _day(column, dialect: str, grouped_by_source: bool):
 
 def statements(query: ReportQuery, dialect: str) -> dict:
     """The SQL a report runs: "rows", and when asked for, "callers" (unique callers over
-    all rows: not a sum of the rows') and "sessions" (visits per group)."""
+    all rows: not a sum of the rows'), "sessions" (visits per group) and "side" (an
+    extension's side metrics per group)."""
     by_source = query.group_by[:1] == ["source"]
-    keys = [_grouping(d, DIMENSIONS[d].call_column, dialect).label(d) for d in query.group_by]
-    stmt = select(*keys, *(METRICS[name].label(name) for name in query.sql_metrics))
-    stmt = _filtered(stmt, query, _day(Call.local_day, dialect, by_source))
+    dims = query.dimensions
+    keys = [_grouping(d, dims[d].call_column, dialect).label(d) for d in query.group_by]
+    stmt = select(*keys, *(query.aggregate(name).label(name) for name in query.sql_metrics))
+    day = _day(Call.local_day, dialect, by_source)
+    if query.joins:
+        stmt = query.extension.join(stmt)
+        if dialect == "sqlite":
+            # A join reads each call's row: by day, nearly the order rows were written in,
+            # never in a grouping's order, which jumps about the table (several times slower).
+            stmt = stmt.with_hint(Call, "INDEXED BY ix_calls_report_day", "sqlite")
+            day = Call.local_day
+    stmt = _filtered(stmt, query, day)
     out = {"rows": stmt.group_by(*keys).order_by(func.count().desc(), *keys)}
+    if query.side_metrics:
+        out["side"] = _side(query, dialect, grouped=True)
     if "unique_callers" in query.sql_metrics and query.group_by:
         # Grouping by caller streams through the caller index; count(DISTINCT) would sort.
         callers = _filtered(select(Call.from_number), query, _day(Call.local_day, dialect, True))
@@ -243,6 +326,36 @@ def statements(query: ReportQuery, dialect: str) -> dict:
         out["sessions"] = _visits(query, dialect, func.count().label("sessions"), *keys,
                                   *joins).group_by(*keys)
     return out
+
+
+def _side(query: ReportQuery, dialect: str, grouped: bool):
+    """The extension's side metrics, grouped like the rows (with each key again as text, to
+    join on), or in total."""
+    ext = query.extension
+    metrics = [ext.side_metrics[name].label(name) for name in query.side_metrics]
+    if not grouped:
+        return _filtered(ext.side_join(select(*metrics)), query, Call.local_day)
+    dims = query.dimensions | ext.side_dimensions
+    groups = [_grouping(d, dims[d].call_column, dialect) for d in query.group_by]
+    keys = [group.label(d) for group, d in zip(groups, query.group_by, strict=True)]
+    joins = [_join_key(group).label("join_" + d)
+             for group, d in zip(groups, query.group_by, strict=True)]
+    stmt = ext.side_join(select(*keys, *joins, *metrics))
+    return _filtered(stmt, query, Call.local_day).group_by(*keys)
+
+
+def _with_side(rows, side, query: ReportQuery):
+    """Every group of the rows and of the side statement (a full join on the keys), in the
+    report's order: a page is cut from this."""
+    dims = query.group_by
+    main = rows.order_by(None).subquery("call_rows")
+    other = side.subquery("side_rows")
+    on = and_(true(), *(other.c["join_" + d] == _join_key(main.c[d]) for d in dims))
+    keys = [func.coalesce(main.c[d], other.c[d]).label(d) for d in dims]
+    stmt = select(*keys, *(main.c[name] for name in query.sql_metrics),
+                  *(other.c[name] for name in query.side_metrics))
+    return (stmt.select_from(main.join(other, on, full=True))
+            .order_by(func.coalesce(main.c.calls, 0).desc(), *keys))
 
 
 def _visits(query: ReportQuery, dialect: str, *columns):
@@ -273,8 +386,10 @@ def _with_sessions(rows, sessions, dims: list[str]):
 
 def totals_statement(query: ReportQuery):
     """Totals when the rows come a page at a time: the same metrics, nothing grouped."""
-    return _filtered(select(*(METRICS[name].label(name) for name in query.sql_metrics)),
-                     query, Call.local_day)
+    stmt = select(*(query.aggregate(name).label(name) for name in query.sql_metrics))
+    if query.joins:
+        stmt = query.extension.join(stmt)
+    return _filtered(stmt, query, Call.local_day)
 
 
 def plan(db: Session, stmt) -> list[str]:
@@ -298,7 +413,10 @@ def run(db: Session, query: ReportQuery, limits: Limits | None = None,
     limit = _checked_page(page, limits)
     stmts = statements(query, db.get_bind().dialect.name)
     with time_limit(db, limits.timeout_ms):
-        rows_stmt = stmts["rows"].limit(limit + 1).offset(page.offset)
+        rows_stmt = stmts["rows"]
+        if "side" in stmts:
+            rows_stmt = _with_side(rows_stmt, stmts["side"], query)
+        rows_stmt = rows_stmt.limit(limit + 1).offset(page.offset)
         if "sessions" in stmts:
             rows_stmt = _with_sessions(rows_stmt, stmts["sessions"], query.group_by)
         rows = db.execute(rows_stmt).mappings().all()
@@ -308,6 +426,9 @@ def run(db: Session, query: ReportQuery, limits: Limits | None = None,
             totals = _totals(rows, query)  # every row is on this page
         else:
             totals = dict(db.execute(totals_statement(query)).mappings().one())
+            if "side" in stmts:
+                dialect = db.get_bind().dialect.name
+                totals |= db.execute(_side(query, dialect, grouped=False)).mappings().one()
         if "callers" in stmts:
             totals["unique_callers"] = db.execute(stmts["callers"]).scalar_one()
 
@@ -359,9 +480,11 @@ def time_limit(db: Session, timeout_ms: int) -> Iterator[None]:
         # SET LOCAL ends with the transaction; set back to the defaults once done. No
         # nested loops: on a fresh table's estimates the planner may join a page to its
         # visit counts by aggregating the visits again for every row; a hash join does it
-        # once (a report joins nothing else).
+        # once. A join that must loop (an extension's rows from each call's JSON) then costs
+        # so much on paper that JIT compiling would start: seconds for a small report.
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        connection.exec_driver_sql("SET LOCAL jit = off")
         try:
             yield
         except OperationalError as exc:
@@ -371,6 +494,7 @@ def time_limit(db: Session, timeout_ms: int) -> Iterator[None]:
             raise ReportTimeout(timeout_ms) from None
         connection.exec_driver_sql("SET LOCAL statement_timeout TO DEFAULT")
         connection.exec_driver_sql("SET LOCAL enable_nestloop TO DEFAULT")
+        connection.exec_driver_sql("SET LOCAL jit TO DEFAULT")
         return
     raw = connection.connection.driver_connection
     deadline = time.monotonic() + timeout_ms / 1000
@@ -399,7 +523,8 @@ def _totals(rows, query: ReportQuery) -> dict:
     """Totals over all rows: every SQL metric but unique callers is a sum of the rows'."""
     if not query.group_by:
         return dict(rows[0])  # no grouping: the one row is the total
-    return {name: sum((row[name] or 0 for row in rows), 0) for name in query.sql_metrics}
+    return {name: sum((row[name] or 0 for row in rows), 0)
+            for name in query.sql_metrics + query.side_metrics}
 
 
 def _filtered(stmt, query: ReportQuery, day):
@@ -427,7 +552,9 @@ def _plain(value):
 
 
 def _metrics(row, query: ReportQuery, sessions: int | None) -> dict:
-    values = {name: row.get(name) or 0 for name in METRICS}
+    ext = query.extension or Extension()
+    values = {name: row.get(name) or 0
+              for name in (*METRICS, *ext.metrics, *ext.side_metrics)}
     calls = values["calls"]
     values["revenue"] = Decimal(values["revenue"] or 0).quantize(Decimal("0.01"))
     values["payout"] = Decimal(values["payout"] or 0).quantize(Decimal("0.01"))
@@ -438,6 +565,7 @@ def _metrics(row, query: ReportQuery, sessions: int | None) -> dict:
                                    if answered_calls else None)
     values["sessions"] = sessions
     values["calls_per_session"] = (round(calls / sessions, 4) if sessions else None)
+    ext.derive(values)
     out = {}
     for name in query.metrics:
         value = values[name]

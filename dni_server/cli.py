@@ -362,3 +362,7 @@ def simulate(days, seed, sizes, arrivals_per_hour, lease_seconds, out):
     click.echo(format_phases(report))
     chart = write_chart(report, out)
     click.echo(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")
+
+
+# Pay-per-call routing's commands join the group (dni_server/routing_cli.py).
+from dni_server import routing_cli as _routing_cli  # noqa: E402, F401

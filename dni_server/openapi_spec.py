@@ -46,10 +46,15 @@ def build_spec(app: Flask) -> dict:
     for path, summary, body, reply in WEBHOOKS:
         spec.path(path=path, operations={"post": {
             "summary": summary, "requestBody": body,
+            "parameters": [{"name": name, "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 0}}
+                           for name in re.findall(r"{(\w+)}", path)],
             "responses": {reply[0]: {"description": reply[1], **(
                 {"content": {"text/xml": {"schema": {"type": "string"}}}} if reply[0] == "200"
                 else {})}, "403": {"description": "bad or missing signature",
-                                   **_json(ErrorSchema)}},
+                                   **_json(ErrorSchema)},
+                **({"404": {"description": "not a turn of a routed call (the path's numbers)",
+                            **_json(ErrorSchema)}} if "{" in path else {})},
         }})
     add_operations_paths(spec)
     return document_backoff(spec.to_dict())
@@ -137,6 +142,15 @@ WEBHOOKS = [
     ("/webhooks/twilio/status", "Twilio/SignalWire status callback", FORM, ("204", "stored")),
     ("/webhooks/twilio/dial", "Twilio <Dial action> callback", FORM, ("200", "TwiML")),
     ("/webhooks/twilio/recording", "Twilio recording status callback", FORM, ("204", "stored")),
+    # Pay-per-call routing (dni_server/api/routing_calls.py): the turns of a routed call.
+    ("/webhooks/twilio/route/{turn}/gather/{step}", "Routed call: the caller's IVR keys",
+     FORM, ("200", "TwiML")),
+    ("/webhooks/twilio/route/{turn}/dial", "Routed call: an offer's <Dial action>",
+     FORM, ("200", "TwiML")),
+    ("/webhooks/twilio/route/{turn}/whisper/{buyer_id}",
+     "Routed call: a buyer picked up (its <Number url>): the whisper", FORM, ("200", "TwiML")),
+    ("/webhooks/twilio/route/{turn}/accept/{buyer_id}",
+     "Routed call: the buyer's accept key", FORM, ("200", "TwiML")),
     ("/webhooks/telnyx", "Telnyx Call Control webhook (Ed25519 signed)",
      {"content": {"application/json": {"schema": {"type": "object"}}}}, ("204", "stored")),
 ]

@@ -99,6 +99,9 @@ class Pool(Base):
     revenue: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     publisher: Mapped[str | None] = mapped_column(String(200), default=None)
+    # A pay-per-call plan (routing.models.RoutingPlan) offers the calls to buyers instead of
+    # forwarding them to ``destination``. No ORM foreign key: pools/ knows nothing of routing/.
+    routing_plan_id: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

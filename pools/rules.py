@@ -36,44 +36,61 @@ class VisitFacts:
 
 def validate_rules(rules: object) -> list[dict]:
     """Return rules in canonical form (values lower-cased, lists), or raise ValueError."""
-    if rules is None:
+    known = ", ".join(STRING_FIELDS + BOOL_FIELDS)
+    return canonical_conditions(
+        rules, "rule", takes_strings=STRING_FIELDS.__contains__, bool_fields=BOOL_FIELDS,
+        unknown=lambda i, field: f"rule {i}: unknown field {field!r} (known: {known})")
+
+
+def canonical_conditions(conditions: object, what: str, *, takes_strings, bool_fields,
+                         unknown) -> list[dict]:
+    """Conditions in canonical form (string values lower-cased, in lists), or ValueError.
+
+    The one syntax of pool rules and of buyer filters (``routing``): ``takes_strings(name)``
+    says which fields compare strings, ``bool_fields`` which take true or false, and
+    ``unknown(i, name)`` words the error for any other field.
+    """
+    if conditions is None:
         return []
-    if not isinstance(rules, list) or len(rules) > MAX_RULES:
-        raise ValueError(f"rules must be a list of at most {MAX_RULES} conditions")
+    if not isinstance(conditions, list) or len(conditions) > MAX_RULES:
+        raise ValueError(f"{what}s must be a list of at most {MAX_RULES} conditions")
     clean = []
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, dict) or not rule:
-            raise ValueError(f"rule {i} must be a non-empty object")
+    for i, condition in enumerate(conditions):
+        if not isinstance(condition, dict) or not condition:
+            raise ValueError(f"{what} {i} must be a non-empty object")
         out: dict = {}
-        for field, value in rule.items():
-            if field in BOOL_FIELDS:
+        for field, value in condition.items():
+            if field in bool_fields:
                 if not isinstance(value, bool):
-                    raise ValueError(f"rule {i}: {field} must be true or false")
+                    raise ValueError(f"{what} {i}: {field} must be true or false")
                 out[field] = value
-            elif field in STRING_FIELDS:
+            elif isinstance(field, str) and takes_strings(field):
                 values = value if isinstance(value, list) else [value]
                 if not values or len(values) > MAX_VALUES or not all(
                     isinstance(v, str) and 0 < len(v) <= 255 for v in values
                 ):
-                    raise ValueError(f"rule {i}: {field} must be a string or a list of strings")
+                    raise ValueError(f"{what} {i}: {field} must be a string or a list of strings")
                 out[field] = [v.lower() for v in values]
             else:
-                known = ", ".join(STRING_FIELDS + BOOL_FIELDS)
-                raise ValueError(f"rule {i}: unknown field {field!r} (known: {known})")
+                raise ValueError(unknown(i, field))
         clean.append(out)
     return clean
 
 
+def missed_field(condition: dict, value_of, bool_fields) -> str | None:
+    """The first field of ``condition`` the facts (``value_of(name)``) fail, or None."""
+    for field, expected in condition.items():
+        actual = value_of(field)
+        if field in bool_fields:
+            if bool(actual) != expected:
+                return field
+        elif not any(fnmatchcase((actual or "").lower(), pattern) for pattern in expected):
+            return field
+    return None
+
+
 def rule_matches(rule: dict, facts: VisitFacts) -> bool:
-    for field, expected in rule.items():
-        if field in BOOL_FIELDS:
-            if bool(getattr(facts, field)) != expected:
-                return False
-            continue
-        actual = (getattr(facts, field) or "").lower()
-        if not any(fnmatchcase(actual, pattern) for pattern in expected):
-            return False
-    return True
+    return missed_field(rule, lambda field: getattr(facts, field), BOOL_FIELDS) is None
 
 
 def pool_matches(rules: list[dict], facts: VisitFacts) -> bool:

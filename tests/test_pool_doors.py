@@ -44,7 +44,7 @@ HAND_MADE_KEY = re.compile(r"""f["']\{[^}]*prefix[^}]*\}:[\w{]|["']dni:\w""")
 
 
 def product_modules(*, outside_pools: bool) -> list[Path]:
-    folders = ["attribution", "dni_server"] + ([] if outside_pools else ["pools"])
+    folders = ["attribution", "routing", "dni_server"] + ([] if outside_pools else ["pools"])
     found = [p for folder in folders for p in (ROOT / folder).rglob("*.py")
              if "migrations" not in p.parts]
     return sorted(found + list(ROOT.glob("*.py")))
@@ -104,6 +104,13 @@ def test_the_other_keys_keep_their_names():
         "p:calls:inbox", "p:calls:unparsed", "p:calls:acted:twilio:e1",
         "p:conversions:rate:7:123", "p:report-rate:token:3", "p:auth-failures:1.2.3.4",
         "p:dashboard-login:L", "p:site:site_x", "p:routes"]
+    # Pay-per-call routing: a buyer's keys share its hash tag (routing/lua/*.lua run on one slot).
+    assert [k.buyer_live_key(7, "p"), k.buyer_target_live_key(7, 0, "p"),
+            k.buyer_count_key(7, "day", "20261206", "p"), k.buyer_last_offer_key(7, "p"),
+            k.buyer_duplicate_key(7, "+14155550100", "p"), k.routed_call_key("twilio", "CA1", "p"),
+            k.routing_mirror_key("p")] == [
+        "p:buyer:{b7}:live", "p:buyer:{b7}:live:0", "p:buyer:{b7}:count:day:20261206",
+        "p:buyer:{b7}:last", "p:buyer:{b7}:dup:+14155550100", "p:routed:twilio:CA1", "p:routing"]
 
 
 # -- holder, counts, events ------------------------------------------------------------

@@ -39,7 +39,22 @@ def call_detail(call: Call) -> dict:
     """A call as the API shows it (only the fields its schema names), with the explanation
     of its match; the first touch from ``shown_first_touches``: never another tenant's visit."""
     first_touch = shown_first_touches(db.session, [call])[call.id]
-    return call_detail_schema.dump(With(call, first_touch=first_touch))
+    return call_detail_schema.dump(With(call, first_touch=first_touch,
+                                        routing=shown_routing(call)))
+
+
+def shown_routing(call: Call) -> dict | None:
+    """The call's pay-per-call routing log (routing.calls), for those who may see it: not a
+    publisher, unless the plan is its own (buyers and their revenue are the network's)."""
+    from dni_server.api.auth import publisher_scope
+    from routing.calls import routing_of
+
+    found = routing_of(db.session, call.provider, call.provider_call_id)
+    if found is None:
+        return None
+    log, plan_publisher = found
+    scope = publisher_scope()
+    return log if scope is None or scope == plan_publisher else None
 
 
 def get_call(call_ref: str) -> Call:

@@ -31,6 +31,7 @@ from dni_server.extensions import db
 from dni_server.openapi import documented
 from pools.keys import report_rate_key
 from pools.windows import count_in_window
+from routing import reports as routing_reports
 
 log = logging.getLogger(__name__)
 MAX_COUNT = 999_999_999  # what the query string may say; the report bounds the page
@@ -69,10 +70,13 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
         filters["publisher"] = args["publisher"]
     if (scope := publisher_scope()) is not None:
         filters["publisher"] = scope  # a publisher sees its own calls, whatever it asks
+    # Pay-per-call: by buyer and target, and what buyers paid (of its own plans, for a
+    # publisher); asked for by name, the default metrics stay the attribution ones.
+    routing = routing_reports.extension(db.session, publisher=scope)
     return reports.ReportQuery(start=start, end=end,
                                group_by=_list(args, "group_by", ["source", "medium"]),
                                metrics=_list(args, "metrics", list(reports.ALL_METRICS)),
-                               filters=filters)
+                               filters=filters, extension=routing)
 
 
 def report_page(args: Mapping | None = None) -> reports.Page:
@@ -189,8 +193,10 @@ def next_page_url(result: dict) -> str | None:
 REPORT_PARAMETERS = tuple((name, text, {"type": "string"}) for name, text in (
     ("start", "first local day, YYYY-MM-DD (default: 29 days before end)"),
     ("end", "last local day, YYYY-MM-DD (default: today)"),
-    ("group_by", "comma-separated dimensions, e.g. source,medium or day"),
-    ("metrics", "comma-separated metrics (default: all)"),
+    ("group_by", "comma-separated dimensions, e.g. source,medium, day, or buyer,target"),
+    ("metrics", "comma-separated metrics (default: all but the pay-per-call ones, "
+                "connected_calls, converted_calls, buyer_revenue, offers, answer_rate, "
+                "avg_ring_seconds..., which are asked for by name)"),
     ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
     ("caller", "first_time or repeat"), ("publisher", "publisher label"),
     ("format", "json (default) or csv"),

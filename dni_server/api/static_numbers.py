@@ -9,6 +9,7 @@ from attribution.models import StaticNumber
 from dni_server.api.admin import catalog_call, get_site, limit_arg
 from dni_server.api.auth import scoped, token_required, visible
 from dni_server.api.body import json_object
+from dni_server.api.routing_admin import check_routing_plan, routing_changed
 from dni_server.api.schemas import StaticNumberListSchema, StaticNumberSchema
 from dni_server.errors import NotFound
 from dni_server.extensions import db
@@ -37,6 +38,7 @@ def _site_id(data: dict) -> dict:
 def _routes_changed() -> None:
     # Call forwarding caches the active static numbers: drop it once the change is committed.
     current_app.extensions["dni"].routes.invalidate()
+    routing_changed()  # so does routing, with their plans
 
 
 @bp.post("/v1/static-numbers")
@@ -45,6 +47,7 @@ def _routes_changed() -> None:
 def create_static_number():
     data = static_schema.load(json_object())
     region = data.pop("region")
+    check_routing_plan(data, data.get("publisher"))
     row = catalog_call(static_numbers.create_static_number, db.session, _site_id(data), region)
     _routes_changed()
     return jsonify(static_schema.dump(row)), 201
@@ -73,6 +76,7 @@ def update_static_number(static_id: int):
     region = data.pop("region", "US")
     if "site" in data:
         _site_id(data)
+    check_routing_plan(data, data.get("publisher", row.publisher))
     catalog_call(static_numbers.update_static_number, db.session, row, data, region)
     _routes_changed()
     return jsonify(static_schema.dump(row))

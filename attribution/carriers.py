@@ -31,6 +31,10 @@ from attribution.zones import in_range, parse_datetime
 log = logging.getLogger(__name__)
 TELNYX_TOLERANCE_SECONDS = 300
 MAX_COUNT = 2**31 - 1  # what the sequence and duration columns hold
+# What a transfer asks for when the number records: both sides from the answer, each on
+# its own channel (the caller's first), as WAV, the format the insight worker reads.
+TELNYX_RECORDING = {"record": "record-from-answer", "record_channels": "dual",
+                    "record_format": "wav"}
 TELNYX_HANGUP_STATUS = {"normal_clearing": "completed", "originator_cancel": "canceled",
                         "user_busy": "busy", "no_answer": "no-answer", "timeout": "no-answer",
                         "call_rejected": "failed", "not_found": "failed",
@@ -168,7 +172,8 @@ def check_telnyx_signature(public_key_b64: str, raw_body: bytes, signature_b64: 
 
 
 def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
-    """A Telnyx Call Control event (call.initiated / answered / hangup) as a call event."""
+    """A Telnyx Call Control event (call.initiated / answered / hangup / recording.saved)
+    as a call event."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
         return None
@@ -187,8 +192,22 @@ def telnyx_event(body: dict, now: dt.datetime) -> CallEventIn | None:
         kind=kind, occurred_at=occurred, from_raw=_text(payload.get("from"), 64),
         to_raw=_text(payload.get("to"), 64),
         status=status, answered_at=occurred if kind == "call.answered" else None,
-        ended_at=occurred if kind == "call.hangup" else None, leg=leg, payload=_evidence(body),
+        ended_at=occurred if kind == "call.hangup" else None, leg=leg,
+        recording_url=telnyx_recording_url(payload) if kind == "call.recording.saved" else None,
+        payload=_evidence(body),
     )
+
+
+def telnyx_recording_url(payload: dict) -> str | None:
+    """The link to a saved recording: WAV before MP3, and the public link before the
+    pre-signed one, which Telnyx lets expire ten minutes after the event."""
+    for extension in ("wav", "mp3"):
+        for name in ("public_recording_urls", "recording_urls"):
+            urls = payload.get(name)
+            url = _text(urls.get(extension), 2048) if isinstance(urls, dict) else None
+            if url and url.startswith(("https://", "http://")):
+                return url
+    return None
 
 
 def telnyx_event_id(data: dict) -> str:
@@ -198,8 +217,9 @@ def telnyx_event_id(data: dict) -> str:
 
 
 def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, caller_id: str,
-                    command_id: str) -> str:
-    """Ask Telnyx to connect the call to ``to``; ``command_id`` makes a repeat harmless.
+                    command_id: str, record: bool = False) -> str:
+    """Ask Telnyx to connect the call to ``to``, recording it when ``record``;
+    ``command_id`` makes a repeat harmless.
 
     Returns "ok", "retry" (no answer, or Telnyx busy: the same command may be sent again)
     or "refused" (Telnyx answered no; sending it again would not help).
@@ -215,7 +235,8 @@ def telnyx_transfer(api_url: str, api_key: str, call_control_id: str, to: str, c
         response = requests.post(
             f"{api_url}/calls/{segment}/actions/transfer", timeout=3,
             headers={"Authorization": f"Bearer {api_key}"},
-            json={"to": to, "from": caller_id, "command_id": command_id})
+            json={"to": to, "from": caller_id, "command_id": command_id,
+                  **(TELNYX_RECORDING if record else {})})
     except requests.RequestException as exc:
         log.warning("Telnyx transfer of %s got no answer: %s", call_control_id, exc)
         return "retry"

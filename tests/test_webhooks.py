@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -11,7 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
-from attribution.carriers import SignatureError, check_telnyx_signature, check_twilio_signature
+from attribution.carriers import (
+    SignatureError,
+    check_telnyx_signature,
+    check_twilio_signature,
+    telnyx_recording_url,
+)
 from attribution.models import Call, CallEvent
 from dni_server.extensions import db
 from factories import (
@@ -402,3 +408,81 @@ def test_a_telnyx_transfer_is_sent_again_with_its_command_id_until_telnyx_takes_
         assert call.provider == "telnyx"
     finally:
         receiver.server.shutdown()
+
+
+# -- Telnyx: the order of a forwarded call's events, and its recording -------------------
+
+
+FORWARD_EVENTS = {
+    "forward answered": ("call.answered", "2026-05-01T10:00:54.000000Z",
+                         {"direction": "outgoing", "call_control_id": "v3:legb"}),
+    "forward hangup": ("call.hangup", "2026-05-01T10:02:09.000000Z",
+                       {"direction": "outgoing", "call_control_id": "v3:legb",
+                        "hangup_cause": "normal_clearing", "hangup_source": "callee"}),
+    "caller hangup": ("call.hangup", "2026-05-01T10:02:09.000000Z",
+                      {"hangup_cause": "normal_clearing", "hangup_source": "callee"}),
+}
+
+
+def test_telnyx_talk_time_and_qualification_do_not_depend_on_event_order(telnyx_app):
+    admin = AdminClient(telnyx_app.test_client(), ADMIN_TOKEN)
+    make_pool(admin, make_site(admin), numbers=numbers(1), qualification={"min_duration": 60})
+    client = telnyx_app.test_client()
+    orders = list(itertools.permutations(FORWARD_EVENTS))
+    for n, order in enumerate(orders):
+        session = {"call_session_id": f"order-{n}"}
+        telnyx_post(client, telnyx_event("call.initiated", f"o{n}-init", "2026-05-01T10:00:50Z",
+                                         state="parked", **session))
+        for name in order:  # the forwarded leg's hang-up comes before its answer in some
+            kind, at, payload = FORWARD_EVENTS[name]
+            body = telnyx_event(kind, f"o{n}-{name}", at, **payload, **session)
+            assert telnyx_post(client, body).status_code == 204
+    calls = sorted(calls_in(telnyx_app), key=lambda c: c.provider_call_id)
+    assert len(calls) == len(orders)
+    for call in calls:
+        assert call.answered_at.isoformat() == "2026-05-01T10:00:54+00:00", call.provider_call_id
+        assert (call.status, call.dial_status, call.duration) == ("completed", "completed", 75)
+        assert (call.qualified, call.qualification_failures) == (True, [])
+
+
+def test_telnyx_recording_pools_are_recorded_and_the_recording_stored(make_app):
+    receiver = TransferReceiver()
+    try:
+        app = make_app(DNI_TELNYX_PUBLIC_KEY=TELNYX_PUBLIC, DNI_TELNYX_API_KEY="KEY_test",
+                       DNI_TELNYX_API_URL=receiver.url)
+        admin = AdminClient(app.test_client(), ADMIN_TOKEN)
+        make_pool(admin, make_site(admin), numbers=numbers(1), record_calls=True)
+        client = app.test_client()
+        telnyx_post(client, telnyx_event("call.initiated", "r1", "2026-05-01T10:00:50Z"))
+        wait_until(lambda: receiver.received)
+        [(_, _, body)] = receiver.received
+        assert body == {"to": "+12125550199", "from": "+14158675309", "command_id": "r1",
+                        "record": "record-from-answer", "record_channels": "dual",
+                        "record_format": "wav"}
+        wav = "https://s3.amazonaws.com/telephony-recorder-prod/leg-1.wav?X-Amz-Signature=s"
+        saved = telnyx_event("call.recording.saved", "r2", "2026-05-01T10:02:01Z",
+                             channels="dual", recording_urls={
+                                 "mp3": wav.replace(".wav", ".mp3"), "wav": wav},
+                             public_recording_urls={},
+                             recording_started_at="2026-05-01T10:00:58Z",
+                             recording_ended_at="2026-05-01T10:02:00Z")
+        for _ in range(2):  # delivered twice: one event
+            assert telnyx_post(client, saved).status_code == 204
+        [call] = calls_in(app)
+        assert call.recording_url == wav
+        assert events_in(app) == 2
+    finally:
+        receiver.server.shutdown()
+
+
+@pytest.mark.parametrize("payload, url", [
+    ({"recording_urls": {"mp3": "https://r/a.mp3"}}, "https://r/a.mp3"),
+    ({"recording_urls": {"mp3": "https://r/a.mp3", "wav": "https://r/a.wav"}}, "https://r/a.wav"),
+    ({"recording_urls": {"wav": "https://r/a.wav"}, "public_recording_urls": {
+        "wav": "https://p/a.wav"}}, "https://p/a.wav"),  # kept: the signed one expires
+    ({"recording_urls": {"wav": "javascript:alert(1)", "mp3": 7}}, None),
+    ({"recording_urls": ["https://r/a.wav"], "public_recording_urls": None}, None),
+    ({}, None),
+])
+def test_telnyx_recording_links(payload, url):
+    assert telnyx_recording_url(payload) == url

@@ -26,6 +26,7 @@ from dni_server.errors import ApiError, Forbidden
 from dni_server.extensions import db, services
 from pools.keys import call_acted_key
 from pools.models import utcnow
+from routing.calls import CALL_FACTS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -53,7 +54,9 @@ def store(event: CallEventIn) -> str:
     (SQL is down: not known whether seen before), or "unparsed" (kept as received).
     """
     try:
-        _, new = ingest(db.session, event, pools=services().pools)
+        call, new = ingest(db.session, event, pools=services().pools)
+        # What a routed call's buyers filter on, read before the commit expires the row.
+        g.webhook_call_facts = {name: getattr(call, name) for name in CALL_FACTS}
         db.session.commit()
         g.webhook_result = "stored" if new else "duplicate"
     except SQLAlchemyError:
@@ -164,6 +167,10 @@ def twilio_voice():
         raise ApiError("CallSid is required", status=422, code="invalid")
     route = services().routes.route(event.to_raw)
     store(event)
+    from dni_server.api import routing_calls  # pay-per-call: a plan replaces the destination
+
+    if (plan := routing_calls.plan_for(route)) is not None:
+        return routing_calls.start_routed(event, plan)
     return twiml(forward(route, event))
 
 
@@ -172,6 +179,10 @@ def twilio_status():
     event = twilio_webhook("status")
     if event is not None:
         store(event)
+        if event.leg == "call" and event.ended_at is not None:
+            from dni_server.api import routing_calls  # a routed caller gone: free its buyers
+
+            routing_calls.caller_gone(event, services().routes.route(event.to_raw))
     return Response(status=204)
 
 
@@ -223,6 +234,10 @@ def telnyx():
     # Stored first: Telnyx delivers an event again and again until it is acknowledged, and
     # only the first sight of a call may send the transfer command.
     result = store(event)
+    from dni_server.api import routing_telnyx  # pay-per-call: a routed call's own commands
+
+    if routing_telnyx.handles(event, body["data"], result):
+        return Response(status=204)
     if event.kind == "call.initiated" and event.leg == "call" and first_sight(event, result):
         telnyx_forward(event, body["data"])
     return Response(status=204)
@@ -251,7 +266,8 @@ def telnyx_forward(event: CallEventIn, data: dict) -> None:
             and control_id):
         return
     caller = event.from_raw if (event.from_raw or "").startswith("+") else event.to_raw
-    # Sent off the request path: a slow Telnyx API must not hold a web worker.
+    # Sent off the request path: a slow Telnyx API must not hold a web worker. A recording
+    # arrives later as call.recording.saved, stored like any other event of the call.
     services().commands.submit(carriers.telnyx_transfer, settings.telnyx_api_url,
                                settings.telnyx_api_key, control_id, route.destination, caller,
-                               command_id=str(data.get("id")))
+                               command_id=str(data.get("id")), record=route.record)

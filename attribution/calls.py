@@ -70,6 +70,7 @@ class Route:
 
     destination: str | None
     record: bool = False
+    plan: int | None = None  # a pay-per-call routing plan (routing/): replaces destination
 
 
 def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
@@ -142,7 +143,8 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
                 started_at=event.occurred_at, status="ringing", status_rank=0,
                 caller_country=caller.country,
                 caller_region=caller.region, caller_city=caller.city, explanation={})
-    match = match_call(db, to_number, int(event.occurred_at.timestamp() * 1000), pools)
+    match = match_call(db, to_number, int(event.occurred_at.timestamp() * 1000), pools,
+                       caller=caller)
     owner = attribute(db, call, match)
     timezone = zone_of(db, call)
     call.local_day = local_day(call.started_at, timezone)
@@ -271,12 +273,16 @@ def apply_event(call: Call, event: CallEventIn) -> None:
     """Apply an event's state if it is newer; terminal states never regress.
 
     Events of the caller's leg set the call's status; events of the forwarded leg say
-    whether the business answered and for how long they talked.
+    whether the business answered and for how long they talked. The result does not
+    depend on the order events arrive in: the answer is the earliest moment any event
+    shows it (a forward's end proves an answer but not when, and is bettered by the
+    answer's own event however late that arrives), and an answered forward stays the
+    dial status whichever leg's end comes last.
     """
     if event.leg == "forward":
-        if event.status in ("in-progress", "answered", "completed") and not call.answered_at:
-            call.answered_at = event.answered_at or event.occurred_at
-        if event.status in TERMINAL:
+        if event.status in ("in-progress", "answered", "completed"):
+            _answered(call, event.answered_at or event.occurred_at)
+        if event.status in TERMINAL and call.dial_status != "completed":
             call.dial_status = event.status
         if event.duration is not None:
             call.duration, call.talk_time = event.duration, True
@@ -285,8 +291,8 @@ def apply_event(call: Call, event: CallEventIn) -> None:
             rank = STATUS_RANK[event.status] * 100_000 + min(max(event.sequence or 0, 0), 99_999)
             if rank >= (call.status_rank or 0):
                 call.status, call.status_rank = event.status, rank
-        if event.answered_at and not call.answered_at:
-            call.answered_at = event.answered_at
+        if event.answered_at:
+            _answered(call, event.answered_at)
         if event.duration is not None and not call.talk_time:
             call.duration = max(event.duration, call.duration or 0)
     if event.ended_at and call.status in TERMINAL and not call.ended_at:
@@ -297,6 +303,13 @@ def apply_event(call: Call, event: CallEventIn) -> None:
         call.duration = max(0, int((call.ended_at - call.answered_at).total_seconds()))
     if event.recording_url:
         call.recording_url = event.recording_url
+
+
+def _answered(call: Call, moment: dt.datetime) -> None:
+    """Keep the earliest evidence of the answer: every event that shows one comes at or
+    after it."""
+    if call.answered_at is None or moment < call.answered_at:
+        call.answered_at = moment
 
 
 def requalify(db: Session, call: Call) -> None:

@@ -12,18 +12,42 @@ Given tracking number N and call start T (docs/architecture.md, "Where a call is
 
 Redis is asked first for N's live holder, because the recorder copies leases into SQL a
 moment after they happen; without Redis, the SQL lease history alone decides.
+
+When step 2's holder got N shortly before the call while an earlier lease of N lost it
+shortly before that (a late caller whose number went to the next visitor), possession is
+not enough: the candidates are weighed by likelihood (``attribution.likelihood``: how long
+each had the number before the call, the pool's learned call delays, a tel: click or copy,
+a caller already tied to a visitor, the caller's area). With one plausible candidate the
+answer is exactly the possession rule's. With several, ``confidence`` is the calibrated
+posterior of the lease credited, which stays the rule's unless another reaches
+``likelihood.SWITCH_AT``; the explanation lists each lease once, with its likelihood, posterior and
+evidence.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, literal, null, or_, select, union_all
+from redis.exceptions import RedisError
+from sqlalchemy import Select, bindparam, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from attribution.models import StaticNumber
+from attribution import call_delays
+from attribution.callers import Caller
+from attribution.likelihood import (
+    TOUCH_EXPECTED,
+    TOUCH_EXPECTED_UNKNOWN,
+    TOUCH_SKEW_MS,
+    Candidate,
+    contest,
+    explain,
+    rank,
+    rivals,
+)
+from attribution.models import Call, StaticNumber, Visit
 from attribution.recorder import record_pending
 from pools.errors import PoolError
 from pools.leases import PoolService
@@ -34,6 +58,9 @@ log = logging.getLogger(__name__)
 CONFIDENCE = {"session": 1.0, "session_expired": 0.6, "static": 1.0, "fallback": 0.3,
               "unattributed": 0.0}
 CANDIDATES = 5  # leases of N considered, latest first
+# Weigh plausible candidates by likelihood; False: possession only, the rule before issue 13
+# (the accuracy benchmark sets it to measure both in one run).
+LIKELIHOOD = True
 
 
 @dataclass
@@ -60,8 +87,12 @@ def _lease_view(lease, verdict: str) -> dict:
             "end_reason": lease.end_reason, "verdict": verdict}
 
 
-def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None = None) -> Match:
-    """Decide who the call to ``number`` at ``at_ms`` belongs to, and say why."""
+def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None = None, *,
+               caller: Caller | None = None, likelihood: bool | None = None) -> Match:
+    """Decide who the call to ``number`` at ``at_ms`` belongs to, and say why.
+
+    ``caller`` (from ``callers.identify``) lends evidence when candidates are weighed;
+    ``likelihood`` overrides ``LIKELIHOOD`` for this call."""
     at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
     # One round trip for both kinds of tracking number. A number entered after the fact
     # still counts (CDR imports); a retired one does not.
@@ -69,13 +100,15 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
                          StaticNumber.created_at.label("since"), null().label("name"),
                          null().label("window"), StaticNumber.label.label("label"),
-                         StaticNumber.source.label("source")).where(
+                         StaticNumber.source.label("source"), null().label("site_id"),
+                         null().label("publisher")).where(
         StaticNumber.number == number,
         or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
     pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
                        PoolNumber.added_at.label("since"), Pool.name.label("name"),
                        Pool.attribution_window_seconds.label("window"), null().label("label"),
-                       null().label("source")).join(Pool).where(
+                       null().label("source"), Pool.site_id.label("site_id"),
+                       Pool.publisher.label("publisher")).join(Pool).where(
         PoolNumber.number == number,
         or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
     found = db.execute(union_all(static_rows, pool_rows)).all()
@@ -89,8 +122,10 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     members = sorted((r for r in found if r.kind == "pool"), key=lambda r: r.since, reverse=True)
     member = next((m for m in members if _aware(m.since) <= at), members[-1] if members else None)
     if member is not None:
-        return _match_pool_number(db, PoolRef(member.id, member.name, member.window), number,
-                                  at_ms, pools)
+        ref = PoolRef(member.id, member.name, member.window, member.site_id, member.publisher)
+        weigh = LIKELIHOOD if likelihood is None else likelihood
+        return _match_pool_number(db, ref, number, at_ms, pools, caller if weigh else None,
+                                  weigh)
 
     fallback_pools = list(db.scalars(select(Pool).where(Pool.fallback == number)))
     if len(fallback_pools) == 1:
@@ -112,22 +147,34 @@ class PoolRef:
     id: int
     name: str
     attribution_window_seconds: int
+    site_id: int | None = None
+    publisher: str | None = None
 
 
 def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
-                       pools: PoolService | None) -> Match:
+                       pools: PoolService | None, caller: Caller | None = None,
+                       weigh: bool = False) -> Match:
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
     _record_pending_leases(db, pools, pool.id, number)
     live = _live_holder(pools, pool.id, number, at_ms, steps)
     candidates = db.execute(candidate_leases_query(pool.id, number, at_ms)).all()
+    match = _by_possession(pool, at_ms, live, candidates, steps)
+    if weigh and match.method in ("session", "session_expired"):
+        return _weighed(db, pool, number, at_ms, pools, caller, live, candidates, match)
+    return match
+
+
+def _by_possession(pool: PoolRef, at_ms: int, live: tuple[str, int] | None, candidates: list,
+                   steps: list[str]) -> Match:
+    """The possession rule: the holder at the call's moment, else the last lease if it
+    ended inside the attribution window and nobody held the number since."""
     considered: list[dict] = []
     if live is not None and (not candidates or live[1] >= candidates[0].started_at_ms):
         session_id, start = live
         verdict = "live holder in Redis when the call arrived: chosen"
         # The live lease is usually in SQL already (its events were just recorded): list
         # it once, with what SQL knows of it, and the older leases after it.
-        own = next((lease for lease in candidates
-                    if (lease.session_id, lease.started_at_ms) == (session_id, start)), None)
+        own = _own_row(candidates, live)
         considered.append(_lease_view(own, verdict) if own is not None else
                           {"session_id": session_id, "started_at_ms": start, "verdict": verdict})
         considered.extend(_lease_view(lease, "older") for lease in candidates if lease is not own)
@@ -162,6 +209,173 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
         chosen = Match("unattributed", 0.0, pool_id=pool.id)
     chosen.explanation = {"steps": steps, "leases": considered}
     return chosen
+
+
+def _own_row(candidates: list, live: tuple[str, int]):
+    return next((lease for lease in candidates
+                 if (lease.session_id, lease.started_at_ms) == live), None)
+
+
+def _covered_until(lease) -> int:
+    """The last moment a recorded lease covered its number (released early: its release)."""
+    if lease.ended_at_ms is not None:
+        return min(lease.expires_at_ms, lease.ended_at_ms)
+    return lease.expires_at_ms
+
+
+def _weighed(db: Session, pool: PoolRef, number: str, at_ms: int, pools: PoolService | None,
+             caller: Caller | None, live: tuple[str, int] | None, candidates: list,
+             possession: Match) -> Match:
+    """``possession``'s answer (the holder at the call's moment, or the last lease), unless
+    an earlier lease of the number is a plausible caller too: then likelihood decides."""
+    window_ms = pool.attribution_window_seconds * 1000
+    if possession.method == "session":
+        if live is not None and live[0] == possession.session_id and (
+                not candidates or live[1] >= candidates[0].started_at_ms):
+            holder = live
+        else:
+            holder = next((lease.session_id, lease.started_at_ms) for lease in candidates
+                          if lease.started_at_ms <= at_ms <= lease.expires_at_ms)
+        first = Candidate(holder[0], holder[1], at_ms, live=True)
+    else:
+        last = candidates[0]
+        first = Candidate(last.session_id, last.started_at_ms, last.expires_at_ms)
+    earlier = rivals(first, [Candidate(lease.session_id, lease.started_at_ms,
+                                       _covered_until(lease)) for lease in candidates],
+                     at_ms, window_ms)
+    if not earlier:
+        return possession
+    delays = call_delays.delays_for(db, pool.id, pool.site_id, at_ms)
+    steps = list(possession.explanation["steps"])
+    decided = contest(first, earlier, at_ms, delays, window_ms, evidence=lambda contenders:
+                      _with_evidence(db, pool, number, at_ms, pools, caller, contenders, steps))
+    if decided is None:
+        return possession  # one plausible candidate: the possession rule's answer
+    contenders, winner, posterior = decided
+    scored = [explain(c, at_ms, delays, window_ms) for c in contenders]
+    ranked = rank(contenders, [s["likelihood"] for s in scored])
+    posterior_of = {c.session_id + f"|{c.started_at_ms}": p for c, p in ranked}
+    learned = (f"call delays learned from {delays.calls} of the pool's calls" if delays.calls
+               else "the default call delays")
+    steps.append(f"{len(contenders)} plausible candidates (an earlier lease ended inside the "
+                 f"{pool.attribution_window_seconds}s window before the "
+                 f"{'holder' if first.live else 'last lease'} began): weighed by likelihood, "
+                 f"with {learned}")
+    considered = []
+    views = {(lease.session_id, lease.started_at_ms): lease for lease in candidates}
+    for candidate, score in zip(contenders, scored, strict=True):
+        key = (candidate.session_id, candidate.started_at_ms)
+        row = views.pop(key, None)
+        view = _lease_view(row, "") if row is not None else {
+            "session_id": candidate.session_id, "started_at_ms": candidate.started_at_ms}
+        p = posterior_of[f"{key[0]}|{key[1]}"]
+        if candidate is winner:
+            verdict = ("live holder" if candidate.live else "ended before the call") + ": chosen"
+        else:
+            verdict = "live holder" if candidate.live else "older"
+        view.update(verdict=verdict,
+                    likelihood=score["likelihood"], posterior=round(p, 4),
+                    evidence={name: value for name, value in score.items()
+                              if name not in ("likelihood",)})
+        considered.append(view)
+    considered.extend(_lease_view(lease, "older, outside the window")
+                      for lease in views.values())
+    method = "session" if winner.live else "session_expired"
+    return Match(method, _confidence(method, posterior), winner.session_id, pool.id,
+                 explanation={"steps": steps, "leases": considered})
+
+
+def _confidence(method: str, posterior: float) -> float:
+    """A weighed answer's confidence: never the exact figure of an unweighed match, so the
+    delays are learned from unambiguous calls only (``call_delays.UNWEIGHED``)."""
+    value = min(round(posterior, 4), 0.9999)
+    return value + 0.0001 if value == CONFIDENCE[method] else value
+
+
+def _with_evidence(db: Session, pool: PoolRef, number: str, at_ms: int,
+                   pools: PoolService | None, caller: Caller | None,
+                   contenders: list[Candidate], steps: list[str]) -> list[Candidate]:
+    """The candidates with what else is known: the snippet's tel: clicks and copies of the
+    number, the caller's earlier calls from a candidate's visitor, the caller's area."""
+    touched: dict[str, int] = {}
+    beacons = False  # the pool's snippet reports touches: a missing one says something
+    touches = getattr(pools, "touches", None) if pools is not None else None
+    if touches is not None:
+        since_ms = at_ms - pool.attribution_window_seconds * 1000
+        try:
+            for session_id, _kind, touched_ms in touches(pool.id, number, since_ms):
+                if touched_ms <= at_ms + TOUCH_SKEW_MS:
+                    touched[session_id] = max(touched_ms, touched.get(session_id, touched_ms))
+            beacons = _beacons(pools, pool.id, at_ms)
+        except (PoolError, RedisError):
+            steps.append("Redis unavailable: weighed without the snippet's clicks and copies")
+    visits = {}
+    if caller is not None or beacons:  # else nothing the visits say would count
+        visits = _visits(db, pool, at_ms, caller, [c.session_id for c in contenders])
+    out = []
+    for c in contenders:
+        known, country, region, device = visits.get(c.session_id, (False, None, None, None))
+        expected = TOUCH_EXPECTED.get(device, TOUCH_EXPECTED_UNKNOWN) if beacons else None
+        out.append(Candidate(c.session_id, c.started_at_ms, c.ended_at_ms, c.live,
+                             touched.get(c.session_id), bool(known),
+                             _area_match(caller, country, region), expected))
+    return out
+
+
+_beacon_cache: dict[int, tuple[float, int, bool]] = {}  # pool -> (clock, call ms, seen)
+
+
+def _beacons(pools: PoolService, pool_id: int, at_ms: int) -> bool:
+    """Whether the pool's visitors' snippets report touches at all (its touch counter), as of
+    a minute ago at most, by the process's clock and the calls' own (see call_delays)."""
+    now = time.monotonic()
+    cached = _beacon_cache.get(pool_id)
+    if cached is not None and now - cached[0] < call_delays.CACHE_SECONDS \
+            and at_ms - cached[1] < call_delays.CACHE_SECONDS * 1000:
+        return cached[2]
+    seen = pools.status(pool_id, at_ms)["counters"].get("touches", 0) > 0
+    _beacon_cache[pool_id] = (now, max(at_ms, cached[1]) if cached else at_ms, seen)
+    return seen
+
+
+def _visits(db: Session, pool: PoolRef, at_ms: int, caller: Caller | None,
+            session_ids: list[str]) -> dict[str, tuple[bool, str | None, str | None, str | None]]:
+    """Per candidate session: (the caller called before from this visitor's visits, the
+    visit's country, region, device type), in one query. Earlier calls count within the
+    pool's site and publisher only (docs/architecture.md, "Tenants")."""
+    params = {"ids": session_ids, "caller": "", "site": -1, "publisher": "",
+              "at": dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)}
+    if caller is not None and caller.valid and pool.site_id is not None:
+        params.update(caller=caller.number, site=pool.site_id, publisher=pool.publisher or "")
+    query = _VISITS_OF_PUBLISHER if pool.publisher is not None else _VISITS
+    return {row[0]: (bool(row[1]), *row[2:]) for row in db.execute(query, params)}
+
+
+def _visits_query(publisher: bool):
+    """Built once: matching runs for every call, and building a statement costs more than
+    SQLite takes to answer it."""
+    earlier = select(Visit.visitor_id).join(Call, Call.session_id == Visit.session_id).where(
+        Call.from_number == bindparam("caller"), Call.started_at < bindparam("at"),
+        Call.site_id == bindparam("site"),
+        Call.publisher == bindparam("publisher") if publisher else Call.publisher.is_(None))
+    return select(Visit.session_id, Visit.visitor_id.in_(earlier), Visit.country,
+                  Visit.region, Visit.device_type).where(
+        Visit.session_id.in_(bindparam("ids", expanding=True)))
+
+
+_VISITS = _visits_query(publisher=False)
+_VISITS_OF_PUBLISHER = _visits_query(publisher=True)
+
+
+def _area_match(caller: Caller | None, country: str | None, region: str | None) -> bool | None:
+    """Whether the caller's number is from where the visit was; None when either is unknown."""
+    if caller is None or not caller.valid or not caller.country or not country:
+        return None
+    if caller.country != country:
+        return False
+    if not caller.region or not region:
+        return None
+    return caller.region == region
 
 
 def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:

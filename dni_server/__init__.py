@@ -179,9 +179,12 @@ def register_blueprints(app: Flask) -> None:
         calls,
         conversions,
         reports,
+        routing_admin,
+        routing_calls,
         sessions,
         snippet,
         static_numbers,
+        touches,
         webhooks,
     )
     from dni_server.api.body import refuse_nul_in_query
@@ -190,12 +193,15 @@ def register_blueprints(app: Flask) -> None:
 
     app.before_request(refuse_nul_in_query)  # SQL text cannot hold NUL: 422, never a 500
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(touches.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(calls.bp)
     app.register_blueprint(static_numbers.bp)
     app.register_blueprint(conversions.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(routing_admin.bp)
+    app.register_blueprint(routing_calls.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard.bp)

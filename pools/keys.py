@@ -18,7 +18,7 @@ key                          type        contents
 ``dni:pool:{42}:retiring``   set         leased numbers to retire when their lease ends
 ``dni:pool:{42}:stats``      hash        counters: leases, renewals, exhausted, rate_limited,
                                          renewals_limited, released, expired, max_age,
-                                         retired, peak_busy
+                                         retired, peak_busy, touches, touches_limited
 ``dni:pool:{42}:events``     stream      lease history for the recorder (consumer group
                                          ``recorders``); copied into SQL, then deleted
 ``dni:pool:{42}:rate:ip:X``  string      new leases from IP X in the current window
@@ -30,6 +30,10 @@ key                          type        contents
 ``dni:pool:{42}:pages:S``    string      page views of session S seen so far (past the cap
                                          they are counted, not stored); kept while S is
                                          active, S may be resumed only while it exists
+``dni:pool:{42}:touches``    hash        number -> its latest touches (taps on a tel: link
+                                         showing it, copies of it) by the sessions that
+                                         held it, JSON ``[[session, kind, at ms], ...]``
+``dni:pool:{42}:taps:S``     string      touches by session S in the current window
 ===========================  ==========  ===============================================
 """
 
@@ -113,6 +117,16 @@ def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{pool_tag(pool_id, prefix)}:rebuilding"
 
 
+def touches_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """The pool's touches, by number (pools.touches)."""
+    return f"{pool_tag(pool_id, prefix)}:touches"
+
+
+def session_touches_key(pool_id: int, session_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The session's touches in the current rate window."""
+    return f"{pool_tag(pool_id, prefix)}:taps:{session_id}"
+
+
 # -- the service's other keys -----------------------------------------------------------
 # Each is one key used alone (no script or transaction spans two), so none needs a hash tag.
 
@@ -161,3 +175,57 @@ def route_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
     """String: the call forwarding map mirrored from SQL, for SQL outages
     (attribution.forwarding)."""
     return f"{prefix}:routes"
+
+
+# -- pay-per-call routing (routing/) -----------------------------------------------------
+# Every key of buyer 7 carries the hash tag ``{b7}``: its caps, live calls and duplicates
+# sit in one Redis Cluster slot, so one script checks and reserves them all.
+
+
+def buyer_tag(buyer_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}:buyer:{{b{int(buyer_id)}}}"
+
+
+def buyer_live_key(buyer_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Sorted set: the buyer's calls ringing or connected -> when the hold lapses (ms)."""
+    return f"{buyer_tag(buyer_id, prefix)}:live"
+
+
+def buyer_target_live_key(buyer_id: int, target: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Sorted set: the calls on one of the buyer's targets (by index) -> hold lapse (ms)."""
+    return f"{buyer_tag(buyer_id, prefix)}:live:{int(target)}"
+
+
+def buyer_count_key(buyer_id: int, period: str, bucket: str,
+                    prefix: str = DEFAULT_PREFIX) -> str:
+    """Hash: calls, connections, conversions and revenue (cents) in one hour, day or month
+    of the buyer's zone (``bucket``: "2026120614", "20261206", "202612"), or in total."""
+    return f"{buyer_tag(buyer_id, prefix)}:count:{period}:{bucket}"
+
+
+def buyer_last_offer_key(buyer_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: when the buyer was last offered a call (ms), for spacing."""
+    return f"{buyer_tag(buyer_id, prefix)}:last"
+
+
+def buyer_duplicate_key(buyer_id: int, caller: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: set while ``caller`` counts as a duplicate for the buyer."""
+    return f"{buyer_tag(buyer_id, prefix)}:dup:{caller}"
+
+
+def routed_call_key(provider: str, call_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: a routed call's state (JSON, routing.calls): its plan's progress and answers,
+    shared by every app server that gets one of its webhooks."""
+    return f"{prefix}:routed:{provider}:{call_id}"
+
+
+def routed_turn_key(provider: str, call_id: str, turn: int,
+                    prefix: str = DEFAULT_PREFIX) -> str:
+    """String: set by the first delivery of a routed call's turn; a redelivery replays."""
+    return f"{routed_call_key(provider, call_id, prefix)}:turn:{int(turn)}"
+
+
+def routing_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """String: numbers' plans, the plans and their buyers mirrored from SQL, for SQL
+    outages (routing.directory)."""
+    return f"{prefix}:routing"

@@ -111,9 +111,31 @@ def test_a_number_leased_again_belongs_to_its_new_holder(app, admin, pool):
     lease_at(app, pool, "s2", T0 + 1_000_000, source="two")  # s1 lapsed at T0+300s
     record(app)
     assert call_of(admin, "c-gap", T0 + 900_000)["attribution"]["session_id"] == "s1"
-    assert call_of(admin, "c-new", T0 + 1_100_000)["attribution"]["session_id"] == "s2"
-    late = call_of(admin, "c-late", T0 + 1_000_000 + 400_000)["attribution"]
-    assert (late["method"], late["session_id"]) == ("session_expired", "s2")
+    # Other callers: the phone of c-gap is tied to s1's visit now (see the next test).
+    assert call_of(admin, "c-new", T0 + 1_100_000,
+                   caller="+14155550111")["attribution"]["session_id"] == "s2"
+    late = call_of(admin, "c-late", T0 + 1_000_000 + 400_000, caller="+14155550122")
+    assert (late["attribution"]["method"], late["attribution"]["session_id"]) == (
+        "session_expired", "s2")
+
+
+def test_a_phone_already_tied_to_the_earlier_visit_weighs_against_the_new_holder(
+        app, admin, pool):
+    """The phone that called about s1's visit calls the number again 100 s after s2 got it:
+    the caller's own history is evidence, and the call goes to s1, said so in the
+    explanation; another phone's call at that moment stays with s2."""
+    lease_at(app, pool, "s1", T0, source="one")
+    lease_at(app, pool, "s2", T0 + 1_000_000, source="two")
+    record(app)
+    assert call_of(admin, "c-gap", T0 + 900_000)["attribution"]["session_id"] == "s1"
+    again = call_of(admin, "c-again", T0 + 1_100_000)
+    assert again["attribution"]["session_id"] == "s1"
+    assert 0 < again["attribution"]["confidence"] < 1
+    leases = admin.get(f"/v1/calls/{again['id']}").json["explanation"]["leases"]
+    assert [lease["session_id"] for lease in leases] == ["s2", "s1"]  # each lease once
+    assert "caller_known" in leases[1]["evidence"]["evidence"]
+    other = call_of(admin, "c-other", T0 + 1_100_500, caller="+14155550133")
+    assert other["attribution"]["session_id"] == "s2"
     before = call_of(admin, "c-before", T0 - 1)["attribution"]
     assert before["method"] == "unattributed"
 

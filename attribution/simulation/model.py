@@ -69,9 +69,21 @@ class TrafficModel:
     mobile_share: float = 0.6
     """Share of visits made on a phone."""
     mobile_tel_link_share: float = 0.75
-    """Share of mobile callers who call during the visit by tapping a ``tel:`` link."""
+    """Share of mobile callers who call during the visit by tapping a ``tel:`` link. Each
+    tap is a touch the snippet reports (``touch_reported_share``), a second or two before
+    the call."""
     desktop_during_share: float = 0.3
     """Share of desktop callers who call while the page is still open."""
+    desktop_copy_share: float = 0.25
+    """Of the desktop callers who call while the page is open, the share who copy the number
+    off the page (into a softphone, a messenger, a note sent to their phone) rather than
+    read and type it: most desktop visitors still dial on a separate phone, so a minority,
+    but not a small one in offices that call from their computers."""
+    touch_reported_share: float = 0.9
+    """Share of taps and copies whose report reaches the service: a content blocker, a
+    browser without ``sendBeacon`` or a page script that swallows the click loses the
+    rest. A touch is sent only while the visitor still holds the number: later callers
+    dial from memory or the call log, and touch nothing."""
     right_after_share: float = 0.5
     """Of the callers who call after the visit, the share who call right after leaving."""
     right_after_mean_seconds: float = 120.0
@@ -88,7 +100,8 @@ class TrafficModel:
                 or not sum(self.hourly_weights):
             raise ValueError("hourly_weights needs 24 non-negative values, not all zero")
         for name in ("returning_share", "call_share", "mobile_share", "mobile_tel_link_share",
-                     "desktop_during_share", "right_after_share"):
+                     "desktop_during_share", "right_after_share", "desktop_copy_share",
+                     "touch_reported_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.arrivals_per_hour < 0 or self.pages_mean < 1:
@@ -97,10 +110,16 @@ class TrafficModel:
 
 @dataclass
 class PlannedCall:
-    """A call the visitor of a visit makes; ``phase`` is during, right_after or later."""
+    """A call the visitor of a visit makes; ``phase`` is during, right_after or later.
+
+    ``touch``: the snippet's report just before the call, click (a tap on the ``tel:``
+    link) or copy, at ``touch_ms``; None when the visitor touched nothing on the page.
+    """
 
     at_ms: int
     phase: str
+    touch: str | None = None
+    touch_ms: int = 0
 
 
 @dataclass
@@ -222,6 +241,19 @@ def _plan_call(rng: random.Random, model: TrafficModel, visit: PlannedVisit) -> 
     return PlannedCall(visit.end_ms + int(delay * 1000), "later")
 
 
+def _plan_touch(rng: random.Random, model: TrafficModel, visit: PlannedVisit) -> None:
+    """Whether the caller tapped or copied the number on the page, a second or two before
+    dialling. Only callers during the visit can: the page is gone for the others."""
+    call = visit.call
+    if call is None or call.phase != "during":
+        return
+    kind = "click" if visit.mobile else "copy"
+    share = model.touch_reported_share * (1.0 if visit.mobile else model.desktop_copy_share)
+    if rng.random() < share:
+        call.touch = kind
+        call.touch_ms = max(visit.start_ms, call.at_ms - rng.randint(1000, 2000))
+
+
 def _plan_visit(rng: random.Random, model: TrafficModel, index: int, visitor: int,
                 mobile: bool, start_ms: int, lease_ms: int) -> PlannedVisit:
     length = min(_lognormal(rng, model.visit_median_seconds, model.visit_sigma),
@@ -264,6 +296,10 @@ def plan(model: TrafficModel, pool: PoolSettings, *, days: float, seed: int,
                                                  model.return_sigma) * HOUR_MS)
             if back < start_ms + span_ms:
                 _insort(queue, (back, visitor), i)
+    # Touches from an RNG of their own: the visits and calls of a seed stay what they were.
+    touch_rng = random.Random(f"touches:{seed}")
+    for visit in visits:
+        _plan_touch(touch_rng, model, visit)
     return Schedule(visits, start_ms, span_ms, lease_ms)
 
 

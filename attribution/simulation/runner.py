@@ -6,6 +6,10 @@ time order (arrivals, then heartbeats, then calls at the same millisecond). Befo
 matched the pool is reclaimed and its events recorded into SQL, as the worker does every
 half second in production.
 
+A caller who tapped the ``tel:`` link or copied the number (the model's ``touch``) reports it
+through ``PoolService.touch``, as the snippet's beacon does through the API, a second or two
+before the call, while the visit still holds the number.
+
 Simplifications, all on the side of the service: a visitor refused a number (the pool was
 exhausted) sees the fallback until one of their later page views gets a number; renewals
 never fail for other reasons; Redis key lifetimes (rate and page counters) run on the real
@@ -14,18 +18,22 @@ clock.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy.orm import Session
 
+from attribution import callers
 from attribution.matching import match_call
+from attribution.models import Call
 from attribution.recorder import drain_pool
 from attribution.simulation.model import PlannedVisit, PoolSettings, Schedule
 from pools import catalog
 from pools.errors import PoolExhausted
 from pools.events import BATCH
 from pools.leases import Lease, LeaseRequest, PoolService, SessionIdle
+from pools.touches import RECORDED
 
 TARGET = "+18005550100"  # the number printed on the simulated site's pages
 DESTINATION = "+12125550199"
@@ -48,6 +56,7 @@ class CallResult:
     confidence: float
     outcome: str  # right, wrong, unattributed or exhausted
     seconds_after_visit: float  # 0 for calls during the visit
+    touch: str | None = None  # click or copy, when the caller's session reported one
 
 
 @dataclass
@@ -96,12 +105,15 @@ class PoolRun:
         self.result = SizeResult(size, visits=len(schedule.visits))
         self.states: dict[int, _VisitState] = {}
         self.visit_of: dict[str, int] = {}  # session id -> visit index
+        self.touched: dict[int, str] = {}  # visit index -> the touch its session reported
         self.since_recorded = 0
 
     def run(self) -> SizeResult:
         for at_ms, _, kind, visit, page in events(self.schedule):
             if kind == "call":
                 self.call(visit, at_ms)
+            elif kind == "touch":
+                self.touch(visit, at_ms)
             else:
                 self.beat(visit, at_ms, page)
         self.record()
@@ -153,6 +165,17 @@ class PoolRun:
                              "site_id": self.site.id, "created_at_ms": at_ms,
                              "device_type": "mobile" if visit.mobile else "desktop"}).decode()
 
+    def touch(self, visit: PlannedVisit, at_ms: int) -> None:
+        """The caller taps the tel: link or copies the number the page shows: the snippet's
+        beacon, through the same pool call as the API. Nothing to report on the fallback."""
+        state = self.states.get(visit.index)
+        if state is None or state.number is None:
+            return
+        outcome = self.pools.touch([self.pool.id], state.session_id, self.site.key,
+                                   state.number, visit.call.touch, at_ms)[0]
+        if outcome == RECORDED:
+            self.touched[visit.index] = visit.call.touch
+
     # -- the phone's side ----------------------------------------------------------------
 
     def call(self, visit: PlannedVisit, at_ms: int) -> None:
@@ -160,7 +183,9 @@ class PoolRun:
         dialled = state.number or self.fallback
         self.pools.reclaim(self.pool.id, at_ms)
         self.record()
-        match = match_call(self.db, dialled, at_ms, self.pools)
+        caller = callers.identify(caller_number(visit))
+        match = match_call(self.db, dialled, at_ms, self.pools, caller=caller)
+        self.store_call(visit, caller.number, dialled, at_ms, match)
         self.db.commit()
         if state.number is None:
             outcome = "exhausted"
@@ -171,7 +196,18 @@ class PoolRun:
         self.result.calls.append(CallResult(
             visit.index, visit.call.phase, at_ms, dialled, state.session_id, match.session_id,
             self.visit_of.get(match.session_id), match.method, match.confidence, outcome,
-            max(0.0, (at_ms - visit.end_ms) / 1000)))
+            max(0.0, (at_ms - visit.end_ms) / 1000), self.touched.get(visit.index)))
+
+    def store_call(self, visit: PlannedVisit, caller: str, dialled: str, at_ms: int,
+                   match) -> None:
+        """Keep the call as ingest would (its match, its site): the pool's matcher learns its
+        call delays from the calls it has stored, and a returning caller is known by them."""
+        self.db.add(Call(provider="sim", provider_call_id=f"sim{self.pool.id}-{visit.index}",
+                         from_number=caller, to_number=dialled,
+                         started_at=dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC),
+                         site_id=self.site.id, pool_id=match.pool_id,
+                         session_id=match.session_id, method=match.method,
+                         confidence=match.confidence, explanation={}))
 
     def record(self) -> None:
         """Copy the pool's pending events into SQL, as the worker does."""
@@ -181,14 +217,23 @@ class PoolRun:
 
 
 def events(schedule: Schedule):
-    """(ms, order, kind, visit, is page view) of the whole run, in time order."""
+    """(ms, order, kind, visit, is page view) of the whole run, in time order: at one
+    millisecond, heartbeats, then touches, then calls."""
     out = []
     for visit in schedule.visits:
         out += [(ms, 0, "beat", visit, page) for ms, page in visit.beats]
+        if visit.call and visit.call.touch:
+            out.append((visit.call.touch_ms, 1, "touch", visit, False))
         if visit.call:
-            out.append((visit.call.at_ms, 1, "call", visit, False))
+            out.append((visit.call.at_ms, 2, "call", visit, False))
     out.sort(key=lambda e: (e[0], e[1], e[3].index))
     return out
+
+
+def caller_number(visit: PlannedVisit) -> str:
+    """The phone a visitor calls from: one per visitor, so a returning visitor's second
+    call comes from the number of the first."""
+    return f"+1415{2_000_000 + visit.visitor % 8_000_000:07d}"
 
 
 def pool_numbers(block: int, size: int) -> list[str]:

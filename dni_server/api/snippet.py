@@ -1,4 +1,5 @@
-"""Serve the snippet (/dni.js) and a demo landing page that shows it swapping (/demo)."""
+"""Serve the snippet (/dni.js), its touch add-on (/dni-touch.js, which dni.js loads once it
+shows a swapped number) and a demo landing page that shows it swapping (/demo)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,32 @@ from flask import Blueprint, Response, render_template, request
 from dni_server.errors import NotFound
 
 bp = Blueprint("snippet", __name__)
-SNIPPET = Path(__file__).resolve().parent.parent / "static" / "dni.js"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+SNIPPET = STATIC / "dni.js"
+TOUCH = STATIC / "dni-touch.js"
 
 
-@lru_cache(maxsize=4)
-def _snippet(mtime_ns: int) -> tuple[bytes, str]:
-    """The built snippet and its strong ETag, read again only when the file changes."""
-    body = SNIPPET.read_bytes()
+@lru_cache(maxsize=8)
+def _built(path: Path, mtime_ns: int) -> tuple[bytes, str]:
+    """A built file and its strong ETag, read again only when the file changes."""
+    body = path.read_bytes()
     return body, hashlib.sha256(body).hexdigest()[:32]
 
 
 @bp.get("/dni.js")
 def snippet():
     """Return the snippet, cacheable for a day; 304 when the browser already has this build."""
-    body, etag = _snippet(SNIPPET.stat().st_mtime_ns)
+    return _script(SNIPPET)
+
+
+@bp.get("/dni-touch.js")
+def touch_addon():
+    """Return the touch add-on, served as the snippet is."""
+    return _script(TOUCH)
+
+
+def _script(path: Path) -> Response:
+    body, etag = _built(path, path.stat().st_mtime_ns)
     # A day keeps repeat views off the network; a new build reaches everyone within one.
     response = Response(status=304) if etag in request.if_none_match else Response(body)
     response.headers["Content-Type"] = "application/javascript; charset=utf-8"

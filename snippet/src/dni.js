@@ -8,9 +8,11 @@
  * visitor's ad consent with the session, and again only when they change.
  *
  * ES5 only (var, no arrows, no template literals): it runs on sites and browsers we do not
- * control. Every entry point is wrapped so nothing ever throws into the host page. Repeated
- * strings sit in local variables so the minifier can shorten them. Size matters (it loads on
- * every page view of every customer): the build fails above 2,500 bytes gzipped.
+ * control. Every entry point is wrapped so nothing ever throws into the host page. Size matters
+ * (it loads on every page view of every customer): the build fails above 2,500 bytes gzipped.
+ * What was measured to pack smaller stays: a string used often sits in a local variable, one
+ * used twice does not; fewer names in the outer scope (each one past 54 costs two letters at
+ * every use); the functions' order (hoisted, so free) is the one that gzips best.
  */
 (function (w, d) {
   var old = w.dni;
@@ -18,8 +20,6 @@
   if (old && old.l) return;
 
   var NV = 'nodeValue';
-  var VIS = 'visibilityState';
-  var LOC = location;
   // Between two digits of a phone number a page may put up to three of: space, dot, slash,
   // brackets, hyphen or a Unicode dash. Anything else ends the number.
   var SEP = '[-\\s./()\\u2010-\\u2015]{0,3}';
@@ -97,15 +97,6 @@
     return JSON.stringify(map);
   }
 
-  function set(n, v) {
-    var c = n[NV];
-    if (c != v) {
-      // First change, or the page rewrote the node since ours: remember the page's value.
-      if (n.dV !== c) n.dO = c;
-      n[NV] = n.dV = v;
-    }
-  }
-
   // Swap numbers in a run of nodes read as one string. A swap that keeps the length (the usual
   // case) leaves each node its own characters, so markup around the digits survives; otherwise
   // each node is swapped alone.
@@ -138,26 +129,28 @@
     }
   }
 
+  function set(n, v) {
+    var c = n[NV];
+    if (c != v) {
+      // First change, or the page rewrote the node since ours: remember the page's value.
+      if (n.dV !== c) n.dO = c;
+      n[NV] = n.dV = v;
+    }
+  }
+
   // The nearest ancestor that is not inline: text under one block reads as one string.
   function block(n) {
     while (n && INLINE.test(n.nodeName)) n = n.parentNode;
     return n;
   }
 
-  // Call f(node, group) for each text node outside scripts and editors and for the href of each
-  // tel: link, then f() once at the end.
-  function walk(root, f) {
-    var tw = d.createTreeWalker(root, 4, null, false);
-    var n, p, i;
-    while ((n = tw.nextNode())) {
-      p = n.parentNode;
-      if (!SKIP.test(p.nodeName) && !p.isContentEditable) f(n, block(p));
-    }
-    n = root.querySelectorAll('a[href^="tel:"]');
-    for (i = 0; i < n.length; i++) f(n[i].getAttributeNode('href'), n[i]);
-    f();
-    // Our own writes are not news: drop their records so they do not cause another scan.
-    if (mo) mo.takeRecords();
+  // Put back the page's own value wherever a node still shows ours (never undo a later change by
+  // the page). Walking the document again, rather than keeping a list of changed nodes, holds
+  // nothing alive after a single-page app throws a route's nodes away.
+  function restore() {
+    walk(d, function (n) {
+      if (n && n[NV] === n.dV) n[NV] = n.dO;
+    });
   }
 
   function scan(root) {
@@ -174,13 +167,20 @@
       });
   }
 
-  // Put back the page's own value wherever a node still shows ours (never undo a later change by
-  // the page). Walking the document again, rather than keeping a list of changed nodes, holds
-  // nothing alive after a single-page app throws a route's nodes away.
-  function restore() {
-    walk(d, function (n) {
-      if (n && n[NV] === n.dV) n[NV] = n.dO;
-    });
+  // Call f(node, group) for each text node outside scripts and editors and for the href of each
+  // tel: link, then f() once at the end.
+  function walk(root, f) {
+    var tw = d.createTreeWalker(root, 4, null, false);
+    var n, p, i;
+    while ((n = tw.nextNode())) {
+      p = n.parentNode;
+      if (!SKIP.test(p.nodeName) && !p.isContentEditable) f(n, block(p));
+    }
+    n = root.querySelectorAll('a[href^="tel:"]');
+    for (i = 0; i < n.length; i++) f(n[i].getAttributeNode('href'), n[i]);
+    f();
+    // Our own writes are not news: drop their records so they do not cause another scan.
+    if (mo) mo.takeRecords();
   }
 
   // Show the numbers whose lease is valid; put the page's own back where a lease lapsed.
@@ -206,6 +206,9 @@
         );
         mo.observe(d,
           { childList: true, subtree: true, characterData: true, attributeFilter: ['href'] });
+        // The first swap: load the add-on that reports taps on and copies of the numbers
+        // (dni-touch.js, from the service, as the API). A src set after insertion still loads.
+        d.head.appendChild(d.createElement('script')).src = base + '/dni-touch.js';
       }
     }
     // Capped: a delay past 2^31 ms fires at once, which would spin.
@@ -223,6 +226,37 @@
     try {
       if (consent && state.t) localStorage.setItem(store, JSON.stringify(state));
     } catch (e) {}
+  }
+
+  // Start the visit (page load), or record a page view (SPA route change). No lease while the
+  // page is prerendered: the visitor may never see it.
+  function visit() {
+    // The page's URL without its fragment: never sent (OAuth redirects put tokens there), and
+    // a change of fragment alone is no page view.
+    var p = location.href.split('#')[0];
+    var c = camp(location.search);
+    var first = !started;
+    if (!d.prerendering && d.visibilityState != 'prerender' && p != lastUrl) {
+      if (first) {
+        started = 1;
+        try {
+          if (consent) state = JSON.parse(localStorage.getItem(store)) || state;
+        } catch (e) {}
+      }
+      lastUrl = p;
+      pv = 1;
+      // Another campaign, or 30 minutes without an answer: a new session for the same visitor.
+      if ((c && c != state.c) || Date.now() - state.t > 18e5) {
+        state = { visitor_id: state.visitor_id, c: c };
+      }
+      // A resumed visit shows its number at once while the lease is valid; the lease request
+      // then carries its session id.
+      if (first && state.session_id) {
+        entries = state.numbers || [];
+        apply(1);
+      }
+      beat(first);
+    }
   }
 
   // The campaign parameters of a query string, in a stable order.
@@ -252,9 +286,9 @@
       if (!done) {
         done = 1;
         inflight = 0;
-        try {
-          c.abort();
-        } catch (e) {}
+        // No request made (c unset): nothing to abort. abort() never throws, and does
+        // nothing once a request has ended.
+        if (c) c.abort();
         guard(got)(r);
       }
     }
@@ -274,8 +308,8 @@
       } else {
         c = new XMLHttpRequest();
         c.open('POST', p);
-        // An unreadable answer (a network error, broken JSON) ends at the timeout instead.
-        c.onloadend = guard(function () {
+        // No load event (a network error), or an unreadable answer: it ends at the timeout.
+        c.onload = guard(function () {
           fin(c.status < 300 ? JSON.parse(c.responseText) : c);
         });
         c.send(body);
@@ -325,6 +359,45 @@
     }
   }
 
+  function api(cmd, a) {
+    try {
+      if (cmd == 'consent') {
+        consent = !!a;
+        // Tell the service now, not at the next renewal: the visitor may call at once.
+        if (state.session_id) beat();
+        if (a) save();
+        else localStorage.removeItem(store);
+      }
+      if (cmd == 'restore') {
+        off = 1;
+        restore();
+      }
+      if (cmd == 'rescan') {
+        off = 0;
+        scan(d.body);
+      }
+      if (cmd == 'onNumber') {
+        cbs.push(a);
+        if (ready) guard(a)(entries);
+      }
+    } catch (e) {}
+  }
+
+  // Ask again in sec seconds (none: stop), never sooner than 5 s: no tight loop, whatever an
+  // answer says.
+  function sched(sec) {
+    clearTimeout(timer);
+    if (sec) {
+      timer = setTimeout(
+        guard(function () {
+          // Hidden for ten minutes: the visitor has gone. Stop until the tab is shown again.
+          if (!hiddenAt || Date.now() - hiddenAt < 6e5) beat();
+        }),
+        Math.max(sec, 5) * 1e3
+      );
+    }
+  }
+
   // Lease a number (L, or no session yet; a stored session id asks the service to resume it),
   // else renew the lease, with the page's URL when the route changed (a page view).
   function beat(L) {
@@ -350,86 +423,15 @@
     }
   }
 
-  // Ask again in sec seconds (none: stop), never sooner than 5 s: no tight loop, whatever an
-  // answer says.
-  function sched(sec) {
-    clearTimeout(timer);
-    if (sec) {
-      timer = setTimeout(
-        guard(function () {
-          // Hidden for ten minutes: the visitor has gone. Stop until the tab is shown again.
-          if (!hiddenAt || Date.now() - hiddenAt < 6e5) beat();
-        }),
-        Math.max(sec, 5) * 1e3
-      );
-    }
-  }
-
-  // Start the visit (page load), or record a page view (SPA route change). No lease while the
-  // page is prerendered: the visitor may never see it.
-  function visit() {
-    // The page's URL without its fragment: never sent (OAuth redirects put tokens there), and
-    // a change of fragment alone is no page view.
-    var p = LOC.href.split('#')[0];
-    var c = camp(LOC.search);
-    var first = !started;
-    if (!d.prerendering && d[VIS] != 'prerender' && p != lastUrl) {
-      if (first) {
-        started = 1;
-        try {
-          if (consent) state = JSON.parse(localStorage.getItem(store)) || state;
-        } catch (e) {}
-      }
-      lastUrl = p;
-      pv = 1;
-      // Another campaign, or 30 minutes without an answer: a new session for the same visitor.
-      if ((c && c != state.c) || Date.now() - state.t > 18e5) {
-        state = { visitor_id: state.visitor_id, c: c };
-      }
-      // A resumed visit shows its number at once while the lease is valid; the lease request
-      // then carries its session id.
-      if (first && state.session_id) {
-        entries = state.numbers || [];
-        apply(1);
-      }
-      beat(first);
-    }
-  }
-
-  function api(cmd, a) {
-    try {
-      if (cmd == 'consent') {
-        consent = !!a;
-        // Tell the service now, not at the next renewal: the visitor may call at once.
-        if (state.session_id) beat();
-        if (a) save();
-        else localStorage.removeItem(store);
-      }
-      if (cmd == 'restore') {
-        off = 1;
-        restore();
-      }
-      if (cmd == 'rescan') {
-        off = 0;
-        scan(d.body);
-      }
-      if (cmd == 'onNumber') {
-        cbs.push(a);
-        if (ready) guard(a)(entries);
-      }
-    } catch (e) {}
-  }
-
   try {
     var tag = d.currentScript || d.querySelector('script[data-site]');
     var data = tag.dataset;
     var on = function (t, ev, f) {
       t.addEventListener(ev, guard(f));
     };
-    var h = history;
     var hook = function (m) {
-      var f = h[m];
-      h[m] = function () {
+      var f = history[m];
+      history[m] = function () {
         var r = f.apply(this, arguments);
         guard(visit)();
         return r;
@@ -444,13 +446,15 @@
 
     (w.dni = api).l = 1;
     // Replay what the page queued through the stub before this script arrived.
-    for (var q = (old && old.q) || [], i = 0; i < q.length; i++) api.apply(w, q[i]);
+    ((old && old.q) || []).forEach(function (a) {
+      api.apply(w, a);
+    });
 
     if (site) {
       on(d, 'visibilitychange', function () {
         visit();
         if (started) {
-          hiddenAt = d[VIS] == 'hidden' && Date.now();
+          hiddenAt = d.visibilityState == 'hidden' && Date.now();
           // Shown again: drop a lapsed lease, then renew at once. Hidden: renew once, as the
           // visitor may be switching to the dialer.
           if (!hiddenAt) {

@@ -23,6 +23,7 @@ import phonenumbers
 SNIPPET_DIR = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BUILT = SNIPPET_DIR.parent / "dni_server" / "static" / "dni.js"
+BUILT_TOUCH = BUILT.with_name("dni-touch.js")  # the add-on dni.js loads from its own base
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -136,8 +137,9 @@ class PageServer:
 class _PageHandler(_Base):
     def do_GET(self):  # noqa: N802
         path = self.path.split("?", 1)[0].lstrip("/")
-        if path == "dni.js":
-            self.send(200, BUILT.read_bytes(), "application/javascript; charset=utf-8")
+        if path in ("dni.js", "dni-touch.js"):
+            built = BUILT if path == "dni.js" else BUILT_TOUCH
+            self.send(200, built.read_bytes(), "application/javascript; charset=utf-8")
             return
         html = self.owner.html(path)
         if html is None:
@@ -160,7 +162,8 @@ class Call:
 
 @dataclass
 class FakeService:
-    """Answers POST /v1/sessions and /v1/sessions/<id>/heartbeat like the real service.
+    """Answers POST /v1/sessions and /v1/sessions/<id>/heartbeat like the real service, and
+    serves the built dni.js and dni-touch.js (``scripts`` lists each fetch).
 
     Knobs, all changeable while a test runs: ``pools`` (target -> numbers to lease, in order),
     ``lease_seconds``, ``renew_in``, ``delay`` (seconds before any answer), ``fallback``
@@ -182,6 +185,7 @@ class FakeService:
     heartbeat_status: int | None = None
     expire_on_heartbeat: bool = False
     calls: list = field(default_factory=list)
+    scripts: list = field(default_factory=list)  # paths of the scripts fetched, in order
     sessions: dict = field(default_factory=dict)
     leases: int = 0
 
@@ -220,8 +224,9 @@ class FakeService:
 
     # -- answers -------------------------------------------------------------------------
 
-    def entry(self, target: str, number: str, expires: float | None, reason=None) -> dict:
-        out = {"target": target, "number": number,
+    def entry(self, target: str, number: str, expires: float | None, reason=None,
+              session_id: str = "s_bot") -> dict:
+        out = {"session_id": session_id, "target": target, "number": number,
                "expires_at": iso_ms(expires) if expires else None,
                "fallback": reason is not None,
                "target_national": national_digits(target),
@@ -233,10 +238,11 @@ class FakeService:
     def answer(self, session_id: str, visitor_id: str, held: dict) -> dict:
         now = time.time()
         if self.fallback:
-            numbers = [self.entry(t, self.fallback_numbers.get(t, t), None, self.fallback)
-                       for t in sorted(self.pools)]
+            numbers = [self.entry(t, self.fallback_numbers.get(t, t), None, self.fallback,
+                                  session_id) for t in sorted(self.pools)]
         else:
-            numbers = [self.entry(t, n, now + self.lease_seconds) for t, n in sorted(held.items())]
+            numbers = [self.entry(t, n, now + self.lease_seconds, session_id=session_id)
+                       for t, n in sorted(held.items())]
         return {"session_id": session_id, "visitor_id": visitor_id, "numbers": numbers,
                 "renew_in": self.renew_in}
 
@@ -266,7 +272,7 @@ class FakeService:
             return 404, {"error": {"code": "unknown_session", "message": "unknown session"}}
         held.update(self.swap_on_heartbeat)
         if self.expire_on_heartbeat:
-            numbers = [self.entry(t, t, None, "expired") for t in sorted(held)]
+            numbers = [self.entry(t, t, None, "expired", session_id) for t in sorted(held)]
             return 200, {"session_id": session_id, "visitor_id": None, "numbers": numbers,
                          "renew_in": 0}
         return 200, self.answer(session_id, None, held)
@@ -285,8 +291,11 @@ class _ServiceHandler(_Base):
                                            "Access-Control-Allow-Headers": "Content-Type"})
 
     def do_GET(self):  # noqa: N802
-        if self.path.split("?")[0] == "/dni.js":
-            self.send(200, BUILT.read_bytes(), "application/javascript; charset=utf-8")
+        path = self.path.split("?")[0]
+        if path in ("/dni.js", "/dni-touch.js"):
+            self.owner.scripts.append(path)
+            built = BUILT if path == "/dni.js" else BUILT_TOUCH
+            self.send(200, built.read_bytes(), "application/javascript; charset=utf-8")
         else:
             self.send(404, b"not found", "text/plain")
 
@@ -307,6 +316,9 @@ class _ServiceHandler(_Base):
             status, answer = fake.lease(body, self.headers.get("User-Agent", ""))
         elif match:
             status, answer = fake.heartbeat(match.group(1), body)
+        elif re.fullmatch(r"/v1/sessions/[^/]+/touch", self.path):
+            self.send(204, b"", "text/plain", self.CORS)  # a touch: recorded above, no answer
+            return
         else:
             status, answer = 404, {"error": {"code": "not_found", "message": "no route"}}
         try:

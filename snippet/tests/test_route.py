@@ -1,8 +1,9 @@
-"""GET /dni.js: the committed build, cacheable for a day, revalidated by a strong ETag."""
+"""GET /dni.js and /dni-touch.js: the committed builds, cacheable for a day, revalidated by a
+strong ETag."""
 
 from __future__ import annotations
 
-from dni_support import BUILT
+from dni_support import BUILT, BUILT_TOUCH
 
 
 def test_snippet_is_served_with_long_caching_and_a_strong_etag(client):
@@ -40,3 +41,18 @@ def test_demo_page_embeds_the_snippet_with_the_demo_key(make_app):
     assert '<script async src="/dni.js" data-site="' in html
     assert "(800) 555-0100" in html and "+1 800-555-0100" in html and "8005550100" in html
     assert 'href="tel:+18005550100"' in html
+
+
+def test_the_touch_add_on_is_served_as_the_snippet_is(client):
+    """/dni-touch.js: the built add-on, with the snippet's caching, ETag and CORS headers."""
+    snippet = client.get("/dni.js")
+    response = client.get("/dni-touch.js")
+    assert response.status_code == 200
+    assert response.data == BUILT_TOUCH.read_bytes()
+    for header in ("Content-Type", "Cache-Control", "X-Content-Type-Options",
+                   "Access-Control-Allow-Origin"):
+        assert response.headers[header] == snippet.headers[header], header
+    etag = response.headers["ETag"]
+    assert etag.startswith('"') and etag != snippet.headers["ETag"]
+    again = client.get("/dni-touch.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""

@@ -1,6 +1,9 @@
 """Pool health from the recorded lease history: utilisation, peaks, exhaustion, and size.
 
-The recommended size treats the pool as a loss system (Erlang B): visitors arrive, each
+Two sizes are given. ``accuracy`` (``attribution.accuracy``) is the size at which the
+expected share of calls credited to the visit that made them reaches a target, learned
+from the window's own visits and calls. ``recommendation`` guards only against exhaustion:
+it treats the pool as a loss system (Erlang B): visitors arrive, each
 holds a number for the lease plus its cool-down, and one who finds none free is shown
 the fallback. From the busiest hour's arrivals and the mean holding time we get the
 offered load, and the smallest pool whose blocking probability is at most the target
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from attribution.accuracy import DEFAULT_TARGET, pool_accuracy
 from pools.models import Lease, Pool, PoolExhaustion, PoolNumber
 
 HOUR_MS = 3_600_000
@@ -68,10 +72,12 @@ def concurrency(intervals: list[Interval], start_ms: int, end_ms: int) -> tuple[
 
 
 def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
-           target_rate: float = 0.01, zone: dt.tzinfo = dt.UTC) -> dict:
+           target_rate: float = 0.01, zone: dt.tzinfo = dt.UTC,
+           accuracy_target: float | None = DEFAULT_TARGET) -> dict:
     """Everything the pool-health page shows for ``pool`` between ``start`` and ``end``.
 
     Hours are reported in ``zone`` (the site's, from the API), each with its UTC offset.
+    ``accuracy_target`` None leaves the accuracy model out.
     """
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     end_ms = min(end_ms, start_ms + MAX_HOURS * HOUR_MS)
@@ -97,6 +103,8 @@ def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
     load = busiest * hold_s / 3600
     recommended = servers_for(load, target_rate) if busiest else None
     attempts = len([1 for s, _ in leases if s >= start_ms]) + len(exhaustions)
+    accuracy = {} if accuracy_target is None else {
+        "accuracy": pool_accuracy(db, pool, start_ms, end_ms, size, accuracy_target)}
     return {
         "pool_id": pool.id,
         "start": start.astimezone(zone).isoformat(), "end": end.astimezone(zone).isoformat(),
@@ -127,4 +135,4 @@ def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
                 f"below {target_rate:.1%}; the pool has {size}."
                 if busiest else "No traffic recorded in this period: nothing to size from."),
         },
-    }
+    } | accuracy

@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import redis  # noqa: E402
 from harness import app_on_new_database, log  # noqa: E402
 
+from attribution import call_delays, matching  # noqa: E402
+from attribution.accuracy import check_on_simulation, format_check  # noqa: E402
 from attribution.simulation import (  # noqa: E402
     DEFAULT_MULTIPLES,
     PoolSettings,
@@ -68,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cooldown-seconds", type=int, default=defaults_pool.cooldown_seconds)
     parser.add_argument("--attribution-window-seconds", type=int,
                         default=defaults_pool.attribution_window_seconds)
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="skip the run with the possession-only matcher")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
                         help="folder for the chart")
     return parser.parse_args(argv)
@@ -96,15 +100,40 @@ def run(args: argparse.Namespace) -> None:
         with app.app_context():
             if kind == "sqlite":
                 unsynced(db.engine)
-            report = simulate(client, db.session, model=model, settings=settings,
-                              days=args.days, seed=args.seed, sizes=args.sizes,
-                              multiples=args.multiples,
-                              progress=lambda r: log(f"{r.numbers} numbers: {r.accuracy:.1%}"))
+            def play(weigh: bool):
+                # The same traffic, matched by possession alone or weighing the candidates;
+                # each run learns its delays afresh from its own pools' calls.
+                matching.LIKELIHOOD = weigh
+                call_delays.forget()
+                name = "weighed" if weigh else "possession"
+                return simulate(client, db.session, model=model, settings=settings,
+                                days=args.days, seed=args.seed, sizes=args.sizes,
+                                multiples=args.multiples, progress=lambda r: log(
+                                    f"{name}: {r.numbers} numbers: {r.accuracy:.1%}"))
+
+            before = play(False) if args.compare else None
+            report = play(True)
+            check = check_on_simulation(client, db.session, report)  # the service's size
+    if before is not None:
+        print("matcher: possession only (before) against weighing candidates (after)")
+        print(format_before_after(before, report))
     print(format_table(report))
+    print(format_check(check))
     print(format_phases(report))
     print(f"took {time.monotonic() - started:.0f}s")
     chart = write_chart(report, args.out)
     print(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")
+
+
+def format_before_after(before, after) -> str:
+    """Accuracy per size under both matchers, from one run of the same traffic."""
+    lines = ["| numbers | before | after | change | wrong visit before | after |",
+             "|---|---|---|---|---|---|"]
+    for old, new in zip(before.sizes, after.sizes, strict=True):
+        lines.append(f"| {new.numbers} | {old.accuracy:.1%} | {new.accuracy:.1%} | "
+                     f"{(new.accuracy - old.accuracy) * 100:+.1f} pts | "
+                     f"{old.count('wrong')} | {new.count('wrong')} |")
+    return "\n".join(lines)
 
 
 def unsynced(engine) -> None:

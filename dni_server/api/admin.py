@@ -15,6 +15,7 @@ from dni_server.api.auth import (
     visible,
 )
 from dni_server.api.body import json_object
+from dni_server.api.routing_admin import check_routing_plan, routing_changed
 from dni_server.api.schemas import (
     NumberReportSchema,
     NumbersSchema,
@@ -184,9 +185,12 @@ def create_pool():
     site = get_site(data.pop("site"))
     region = data.pop("region")
     numbers = data.pop("numbers")
+    routed = check_routing_plan(data, data.get("publisher"))
     pool, _ = catalog_call(catalog.create_pool, db.session, services().pools, site,
                            numbers=numbers, region=region, now_ms=now_ms(), **data)
     services().sessions.sites.invalidate(site.key)
+    if routed:
+        routing_changed()
     return jsonify(pool_view(pool)), 201
 
 
@@ -211,9 +215,12 @@ def show_pool(pool_id: int):
 def update_pool(pool_id: int):
     pool = get_pool(pool_id)
     changes = pool_update.load(json_object())
+    routed = check_routing_plan(changes, changes.get("publisher", pool.publisher))
     catalog_call(catalog.update_pool, db.session, services().pools, pool, changes,
                  now_ms=now_ms())
     services().sessions.sites.invalidate(pool.site.key)
+    if routed or "publisher" in changes:
+        routing_changed()
     return jsonify(pool_view(pool))
 
 
@@ -285,8 +292,9 @@ def show_session(session_id: str):
 
 
 @bp.get("/v1/pools/<int:pool_id>/health")
-@documented("Pool health (query: start, end, target): utilisation per hour, peak leases, "
-            "exhaustion, recommended size with its reasoning", pool_health_schema,
+@documented("Pool health (query: start, end, target, accuracy_target): utilisation per "
+            "hour, peak leases, exhaustion, recommended size with its reasoning, and expected "
+            "attribution accuracy against pool size", pool_health_schema,
             errors=(401, 404, 422))
 def pool_health(pool_id: int):
     """Utilisation per hour, peaks, exhaustion and a recommended size, from the history."""
@@ -307,7 +315,15 @@ def pool_health(pool_id: int):
     if end <= start or not 0 < target < 1:
         raise Invalid("end must be after start, and 0 < target < 1",
                       fields={"end": "before start"} if end <= start else {"target": "range"})
-    return jsonify(pool_health_schema.dump(health(db.session, pool, start, end, target, zone)))
+    try:
+        accuracy_target = float(request.args.get("accuracy_target", "0.99"))
+    except ValueError as exc:
+        raise Invalid(f"bad parameter: {exc}", fields={"accuracy_target": str(exc)}) from None
+    if not 0.5 <= accuracy_target <= 0.9999:  # also refuses nan
+        raise Invalid("accuracy_target must be between 0.5 and 0.9999",
+                      fields={"accuracy_target": "between 0.5 and 0.9999"})
+    return jsonify(pool_health_schema.dump(health(db.session, pool, start, end, target, zone,
+                                                  accuracy_target)))
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from attribution.qualification import validate_rules as validate_qualification
 from attribution.visits import MAX_COOKIE_LENGTH
@@ -38,6 +38,14 @@ def optional_text(max_length: int) -> fields.String:
 
 # Amounts are decimal strings ("35.00") on the way out; the document says so, not "number".
 MONEY = {"type": "string", "pattern": r"^\d{1,8}(\.\d{1,2})?$", "example": "35.00"}
+
+
+def iana_zone(value: str) -> None:
+    """A time zone by its IANA name (Europe/London), as sites and buyers give theirs."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {value!r} (use an IANA name)") from None
 
 
 def _money(value) -> None:
@@ -119,13 +127,15 @@ class HeartbeatRequestSchema(AdIdsSchema):
     visitor_id = optional_text(128)
 
 
-def number_entry(entry, now_ms: int) -> dict:
+def number_entry(entry, now_ms: int, session_id: str | None = None) -> dict:
     """One swap instruction; hand-built because it is on the heartbeat path.
 
     ``expires_in`` (seconds) lets the snippet judge expiry without trusting the visitor's
-    clock, which may be minutes off.
+    clock, which may be minutes off. ``session_id`` repeats the answer's own: ``dni('onNumber')``
+    callbacks (the touch add-on, dni-touch.js) see entries only.
     """
     out = {
+        "session_id": session_id,
         "target": entry.target,
         "number": entry.number,
         "expires_at": iso_ms(entry.expires_at_ms) if entry.expires_at_ms else None,
@@ -144,7 +154,7 @@ def session_answer(answer, now_ms: int) -> dict:
     return {
         "session_id": answer.session_id,
         "visitor_id": answer.visitor_id or None,
-        "numbers": [number_entry(e, now_ms) for e in answer.numbers],
+        "numbers": [number_entry(e, now_ms, answer.session_id) for e in answer.numbers],
         "renew_in": answer.renew_in,
     }
 
@@ -160,15 +170,8 @@ class SiteSchema(Loose):
                           validate=validate.Length(max=100))
     keyword_params = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                                  load_default=list, validate=validate.Length(max=20))
-    timezone = fields.String(load_default="UTC")
+    timezone = fields.String(load_default="UTC", validate=iana_zone)
     created_at = fields.Function(lambda site: iso_utc(site.created_at), dump_only=True)
-
-    @validates("timezone")
-    def _timezone(self, value, **_):
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValidationError(f"unknown time zone {value!r} (use an IANA name)") from None
 
 
 class MoneyRules(Loose):
@@ -179,6 +182,9 @@ class MoneyRules(Loose):
     revenue = fields.Decimal(places=2, validate=_money, as_string=True, metadata=MONEY)
     payout = fields.Decimal(places=2, validate=_money, as_string=True, metadata=MONEY)
     publisher = fields.String(allow_none=True, validate=validate.Length(max=200))
+    # Pay-per-call: the plan offering the calls to buyers (replaces destination); null: none.
+    routing_plan = fields.Integer(strict=True, allow_none=True, attribute="routing_plan_id",
+                                  validate=validate.Range(1, 2**31 - 1))
 
 
 class PoolSettingsSchema(MoneyRules):
@@ -229,6 +235,7 @@ class PoolSchema(Reply):
     revenue = fields.Decimal(as_string=True, metadata=MONEY)
     payout = fields.Decimal(as_string=True, metadata=MONEY)
     publisher = fields.String(allow_none=True)
+    routing_plan = fields.Integer(attribute="routing_plan_id", allow_none=True)
     active = fields.Boolean()
     created_at = fields.Function(lambda pool: iso_utc(pool.created_at))
 
@@ -391,6 +398,8 @@ class ErrorSchema(Reply):
 class NumberEntrySchema(Reply):
     """One swap instruction (hand-built by ``number_entry``; a test holds its keys to these)."""
 
+    session_id = fields.String(required=True, metadata={
+        "description": "the answer's session_id, repeated for dni('onNumber') callbacks"})
     target = fields.String(required=True, metadata={"description": "the page's number, E.164"})
     number = fields.String(required=True, metadata={"description": "the number to show, E.164"})
     expires_at = fields.String(allow_none=True, required=True)
@@ -565,12 +574,39 @@ class CallDetailSchema(CallSchema):
     """A call with the explanation of its match."""
 
     explanation = fields.Dict(allow_none=True)
+    # Pay-per-call: {plan, ivr, offers, skipped, buyer, target, converted, revenue, outcome}
+    # (routing.calls.routing_of); null when the call was not routed.
+    routing = fields.Dict(allow_none=True)
 
 
 class HourSchema(Reply):
     hour = fields.String()
     peak_leases = fields.Integer()
     share = fields.Float(allow_none=True)
+
+
+class AccuracyPointSchema(Reply):
+    numbers = fields.Integer()
+    expected_accuracy = fields.Float(metadata={
+        "description": "share of calls the model expects credited to the visit that made them"})
+    exhausted_share = fields.Float(metadata={
+        "description": "share of calls the model expects lost to exhaustion (fallback shown)"})
+
+
+class PoolAccuracySchema(Reply):
+    """attribution.accuracy: expected attribution accuracy against pool size, learned from
+    the pool's own traffic in the window (null figures when it had no calls)."""
+
+    accuracy_target = fields.Float()
+    expected_at_current_size = fields.Float(allow_none=True)
+    recommended_numbers = fields.Integer(allow_none=True, metadata={
+        "description": "fewest numbers whose expected accuracy reaches accuracy_target"})
+    curve = fields.List(fields.Nested(AccuracyPointSchema))
+    calls = fields.Integer(metadata={"description": "calls credited to the window's visits"})
+    visits = fields.Integer()
+    recommended_cooldown_seconds = fields.Integer(allow_none=True)
+    reasoning = fields.String()
+    model = fields.String()
 
 
 class PoolHealthSchema(Reply):
@@ -588,6 +624,7 @@ class PoolHealthSchema(Reply):
     fallback_sessions = fields.Integer()
     exhaustion_rate = fields.Float(allow_none=True)
     recommendation = fields.Dict()
+    accuracy = fields.Nested(PoolAccuracySchema)
 
 
 class TokenCreatedSchema(TokenSchema, Reply):

@@ -15,6 +15,7 @@ from dni_server.api.auth import publisher_scope, scoped, visible
 from dni_server.api.reports import limit_report_rate, report_query, run_report
 from dni_server.converters import date_arg, parse_id
 from dni_server.dashboard import bp, filters  # noqa: F401  (registers the template filters)
+from dni_server.dashboard import routing as routing_pages  # (registers its pages too)
 from dni_server.errors import ApiError
 from dni_server.extensions import db
 from pools.models import Pool, Site
@@ -211,17 +212,51 @@ def call(call_id: int):
                    if getattr(row, name) not in (None, "")]
     return render_template("dashboard/call.html", call=row, visit=visit, journey=journey,
                            attribution=attribution, explanation=row.explanation or {},
-                           first_touch=shown_first_touches(db.session, [row])[row.id])
+                           first_touch=shown_first_touches(db.session, [row])[row.id],
+                           routing=routing_pages.routing_log(row))
 
 
 # -- pools and static numbers --------------------------------------------------------------
+
+
+ACCURACY_DAYS = 7  # the pool list judges each pool on its last week
+ACCURACY_CACHE_SECONDS = 300.0
+_accuracy_cache: dict[tuple[int, dt.date], tuple[float, dict | None]] = {}
+
+
+def today_in(zone: dt.tzinfo) -> dt.date:
+    return dt.datetime.now(zone).date()
+
+
+def recent_accuracy(pool: Pool) -> dict | None:
+    """The accuracy model on the pool's last week (cached a few minutes: the list shows every
+    pool); None when the pool has no numbers."""
+    import time
+
+    from attribution.accuracy import pool_accuracy
+
+    local = zones.zone(pool.site.timezone if pool.site else None)
+    today = today_in(local)
+    key = (pool.id, today)
+    cached = _accuracy_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < ACCURACY_CACHE_SECONDS:
+        return cached[1]
+    end = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), local)
+    start = end - dt.timedelta(days=ACCURACY_DAYS)
+    size = len([n for n in pool.numbers if n.status == "active"])
+    answer = pool_accuracy(db.session, pool, int(start.timestamp() * 1000),
+                           int(end.timestamp() * 1000), size) if size else None
+    _accuracy_cache[key] = (time.monotonic(), answer)
+    return answer
 
 
 @bp.get("/pools")
 def pools():
     query = select(Pool, Site.name).join(Site, Site.id == Pool.site_id).order_by(Pool.id)
     rows = db.session.execute(scoped(query, Pool.publisher)).all()
-    return render_template("dashboard/pools.html", pools=rows)
+    accuracy = {pool.id: recent_accuracy(pool) for pool, _ in rows if pool.active}
+    return render_template("dashboard/pools.html", pools=rows, accuracy=accuracy,
+                           days=ACCURACY_DAYS)
 
 
 @bp.get("/pools/<int:pool_id>")
@@ -245,9 +280,68 @@ def pool(pool_id: int):
              "series": [{"label": "Peak leases in the hour",
                          "data": [u["peak_leases"] for u in result["utilisation"]]}]}
     busiest = result["recommendation"]["busiest_hour"]
+    accuracy = result["accuracy"]
     return render_template("dashboard/pool.html", pool=row, health=result, chart=chart,
                            start=start, end=end, zone=local.key,
-                           busiest=busiest and dt.datetime.fromisoformat(busiest))
+                           busiest=busiest and dt.datetime.fromisoformat(busiest),
+                           accuracy=accuracy, curve=accuracy_chart(accuracy, result["numbers"]),
+                           change=size_change(accuracy, result["numbers"], end_at - start_at))
+
+
+def accuracy_chart(accuracy: dict, current: int) -> dict | None:
+    """The accuracy curve as an inline SVG's geometry (no script needed to draw it)."""
+    curve = accuracy["curve"]
+    if len(curve) < 2:
+        return None
+    width, height, left, right, top, bottom = 640, 260, 48, 16, 16, 36
+    sizes = [p["numbers"] for p in curve]
+    low = min(min(p["expected_accuracy"] for p in curve), accuracy["accuracy_target"])
+    floor = max(0.0, int(low * 10) / 10)  # the axis starts at a tenth below the curve
+
+    def x(size: float) -> float:
+        return round(left + (size - sizes[0]) / ((sizes[-1] - sizes[0]) or 1)
+                     * (width - left - right), 1)
+
+    def y(share: float) -> float:
+        return round(top + (1 - share) / ((1 - floor) or 1) * (height - top - bottom), 1)
+
+    points = [{"x": x(p["numbers"]), "y": y(p["expected_accuracy"]), **p} for p in curve]
+    marks = [{"kind": kind, "numbers": n, "x": x(n)}
+             for kind, n in (("current", current), ("recommended",
+                                                    accuracy["recommended_numbers"]))
+             if n is not None and sizes[0] <= n <= sizes[-1]]
+    ticks = [{"share": share, "y": y(share)} for share in
+             [floor + i * (1 - floor) / 4 for i in range(5)]]
+    size_ticks = [{"numbers": n, "x": x(n)} for n in
+                  sorted({sizes[0], sizes[len(sizes) // 2], sizes[-1]})]
+    return {"width": width, "height": height, "left": left, "right": width - right,
+            "top": top, "bottom": height - bottom, "points": points, "marks": marks,
+            "ticks": ticks, "size_ticks": size_ticks,
+            "polyline": " ".join(f"{p['x']},{p['y']}" for p in points),
+            "target_y": y(accuracy["accuracy_target"])}
+
+
+def size_change(accuracy: dict, current: int, span: dt.timedelta) -> str | None:
+    """One sentence: what moving to the recommended size would change, in calls a week."""
+    recommended = accuracy["recommended_numbers"]
+    if recommended is None or accuracy["expected_at_current_size"] is None:
+        return None
+    at = {p["numbers"]: p["expected_accuracy"] for p in accuracy["curve"]}
+    per_week = accuracy["calls"] * dt.timedelta(days=7) / span
+    difference = abs(at[recommended] - at[current]) * per_week
+    count = round(difference)
+    calls = (f"about {count} more call{'s' if count > 1 else ''}" if count
+             else "less than one more call")
+    target = f"{accuracy['accuracy_target'] * 100:g}%"
+    if recommended > current:
+        return (f"With {recommended - current} more numbers, {calls} a week would be "
+                f"credited to the right visit ({at[recommended]:.1%} of calls instead of "
+                f"{at[current]:.1%}).")
+    if recommended < current:
+        return (f"With {current - recommended} fewer numbers the pool would still credit "
+                f"{target} of calls to the right visit; {calls.replace('more', 'fewer')} a "
+                f"week would be.")
+    return f"The pool has the {recommended} numbers its {target} target needs."
 
 
 @bp.get("/static-numbers")

@@ -1,0 +1,588 @@
+"""Expected attribution accuracy against pool size, learned from the pool's own traffic.
+
+What a pool saw in a window (``simulation.replay.recorded_traffic``: when visits arrived, how
+long each held its number, which visits called and how long after their last renewal) is
+bootstrapped: each repetition keeps the observed arrivals and gives each one the (visit
+length, call delay) of a visit drawn with replacement, on the traffic's own clock, so five
+minutes of 30-second leases are modelled as faithfully as a month of 30-minute ones.
+
+The pool is then played as ``pools/lua/lease.lua`` plays it: a lease lapses
+``lease_seconds`` after its last renewal, its number goes to the back of the idle queue,
+and a visitor gets the number idle longest, unless that one is still cooling down (then
+the fallback: the visit's call is lost to exhaustion). Each call is decided by the
+matcher's own rule (``credited``): the possession rule, and the likelihood weighing of
+``attribution.likelihood`` when ``matching.LIKELIHOOD`` is on.
+
+Above the size at which nobody is ever refused (``Draw.free``) the idle queue is plain
+first-in first-out, so the number released ``p``-th is taken by arrival ``size + p``: no
+pool is played at all, and a late call is right from the smallest size whose reuse of its
+number comes after it. Only sizes below that are played visit by visit. Repetitions are
+averaged and seeded, so the curve is smooth and the same window gives the same answer.
+Windows of more than ``MAX_VISITS`` visits are modelled on blocks of that many.
+
+Visitors the pool refused in the window (shown the fallback, never leased) are demand its
+lease history hides: they join the arrivals (``refused_arrivals``). The matcher's delays
+are the ones it weighs the pool's calls with now (``call_delays``), so the model decides as
+the service does; ``Model`` validated against ``replay`` and the simulator in
+tests/test_pool_accuracy.py and tests/test_accuracy_acceptance.py.
+
+Known limits: a visitor refused a number is refused for the whole visit (the snippet asks
+again at each page view); visits are not split at ``max_lease_seconds``; visits that began
+after the window are not there to take numbers from its late callers; the model has no
+touches, known callers or areas to weigh; and a late caller the pool credited to the
+number's next holder is learned as that holder's in-visit call (the bias of ``replay``), so
+a pool far too small looks better than it is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from attribution import call_delays, matching
+from attribution.likelihood import DEFAULT_DELAYS, Candidate, Delays, contest, rivals
+from attribution.simulation.replay import RecordedTraffic
+
+MODEL = "bootstrap-fifo-v1"
+DEFAULT_TARGET = 0.99
+SEED = 13
+MAX_VISITS = 40_000  # visits one repetition plays; a longer window is sampled in blocks
+WARMUP = 0.05  # share of a block whose calls are not counted (its pool starts empty)
+CALL_SAMPLES = 2_500  # calls judged over all repetitions (more repetitions for few calls)
+MIN_REPS, MAX_REPS = 6, 40
+PLAYED_REPS = 3  # repetitions played visit by visit for a size where some visitor is refused
+WORK = 600_000  # visits played over all repetitions, at most
+COOLDOWN_SHARE = 0.9  # of calls after a visit, the share the recommended cool-down covers
+INF = math.inf
+
+
+@dataclass
+class Draw:
+    """One bootstrap repetition laid out on the pool's clock (visits by arrival)."""
+
+    arrivals: list[int]
+    expiry: list[int] = field(default_factory=list)  # last renewal + lease
+    calls: list[tuple[int, int]] = field(default_factory=list)  # (visit, call ms), counted
+    rank: list[int] = field(default_factory=list)  # each visit's place in release order
+    order: list[int] = field(default_factory=list)  # the visit of each release
+    releases: list[int] = field(default_factory=list)  # expiry of each release, in order
+    free: int = 1  # smallest size at which no visitor is refused
+    played: dict[int, tuple[list, list, list]] = field(
+        default_factory=dict)  # size -> (next, previous holder of each visit's number, refused)
+
+
+@dataclass
+class Estimate:
+    """The model's answer for one window."""
+
+    target: float
+    current: int
+    calls: int
+    visits: int
+    unmatched_calls: int
+    curve: list[dict]
+    expected_at_current: float | None
+    recommended: int | None
+    recommended_cooldown_seconds: int | None
+    reasoning: str
+    span_ms: int
+    model: str = MODEL
+
+    def as_dict(self) -> dict:
+        return {"accuracy_target": self.target,
+                "expected_at_current_size": self.expected_at_current,
+                "recommended_numbers": self.recommended, "curve": self.curve,
+                "calls": self.calls, "visits": self.visits,
+                "recommended_cooldown_seconds": self.recommended_cooldown_seconds,
+                "reasoning": self.reasoning, "model": self.model}
+
+
+# -- the matcher's decision -------------------------------------------------------------------
+
+
+def credited(call_ms: int, leases: list[tuple[int, int]], window_ms: int,
+             delays: Delays | None) -> int | None:
+    """Which of the number's leases (``(start, covered until)``, oldest first, all begun by
+    the call) the matcher credits with the call, or None; ``delays`` None: possession only.
+
+    The matcher's rule on plain values: the lease covering the call, else the last one if
+    it ended inside the window (possession); then the matcher's own decision against its
+    rivals (``likelihood.rivals`` and ``likelihood.contest``, which ``matching`` calls too).
+    The model has no touches, known callers or areas: evidence only the service sees."""
+    first = max(0, len(leases) - matching.CANDIDATES)  # the matcher reads the latest few
+    last = len(leases) - 1
+    start, covered = leases[last]
+    live = call_ms <= covered
+    if not live and call_ms - covered > window_ms:
+        return None
+    if delays is None:
+        return last
+    holder = Candidate(str(last), start, call_ms if live else covered, live=live)
+    decided = contest(holder, rivals(holder, [Candidate(str(i), *leases[i])
+                                             for i in range(first, last)], call_ms, window_ms),
+                      call_ms, delays, window_ms)
+    if decided is None or decided[1] is holder:
+        return last
+    return int(decided[1].session_id)
+
+
+def learned_delays(traffic: RecordedTraffic) -> Delays:
+    """The delays the matcher would learn from this traffic's calls (``call_delays.learn``:
+    each call against its own lease, seconds after it began or after it ended)."""
+    lease_ms = traffic.settings.lease_seconds * 1000
+    in_lease, after = [], []
+    for duration, delay in zip(traffic.durations_ms, traffic.delays_ms, strict=True):
+        if delay is None:
+            continue
+        if delay <= lease_ms:
+            in_lease.append((max(0, duration + delay) / 1000, 1.0))
+        else:
+            after.append(((delay - lease_ms) / 1000, 1.0))
+    if len(in_lease) + len(after) < call_delays.MIN_CALLS:
+        return DEFAULT_DELAYS
+    return Delays.learned(in_lease, after)
+
+
+# -- one repetition ------------------------------------------------------------------------------
+
+
+def draw(traffic: RecordedTraffic, rng: random.Random, cooldown_ms: int,
+         calls_wanted: int) -> Draw:
+    """A bootstrap repetition: observed arrivals, resampled (length, delay) pairs; at most
+    ``calls_wanted`` of its calls counted (a random subset: each is judged on its own)."""
+    lease_ms = traffic.settings.lease_seconds * 1000
+    arrivals = traffic.arrivals_ms
+    profiles = list(zip(traffic.durations_ms, traffic.delays_ms, strict=True))
+    first, warm = 0, 0
+    if len(arrivals) > MAX_VISITS:  # a block of the window, its first calls not counted
+        first = rng.randrange(len(arrivals) - MAX_VISITS + 1)
+        warm = int(MAX_VISITS * WARMUP)
+        arrivals = arrivals[first:first + MAX_VISITS]
+    out = Draw(list(arrivals))
+    calls = []
+    for index, ((duration, delay), at) in enumerate(
+            zip(rng.choices(profiles, k=len(arrivals)), arrivals, strict=True)):
+        out.expiry.append(at + duration + lease_ms)
+        if delay is not None and index >= warm:
+            calls.append((index, max(at, at + duration + delay)))
+    out.calls = rng.sample(calls, calls_wanted) if len(calls) > calls_wanted else calls
+    expiry = out.expiry
+    out.order = sorted(range(len(arrivals)), key=expiry.__getitem__)  # stable: ties by arrival
+    out.rank = [0] * len(arrivals)
+    for position, visit in enumerate(out.order):
+        out.rank[visit] = position
+    releases = out.releases = [expiry[v] for v in out.order]
+    # Arrival i takes the i-th number of the queue (the N never used, then the releases in
+    # order): the releases cooled by its arrival must number more than i - N.
+    out.free = max([1] + [i - bisect.bisect_right(releases, at - cooldown_ms) + 1
+                          for i, at in enumerate(out.arrivals)])
+    return out
+
+
+def play(d: Draw, size: int, cooldown_ms: int) -> tuple[list, list, list]:
+    """Play a pool of ``size`` numbers visit by visit, as lease.lua does (for sizes below
+    ``d.free``): each visit's number's next and previous holder, and who was refused."""
+    if size in d.played:
+        return d.played[size]
+    n = len(d.arrivals)
+    # The idle queue holds each number's last holder (-1: never leased), idle since that
+    # holder's expiry. Leases end in expiry order (d.order), each after its visit arrived,
+    # so no heap is needed.
+    idle: deque[int] = deque([-1] * size)
+    following: list[int | None] = [None] * n
+    previous: list[int | None] = [None] * n
+    refused = [False] * n
+    order, expiry, ended = d.order, d.expiry, 0
+    push, pop = idle.append, idle.popleft
+    next_end = expiry[order[0]] if n else 0
+    for visit, at in enumerate(d.arrivals):
+        while next_end <= at:
+            holder = order[ended]
+            if not refused[holder]:
+                push(holder)
+            ended += 1
+            next_end = expiry[order[ended]] if ended < n else INF
+        if not idle:
+            refused[visit] = True
+            continue
+        last = idle[0]
+        if last >= 0:
+            if at - expiry[last] < cooldown_ms:
+                refused[visit] = True
+                continue
+            following[last], previous[visit] = visit, last
+        pop()
+    d.played[size] = (following, previous, refused)
+    return d.played[size]
+
+
+def _links(d: Draw, size: int, cooldown_ms: int):
+    """(next holder, previous holder, refused) of each visit's number at ``size``."""
+    if size < d.free:
+        following, previous, refused = play(d, size, cooldown_ms)
+        return following.__getitem__, previous.__getitem__, refused
+    n, rank_, order = len(d.arrivals), d.rank, d.order
+
+    def nxt(v):
+        q = size + rank_[v]
+        return q if q < n else None
+
+    def prv(v):
+        return order[v - size] if v >= size else None
+
+    return nxt, prv, None
+
+
+def _chain(d: Draw, visit: int, call_ms: int, nxt, prv) -> tuple[list[tuple[int, int]], int]:
+    """The number's leases begun by the call (oldest first) and the caller's place in them."""
+    before = []
+    p = prv(visit)
+    while p is not None and len(before) < matching.CANDIDATES - 1:
+        before.append(p)
+        p = prv(p)
+    after = []
+    n = nxt(visit)
+    while n is not None and d.arrivals[n] <= call_ms:
+        after.append(n)
+        n = nxt(n)
+    visits = before[::-1] + [visit] + after
+    return [(d.arrivals[v], d.expiry[v]) for v in visits], len(before)
+
+
+def outcome(d: Draw, visit: int, call_ms: int, links, window_ms: int,
+            delays: Delays | None) -> str:
+    """right, wrong or exhausted: the call of ``visit`` with the pool's ``links``."""
+    nxt, prv, refused = links
+    if refused is not None and refused[visit]:
+        return "exhausted"
+    following = nxt(visit)
+    if following is None or d.arrivals[following] > call_ms:  # nobody leased it since
+        before = prv(visit)
+        if delays is None or before is None or call_ms - d.expiry[before] > window_ms:
+            expiry = d.expiry[visit]  # the only candidate: possession
+            return "right" if call_ms <= expiry or call_ms - expiry <= window_ms else "wrong"
+    elif delays is None:
+        return "wrong"  # possession: the later lease has it
+    leases, own = _chain(d, visit, call_ms, nxt, prv)
+    return "right" if credited(call_ms, leases, window_ms, delays) == own else "wrong"
+
+
+def smallest_right(d: Draw, visit: int, call_ms: int, window_ms: int) -> float:
+    """By possession: the smallest size from ``d.free`` up whose pool credits this call
+    right (INF: none). Where nobody is refused the number released ``p``-th goes to arrival
+    ``size + p``, so from ``size`` = (arrivals by the call) - p it is not leased again
+    before the call, and a larger pool only leases it later."""
+    expiry = d.expiry[visit]
+    if call_ms <= expiry:
+        return d.free  # held the number when calling
+    if call_ms - expiry > window_ms:
+        return INF  # past the attribution window: unattributed whatever the size
+    return max(d.free, bisect.bisect_right(d.arrivals, call_ms) - d.rank[visit])
+
+
+# -- the estimate ------------------------------------------------------------------------------
+
+
+class Model:
+    """The bootstrap repetitions of one window, asked for accuracy at any size."""
+
+    def __init__(self, traffic: RecordedTraffic, *, seed: int = SEED,
+                 likelihood: bool | None = None, delays: Delays | None = None,
+                 reuse_cooling: bool = False, lost_share: float = 0.0):
+        """``likelihood`` None: as ``matching.LIKELIHOOD``; ``delays``: the ones the matcher
+        weighs with (None: learned from ``traffic``, as the matcher learns from calls);
+        ``lost_share``: of all calls, those no size can credit (past the window)."""
+        self.traffic = traffic
+        self.kept = 1 - lost_share
+        self.window_ms = traffic.settings.attribution_window_seconds * 1000
+        self.cooldown_ms = 0 if reuse_cooling else traffic.settings.cooldown_seconds * 1000
+        weigh = matching.LIKELIHOOD if likelihood is None else likelihood
+        self.delays = (delays or learned_delays(traffic)) if weigh else None
+        calls = len(traffic.call_delays_ms)
+        block = min(traffic.visits, MAX_VISITS)
+        calls_per_rep = max(1.0, calls * block / max(traffic.visits, 1))
+        reps = min(MAX_REPS, max(MIN_REPS, math.ceil(CALL_SAMPLES / calls_per_rep)))
+        reps = max(2, min(reps, WORK // max(block, 1)))
+        rng = random.Random(seed)
+        wanted = max(1, math.ceil(CALL_SAMPLES / reps))
+        self.draws = [draw(traffic, rng, self.cooldown_ms, wanted) for _ in range(reps)] \
+            if calls else []
+        # Per repetition: the smallest right size of each counted call, sorted.
+        # Possession: per repetition, the smallest right size of each counted call, sorted
+        # (a call, once right, stays right in a larger pool). Weighing is not monotone so:
+        # every size is judged call by call.
+        self.needs = {id(d): sorted(smallest_right(d, v, t, self.window_ms)
+                                    for v, t in d.calls)
+                      for d in self.draws} if self.delays is None else {}
+        self.known: dict[int, tuple[float, float]] = {}
+        self.free = max((d.free for d in self.draws), default=1)
+
+    def at(self, size: int) -> tuple[float, float]:
+        """(expected accuracy, share of calls lost to exhaustion) at ``size`` numbers.
+
+        Below the size where nobody is refused, the first ``PLAYED_REPS`` repetitions only
+        (each is played visit by visit there; exhaustion varies little between them)."""
+        if size in self.known:
+            return self.known[size]
+        draws = self.draws if size >= self.free else self.draws[:PLAYED_REPS]
+        accuracy = exhausted = 0.0
+        counted = 0
+        for d in draws:
+            if not d.calls:
+                continue
+            counted += 1
+            if size >= d.free and self.delays is None:
+                accuracy += bisect.bisect_right(self.needs[id(d)], size) / len(d.calls)
+                continue
+            links = _links(d, size, self.cooldown_ms)
+            outcomes = [outcome(d, v, t, links, self.window_ms, self.delays)
+                        for v, t in d.calls]
+            accuracy += outcomes.count("right") / len(outcomes)
+            exhausted += outcomes.count("exhausted") / len(outcomes)
+        self.known[size] = (self.kept * accuracy / counted, self.kept * exhausted / counted) \
+            if counted else (self.kept, 0.0)
+        return self.known[size]
+
+    def ceiling(self) -> float:
+        """The accuracy no pool size exceeds (calls past the window, or beyond every pool)."""
+        return self.at(max(self.free, len(self.traffic.arrivals_ms)) + 1)[0]
+
+    def smallest(self, target: float) -> int | None:
+        """The fewest numbers whose expected accuracy reaches ``target`` (None: none does).
+
+        Galloping up from the size where nobody is refused (or bisecting below it), then
+        bisecting: accuracy grows with the pool, as a whole if not call by call."""
+        if not self.draws:
+            return None
+        top = max(self.free, max(len(d.arrivals) for d in self.draws) + 1)
+        if self.at(top)[0] < target:
+            return None
+        if self.at(self.free)[0] >= target:
+            lo, hi = 0, self.free
+        else:
+            lo, hi = self.free, self.free
+            while self.at(hi)[0] < target:
+                lo, hi = hi, min(top, max(hi + 1, round(hi * 1.25)))
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.at(mid)[0] >= target:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+
+def curve_sizes(current: int, recommended: int | None, free: int, points: int = 12) -> list[int]:
+    """Sizes for the curve: around the current and recommended sizes, both included."""
+    marks = [s for s in (current, recommended, free) if s]
+    lo = max(1, math.floor(min(marks) * 0.5))
+    hi = max(lo + 1, math.ceil(max(marks) * 1.4))
+    step = max(1, (hi - lo) / (points - 1))
+    return sorted({round(lo + i * step) for i in range(points)} | set(s for s in (
+        current, recommended) if s))
+
+
+def recommended_cooldown(traffic: RecordedTraffic) -> tuple[int | None, str]:
+    """A cool-down that keeps most post-visit callers' numbers unused until they call."""
+    lease_s = traffic.settings.lease_seconds
+    after = sorted(d / 1000 for d in traffic.call_delays_ms if d > 0)
+    if not after:
+        return None, "No call came after its visit ended, so the cool-down can stay as it is."
+    q = after[min(len(after) - 1, math.ceil(COOLDOWN_SHARE * len(after)) - 1)]
+    cooldown = max(0, math.ceil((q - lease_s) / 5) * 5)
+    cooldown = min(cooldown, traffic.settings.attribution_window_seconds)
+    return cooldown, (
+        f"{COOLDOWN_SHARE:.0%} of the {len(after)} calls made after a visit came within "
+        f"{q:.0f} s of its last renewal; the lease covers {lease_s} s of that, so a "
+        f"{cooldown} s cool-down keeps their numbers unused until they call.")
+
+
+def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TARGET, *,
+             seed: int = SEED, likelihood: bool | None = None, delays: Delays | None = None,
+             reuse_cooling: bool = False, lost_calls: int = 0) -> Estimate:
+    """Expected accuracy against pool size for ``traffic``, and the size for ``target``.
+
+    ``lost_calls``: calls to the pool's numbers that no visit could be credited with (past
+    the attribution window): wrong at every size, so they count against accuracy."""
+    calls = len(traffic.call_delays_ms)
+    cooldown, why_cooldown = recommended_cooldown(traffic)
+    if not calls:
+        return Estimate(target, current, 0, traffic.visits, traffic.unmatched_calls, [], None,
+                        None, None,
+                        "No call in this period was credited to a visit of the pool, so "
+                        "there is nothing to measure accuracy from.", traffic.span_ms)
+    lost_share = lost_calls / (calls + traffic.unmatched_calls) if lost_calls else 0.0
+    model = Model(traffic, seed=seed, likelihood=likelihood, delays=delays,
+                  reuse_cooling=reuse_cooling, lost_share=min(lost_share, 1.0))
+    best = model.smallest(target)
+    sizes = curve_sizes(current, best, model.free)
+    curve = []
+    for size in sizes:
+        accuracy, exhausted = model.at(size)
+        curve.append({"numbers": size, "expected_accuracy": round(accuracy, 4),
+                      "exhausted_share": round(exhausted, 4)})
+    at_current = next(p["expected_accuracy"] for p in curve if p["numbers"] == current) \
+        if current else None
+    matcher = "weighing late callers by likelihood" if model.delays else "by possession"
+    if best is None:
+        ceiling = model.ceiling()
+        verdict = (f"No pool size reaches {target:.1%}: even with a number per visit about "
+                   f"{ceiling:.1%} of calls are credited right (the rest came after the "
+                   f"{traffic.settings.attribution_window_seconds} s attribution window; "
+                   "a longer window would let them count).")
+    else:
+        verdict = (f"Playing the {traffic.visits} visits and {calls} calls of this period "
+                   f"{len(model.draws)} times through pools of each size ({matcher}), "
+                   f"{best} numbers credit {target:.1%} of calls to the visit that made them; "
+                   f"the pool has {current}"
+                   + (f", which credits about {at_current:.1%}." if at_current is not None
+                      else "."))
+    if best is not None and at_current is not None and at_current < target:
+        verdict += (" While the pool is below its target, some late callers are credited to "
+                    "their number's next holder and look like that visit's calls here, so "
+                    "this is a lower bound: grow the pool to it, then ask again.")
+    refused = traffic.visits - len(traffic.durations_ms)
+    if refused:
+        verdict += (f" The {refused} visitors the pool refused (shown the fallback) are "
+                    "counted among the visits, with the lengths and calls of the others.")
+    if lost_calls:
+        verdict += (f" {lost_calls} calls came after the attribution window and count as "
+                    "missed at every size.")
+    return Estimate(target, current, calls, traffic.visits, traffic.unmatched_calls, curve,
+                    at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms)
+
+
+def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
+    """When each visitor the pool refused in the window (shown the fallback, never given a
+    number there) first asked: demand a pool too small hides from its lease history."""
+    from sqlalchemy import func, select
+
+    from pools.models import Lease, PoolExhaustion
+
+    leased = select(Lease.session_id).where(Lease.pool_id == pool_id,
+                                            Lease.started_at_ms >= start_ms,
+                                            Lease.started_at_ms < end_ms)
+    rows = db.execute(select(func.min(PoolExhaustion.at_ms)).where(
+        PoolExhaustion.pool_id == pool_id, PoolExhaustion.at_ms >= start_ms,
+        PoolExhaustion.at_ms < end_ms, PoolExhaustion.session_id.not_in(leased))
+        .group_by(PoolExhaustion.session_id))
+    return sorted(at - start_ms for (at,) in rows)
+
+
+def lost_calls(db, pool_id: int, start_ms: int, end_ms: int, window_ms: int) -> int:
+    """Calls to the pool's numbers credited to no visit because they came past the
+    attribution window: those of the window's visits come from ``window_ms`` after it
+    began to as long after it ended (the time a call carries, not its visit, says which)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from attribution.models import Call
+
+    return db.scalar(select(func.count(Call.id)).where(
+        Call.pool_id == pool_id, Call.session_id.is_(None), Call.method == "unattributed",
+        Call.started_at >= datetime.fromtimestamp((start_ms + window_ms) / 1000, UTC),
+        Call.started_at < datetime.fromtimestamp((end_ms + window_ms) / 1000, UTC))) or 0
+
+
+def with_refused(traffic: RecordedTraffic, refused_ms: list[int]) -> RecordedTraffic:
+    """``traffic`` with the refused visitors' arrivals among its own: each repetition gives
+    them a recorded visit's (length, delay) like any other arrival."""
+    if not refused_ms:
+        return traffic
+    return dataclasses.replace(traffic, arrivals_ms=sorted(traffic.arrivals_ms + refused_ms))
+
+
+def pool_accuracy(db, pool, start_ms: int, end_ms: int, size: int,
+                  target: float = DEFAULT_TARGET) -> dict:
+    """The ``accuracy`` part of pool health: the model on the pool's traffic in the window."""
+    from attribution.simulation.replay import recorded_traffic
+
+    traffic = with_refused(recorded_traffic(db, pool.id, start_ms, end_ms),
+                           refused_arrivals(db, pool.id, start_ms, end_ms))
+    lost = lost_calls(db, pool.id, start_ms, end_ms, pool.attribution_window_seconds * 1000)
+    # The delays the matcher weighs this pool's calls with now.
+    delays = call_delays.delays_for(db, pool.id, pool.site_id, end_ms) \
+        if matching.LIKELIHOOD else None
+    return estimate(traffic, size, target, delays=delays, lost_calls=lost,
+                    reuse_cooling=pool.exhaustion_policy == "reuse_cooling").as_dict()
+
+
+def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> dict:
+    """The service's recommendation for a simulation (``simulation.simulate``'s report),
+    checked against the simulator itself (issue 13's criteria).
+
+    The calls of a pool that credited them right (the largest simulated one if it reached
+    ``target``, else one three times its size: a pool crediting late callers to the next
+    holder teaches the model too few late calls) are stored as ingest would store them, the
+    service answers ``pool_accuracy`` on that pool's window, and the simulator plays the
+    same traffic at the recommended size and at the largest size the criteria rule out (the
+    recommendation must be at most 1.15x the smallest size measuring ``target``)."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from attribution.models import Call
+    from attribution.simulation import START_MS, forget, free_block
+    from attribution.simulation.model import plan
+    from attribution.simulation.runner import run_size
+    from pools.models import Pool
+
+    schedule = plan(report.model, report.settings, days=report.days, seed=report.seed,
+                    start_ms=START_MS)
+    largest = report.sizes[-1]
+    prefix = f"dnisim-{secrets.token_hex(4)}"
+    if largest.accuracy < target:
+        try:
+            largest = run_size(redis, db, schedule, report.settings, 3 * largest.numbers,
+                               prefix=prefix, number_block=free_block(db))
+        finally:
+            forget(redis, prefix)
+    pool = db.scalars(select(Pool).where(Pool.name == f"simulated {largest.numbers}")
+                      .order_by(Pool.id.desc())).first()
+    for i, call in enumerate(largest.calls):
+        db.add(Call(provider="simulator", provider_call_id=f"sim-{pool.id}-{i}",
+                    from_number="+14158675309", to_number=call.dialled, site_id=pool.site_id,
+                    pool_id=pool.id, session_id=call.credited_session, method=call.method,
+                    confidence=call.confidence,
+                    started_at=datetime.fromtimestamp(call.at_ms / 1000, UTC)))
+    db.commit()
+    answer = pool_accuracy(db, pool, START_MS, START_MS + schedule.span_ms, largest.numbers,
+                           target)
+    recommended = answer["recommended_numbers"]
+    measured = {r.numbers: r.accuracy for r in report.sizes + [largest]}
+    below = math.ceil(recommended / 1.15) - 1 if recommended else None
+    try:
+        for size in (recommended, below):
+            if size and size not in measured:
+                measured[size] = run_size(redis, db, schedule, report.settings, size,
+                                          prefix=prefix, number_block=free_block(db)).accuracy
+    finally:
+        forget(redis, prefix)
+    holds = recommended is not None and measured[recommended] >= target and (
+        not below or measured[below] < target)
+    return {"target": target, "learned_from": largest.numbers,
+            "learned_accuracy": largest.accuracy, "recommended": recommended, "expected": next(
+        (p["expected_accuracy"] for p in answer["curve"] if p["numbers"] == recommended), None),
+        "measured": measured.get(recommended), "below": below,
+        "measured_below": measured.get(below), "holds": holds, "answer": answer}
+
+
+def format_check(check: dict) -> str:
+    """``check_on_simulation``'s answer in three lines."""
+    source = (f"the service's size, learned from the {check['learned_from']}-number pool's "
+              f"traffic (it credited {check['learned_accuracy']:.1%} of calls right)\n")
+    if check["recommended"] is None:
+        return (f"{source}recommended for {check['target']:.0%}: none "
+                f"({check['answer']['reasoning']})")
+    below = (f"; at {check['below']} numbers (the recommendation / 1.15) it measures "
+             f"{check['measured_below']:.1%}" if check["below"] else "")
+    return (f"{source}recommended for {check['target']:.0%}: {check['recommended']} numbers (model "
+            f"{check['expected']:.1%}), measured {check['measured']:.1%}{below}\n"
+            f"criteria (>= {check['target']:.0%} at the recommendation, at most 1.15x the "
+            f"smallest size measuring it): {'hold' if check['holds'] else 'DO NOT HOLD'}")

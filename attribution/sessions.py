@@ -12,7 +12,6 @@ live lease.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -83,7 +82,8 @@ class SessionIds:
         self.secret = secret
 
     def _sign(self, body: str) -> str:
-        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:16]
+        # hmac.digest: one call into OpenSSL (every heartbeat checks a signature).
+        return hmac.digest(self.secret, body.encode(), "sha256").hex()[:16]
 
     def new(self, pool_ids) -> str:
         body = f"{secrets.token_hex(12)}.{'-'.join(str(p) for p in pool_ids)}"
@@ -157,6 +157,8 @@ def client_keys(normal: str | None) -> tuple[str, str]:
     parsed once; ``("-", "-")`` without one."""
     if normal is None:
         return "-", "-"
+    if visits.PLAIN_IPV4.fullmatch(normal):
+        return normal, normal[:normal.rindex(".")] + ".0"
     address = ipaddress.ip_address(normal)
     if address.version == 6:
         return _prefix(address, 64), _prefix(address, 48)
@@ -227,7 +229,7 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
     chosen = None
     if resumed is not None:
         chosen = {p.target: p for pid in resumed if (p := site.pool(pid)) is not None}
-        session_id, payload = req.session_id, ""
+        session_id, payload = req.session_id, b""
     new = not chosen
     if new:
         visit = visits.capture(req.url, req.referrer, site.keyword_params)
@@ -246,10 +248,9 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
         # key: only the per-IP rate applies then, not the subnet rate or the pool shares.
         # DNI_SESSION_RATE=0 turns every per-client limit off (load tests from one host).
         known = ip_key != "-" and ctx.rate_limit > 0
-        limits = dict(subnet=subnet,
-                      subnet_rate_limit=ctx.rate_limit * SUBNET_RATE_FACTOR if known else 0,
-                      ip_share=ctx.ip_share if known else 0.0,
-                      subnet_share=ctx.subnet_share if known else 0.0)
+        subnet_rate = ctx.rate_limit * SUBNET_RATE_FACTOR if known else 0
+        ip_share, subnet_share = (ctx.ip_share, ctx.subnet_share) if known else (0.0, 0.0)
+        renewal = ctx.renewal_limits()
 
         # A resumed session may bring ad ids learnt since it began (the visit has its first).
         ads = {} if new else ad_events([p.id for p in picked], _ad_ids(req))
@@ -257,8 +258,10 @@ def start_session(ctx: SessionContext, site: SiteConfig, req: SessionRequest,
         def lease(pool_ids: list[int]) -> list:
             return ctx.pools.lease_many([
                 LeaseRequest(pid, session_id, now_ms, ip_key, visitor_id, ctx.rate_limit,
-                             ctx.rate_window_ms, payload, url, ad=ads.get(pid, ""), **limits,
-                             **ctx.renewal_limits(), resuming=not new)
+                             ctx.rate_window_ms, payload, url, subnet=subnet,
+                             subnet_rate_limit=subnet_rate, ip_share=ip_share,
+                             subnet_share=subnet_share, ad=ads.get(pid, ""), **renewal,
+                             resuming=not new)
                 for pid in pool_ids])
 
         try:
@@ -317,7 +320,7 @@ def heartbeat(ctx: SessionContext, site_key: str, session_id: str, now_ms: int,
 
 
 def _visit_payload(site: SiteConfig, visit: visits.Visit, req: SessionRequest,
-                   session_id: str, visitor_id: str, ip: str | None, now_ms: int) -> str:
+                   session_id: str, visitor_id: str, ip: str | None, now_ms: int) -> bytes:
     """The visit as the lease event carries it: the raw facts (the user agent as parsed,
     the normalised IP) beside what the rules read. The recorder adds the device and the
     location (recorder.enrich): neither is needed for the visitor's answer."""
@@ -328,7 +331,7 @@ def _visit_payload(site: SiteConfig, visit: visits.Visit, req: SessionRequest,
                # When the click id was first seen: Meta's fbc is built from it.
                click_id_at_ms=now_ms if visit.click_ids else None)
     row.update(_ad_ids(req).columns())
-    return orjson.dumps(row).decode()
+    return orjson.dumps(row)  # bytes, as Redis takes them: no decoding and encoding again
 
 
 def _ad_ids(req: SessionRequest) -> visits.AdIds:

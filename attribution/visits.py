@@ -147,6 +147,12 @@ def stored_url(url: str | None) -> str | None:
     return clip(url.partition("#")[0], MAX_URL_LENGTH) if url else None
 
 
+# A dotted IPv4 address exactly as ipaddress writes it (no leading zeros, octets <= 255):
+# most visitors, recognised without building an address object on every new session.
+PLAIN_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                        r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def client_ip(ip: str | None) -> str | None:
     """A client address as keyed and stored, or None when it is not one.
 
@@ -154,6 +160,8 @@ def client_ip(ip: str | None) -> str | None:
     IPv4 address, so it is keyed and stored as one (not as part of the IPv6 block ``::``
     that every IPv4 visitor would share).
     """
+    if ip and PLAIN_IPV4.fullmatch(ip):
+        return ip
     try:
         address = ipaddress.ip_address((ip or "").strip())
     except ValueError:
@@ -192,7 +200,7 @@ def query_params(url: str) -> dict[str, str]:
         return {}
     params: dict[str, str] = {}
     for query in (parts.query, parts.fragment.partition("?")[2]):
-        for key, value in parse_qsl(query, keep_blank_values=False):
+        for key, value in parse_qsl(query, keep_blank_values=False) if query else ():
             params.setdefault(key, value)
     return params
 

@@ -16,6 +16,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from pools import keys as k
+from pools import touches as touch_log
 from pools.availability import RedisGuard
 from pools.direct import DirectScripts
 from pools.errors import (
@@ -68,7 +69,7 @@ class LeaseRequest:
     visitor_id: str = "-"
     rate_limit: int = 0
     rate_window_ms: int = 60_000
-    payload: str = ""
+    payload: str | bytes = ""  # the visit's JSON (bytes from the request path: sent as is)
     url: str = ""
     subnet: str = "-"
     subnet_rate_limit: int = 0
@@ -101,14 +102,26 @@ class PoolService:
         self.scripts: PoolScripts = register_scripts(redis)
         self.direct = DirectScripts(redis)
         self.events = PoolEvents(redis, prefix)
+        self._states: dict[int, list[str]] = {}  # each pool's KEYS[1..8] (_state)
+        self.touch_script = touch_log.register(redis)
 
     def keys(self, pool_id: int) -> k.PoolKeys:
         return k.pool_keys(pool_id, self.prefix)
 
+    def _state(self, pool_id: int) -> list[str]:
+        """The pool's KEYS[1..8], built once: the lease and renew paths run per page view.
+        Callers copy it (``+``), never change it."""
+        state = self._states.get(pool_id)
+        if state is None:
+            if len(self._states) >= 10_000:  # a bound, never reached by real pools
+                self._states.clear()
+            state = self._states[pool_id] = self.keys(pool_id).state()
+        return state
+
     # -- lease -------------------------------------------------------------------------
 
     def _lease_call(self, req: LeaseRequest) -> tuple[list, list]:
-        keys = self.keys(req.pool_id).state() + [
+        keys = self._state(req.pool_id) + [
             k.rate_ip_key(req.pool_id, req.ip, self.prefix),
             k.rate_visitor_key(req.pool_id, req.visitor_id, self.prefix),
             k.rate_subnet_key(req.pool_id, req.subnet, self.prefix),
@@ -170,7 +183,7 @@ class PoolService:
         WrongSite.
         """
         ads = ads or {}
-        calls = [(self.keys(pid).state() + [k.session_beats_key(pid, session_id, self.prefix),
+        calls = [(self._state(pid) + [k.session_beats_key(pid, session_id, self.prefix),
                                             k.session_pages_key(pid, session_id, self.prefix)],
                   [session_id, now_ms, site_key, url, ads.get(pid, ""), renewal_limit,
                    renewal_window_ms, page_cap, resume_window_ms])
@@ -180,6 +193,20 @@ class PoolService:
         else:
             replies = self.guard.call(self._pipeline, self.scripts.renew, calls)
         return [_renewal_from_reply(pid, reply) for pid, reply in zip(pool_ids, replies, strict=True)]
+
+    # -- touches: tel: link taps and copies (pools/touches.py) -------------------------
+
+    def touch(self, pool_ids: list[int], session_id: str, site_key: str, number: str,
+              kind: str, now_ms: int, **limits) -> list:
+        """Record that the session's visitor tapped or copied ``number`` (as shown), in each
+        pool where the session holds it; see ``pools.touches.touch``."""
+        return touch_log.touch(self, pool_ids, session_id, site_key, number, kind, now_ms,
+                               **limits)
+
+    def touches(self, pool_id: int, number: str, since_ms: int) -> list[tuple[str, str, int]]:
+        """(session id, kind, at ms) of the touches of ``number`` since ``since_ms``, oldest
+        first: evidence for matching of which session dialled."""
+        return touch_log.touches(self, pool_id, number, since_ms)
 
     # -- release, reclaim, sync ---------------------------------------------------------
 

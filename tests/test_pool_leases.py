@@ -111,6 +111,28 @@ def test_lease_expires_lease_seconds_after_last_renewal(svc):
     assert lapsed.target == "+18005550100" and lapsed.fallback == "+18005550100"
 
 
+def test_heartbeats_without_a_page_keep_the_session_active_and_its_count(svc):
+    """A renewal with no page only extends the session's page counter (one command); a
+    counter lost meanwhile comes back at 0, as before."""
+    from pools import keys as k
+
+    load_pool(svc, 1, [N1], lease_s=60)
+    pages = k.session_pages_key(1, "a", svc.prefix)
+    lease(svc, 1, "a", T0, url="https://x.example/")
+    svc.redis.pexpire(pages, 1000)
+    for i in range(1, 4):
+        assert isinstance(svc.renew_many([1], "a", SITE, T0 + i * 1000)[0], Lease)
+    assert svc.redis.get(pages) == "1" and svc.redis.pttl(pages) > 60_000
+    svc.redis.delete(pages)
+    assert isinstance(svc.renew_many([1], "a", SITE, T0 + 5000)[0], Lease)
+    assert svc.redis.get(pages) == "0" and svc.redis.pttl(pages) > 60_000
+    renewed = svc.renew_many([1], "a", SITE, T0 + 6000, "https://x.example/b")[0]
+    assert renewed.expires_at_ms == T0 + 66_000 and svc.redis.get(pages) == "1"
+    # The event carries whole numbers, written as the recorder reads them.
+    [*_, (_, last)] = svc.events.peek(1)
+    assert (last["x"], last["pc"], last["u"]) == (str(T0 + 66_000), "1", "https://x.example/b")
+
+
 def test_reclaim_returns_expired_numbers_idle_since_their_expiry(svc):
     load_pool(svc, 1, [N1, N2], lease_s=60)
     lease(svc, 1, "a", T0)            # N1, expires T0+60s

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 
+import orjson
 import pytest
 from sqlalchemy import event
 
@@ -133,6 +134,60 @@ def test_text_plain_body_and_cors_headers(client, site, pool):
     assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "https://publisher.example")
 
 
+def test_snippet_answers_are_json_with_one_cors_grant_and_errors_keep_it(client, site, pool):
+    """The answers are built by hand (cors.granted_json): the bytes jsonify wrote, one grant."""
+    ok = post_session(client, site["key"])
+    assert ok.status_code == 200 and ok.content_type == "application/json"
+    assert ok.data == orjson.dumps(ok.json) + b"\n"
+    assert ok.headers.getlist("Access-Control-Allow-Origin") == ["*"]
+    beat = heartbeat(client, site["key"], ok.json["session_id"])
+    assert beat.status_code == 200 and beat.headers.getlist("Access-Control-Allow-Origin") == ["*"]
+    # Errors are answered by the error handlers: the blueprint's hook grants them.
+    unknown = post_session(client, "no_such_site")
+    assert unknown.status_code == 404 and unknown.headers["Access-Control-Allow-Origin"] == "*"
+    lost = heartbeat(client, site["key"], "0" * 24 + ".1.0123456789abcdef")
+    assert lost.status_code == 404 and lost.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(client, site, pool):
+    body = json.dumps({"site": site["key"]})
+    response = client.post("/v1/sessions", data=body, headers={"Content-Type": "text/plain"},
+                           environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)})
+    assert response.status_code == 400
+
+
+SESSION_BODIES = [
+    {"site": "k"},
+    {"site": "k", "url": "https://x.example/?gclid=1", "referrer": None, "visitor_id": "v" * 128,
+     "session_id": "s" * 128, "ga_client_id": "GA1.1.1.2", "fbp": None, "consent": True},
+    {"site": "k", "consent": False, "unknown": {"deep": 1}},
+    {"site": "k", "url": "u" * 4097},
+    {"site": "k", "session_id": "s" * 129},
+    {"site": "k", "referrer": 5},
+    {"site": "k", "consent": "yes"},
+    {"site": ""},
+    {"site": None},
+    {},
+]
+
+
+@pytest.mark.parametrize("body", SESSION_BODIES)
+def test_the_session_request_loader_agrees_with_its_schema(body):
+    from marshmallow import ValidationError
+
+    from dni_server.api.schemas import QuickLoader, SessionRequestSchema
+
+    schema = SessionRequestSchema()
+    try:
+        expected = schema.load(body)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError) as caught:
+            QuickLoader(schema).load(body)
+        assert caught.value.messages == exc.messages
+    else:
+        assert QuickLoader(schema).load(body) == expected
+
+
 def test_rules_pick_the_pool_by_priority_with_a_default(admin, client, site):
     default = make_pool(admin, site, name="Default", numbers=numbers(2, 101))
     google = make_pool(admin, site, name="Google", numbers=numbers(2, 111), priority=10,
@@ -159,6 +214,7 @@ def test_a_target_without_a_matching_pool_gets_its_fallback(admin, client, site)
     make_pool(admin, site, fallback="+18005550102", rules=[{"source": "google"}])
     body = post_session(client, site["key"], "https://x.example/").get_json()
     assert body["numbers"] == [{
+        "session_id": body["session_id"],
         "target": "+18005550100", "number": "+18005550102", "expires_at": None,
         "expires_in": None, "fallback": True, "reason": "no_pool", "target_national": "8005550100",
         "number_national": "8005550102"}]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
 from attribution import sessions
 from attribution.visits import AdIds
 from dni_server import metrics
 from dni_server.api.body import json_object
-from dni_server.api.cors import check_origin, enable_cors
+from dni_server.api.cors import check_origin, enable_cors, granted_json
 from dni_server.api.schemas import (
     HeartbeatRequestSchema,
     QuickLoader,
@@ -23,7 +23,7 @@ from dni_server.timefmt import now_ms
 
 bp = Blueprint("sessions", __name__)
 enable_cors(bp)
-session_request = SessionRequestSchema()
+session_request = QuickLoader(SessionRequestSchema())
 heartbeat_request = QuickLoader(HeartbeatRequestSchema())
 
 
@@ -54,12 +54,12 @@ def create_session():
     req = sessions.SessionRequest(
         url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
         session_id=body["session_id"], ga_client_id=body["ga_client_id"],
-        user_agent=request.headers.get("User-Agent", ""), ip=request.remote_addr,
+        user_agent=request.environ.get("HTTP_USER_AGENT", ""), ip=request.remote_addr,
         ga_session_id=body["ga_session_id"], fbp=body["fbp"], consent=body["consent"])
     now = now_ms()
     answer = sessions.start_session(ctx, site, req, now)
     metrics.observe_numbers(answer.numbers)
-    return jsonify(session_answer(answer, now))
+    return granted_json(session_answer(answer, now))
 
 
 @bp.post("/v1/sessions/<session_id>/heartbeat")
@@ -69,14 +69,17 @@ def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
     body = heartbeat_request.load(json_object())
     now = now_ms()
-    ad = AdIds.parse(body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
+    # Most heartbeats bring no ad ids (the snippet sends them only when they change).
+    ad = None if (body["consent"] is None and body["ga_client_id"] is None
+                  and body["ga_session_id"] is None and body["fbp"] is None) else AdIds.parse(
+        body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
     try:
         answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"], ad)
     except sessions.UnknownSession:
         raise NotFound("unknown session", code="unknown_session") from None
     answer.visitor_id = body["visitor_id"] or ""
     metrics.observe_numbers(answer.numbers, renewal=True)
-    return jsonify(session_answer(answer, now))
+    return granted_json(session_answer(answer, now))
 
 
 JOURNEY_PARAMETERS = (

@@ -3,6 +3,13 @@
 local K_META, K_IDLE, K_BUSY, K_HOLDER, K_SESSION, K_RETIRING, K_STATS, K_EVENTS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
+-- A whole number (ms, a count) as the text a command takes. redis.call writes a Lua number
+-- with '%.17g', the costliest step of a renewal; '%d' writes the same digits for these.
+-- So numbers go to commands as text: literals quoted ('1'), computed ones through int().
+local function int(n)
+  return string.format('%d', n)
+end
+
 -- holder values are "session|start_ms"
 local function split_holder(value)
   if not value then return '', 0 end
@@ -19,11 +26,11 @@ local function end_lease(number, at_ms, reason)
   if session ~= '' and redis.call('HGET', K_SESSION, session) == number then
     redis.call('HDEL', K_SESSION, session)
   end
-  redis.call('HINCRBY', K_STATS, reason, 1)
+  redis.call('HINCRBY', K_STATS, reason, '1')
   redis.call('XADD', K_EVENTS, '*', 't', 'end', 'n', number, 's', session, 'st', start,
     'at', at_ms, 'r', reason)
   if redis.call('SREM', K_RETIRING, number) == 1 then
-    redis.call('HINCRBY', K_STATS, 'retired', 1)
+    redis.call('HINCRBY', K_STATS, 'retired', '1')
     redis.call('XADD', K_EVENTS, '*', 't', 'retired', 'n', number, 'at', at_ms)
   else
     redis.call('ZADD', K_IDLE, at_ms, number)
@@ -55,17 +62,23 @@ end
 -- counter (`key`) is kept `ttl_ms` after the session's last lease or renewal, with or without
 -- a page: while it exists the session is active and may be resumed (see lease.lua).
 local function page_fields(key, url, cap, ttl_ms)
-  local count = redis.call('INCRBY', key, url == '' and 0 or 1)
-  redis.call('PEXPIRE', key, ttl_ms)
-  if url == '' then return {} end
-  if count > cap then return {'pc', count} end
-  return {'u', url, 'pc', count}
+  local ttl = int(ttl_ms)
+  if url == '' then
+    -- Most renewals (heartbeats) bring no page: one command keeps the session active; a
+    -- counter lost meanwhile starts again at 0.
+    if redis.call('PEXPIRE', key, ttl) == 0 then redis.call('SET', key, '0', 'PX', ttl) end
+    return {}
+  end
+  local count = redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ttl)
+  if count > cap then return {'pc', int(count)} end
+  return {'u', url, 'pc', int(count)}
 end
 
 -- Leases whose expiry has passed end at their expiry, not at now: the number has been
 -- free since then, and matching must not credit that session with later calls.
 local function reclaim_expired(now_ms, limit)
-  local expired = redis.call('ZRANGEBYSCORE', K_BUSY, '-inf', now_ms, 'WITHSCORES', 'LIMIT', 0, limit)
+  local expired = redis.call('ZRANGEBYSCORE', K_BUSY, '-inf', now_ms, 'WITHSCORES', 'LIMIT', '0', limit)
   for i = 1, #expired, 2 do
     end_lease(expired[i], expired[i + 1], 'expired')
   end

@@ -28,7 +28,7 @@ local function page(url)
   return unpack(page_fields(KEYS[15], url, tonumber(ARGV[13]), tonumber(ARGV[15]) + lease_ms))
 end
 
-reclaim_expired(now, 100)
+reclaim_expired(now_s, '100')
 
 local held = redis.call('HGET', K_SESSION, session)
 if held then
@@ -39,14 +39,15 @@ if held then
     end_lease(held, expiry or now_s, 'expired')
   elseif now - tonumber(start) <= max_age_ms then
     if renewal_limited(KEYS[14], now, tonumber(ARGV[11]), ARGV[12]) then
-      redis.call('HINCRBY', K_STATS, 'renewals_limited', 1)
+      redis.call('HINCRBY', K_STATS, 'renewals_limited', '1')
       return {1, held, tonumber(expiry), tonumber(start)}
     end
     local expires = now + lease_ms
-    redis.call('ZADD', K_BUSY, 'XX', expires, held)
-    redis.call('HINCRBY', K_STATS, 'renewals', 1)
+    local expires_s = int(expires)
+    redis.call('ZADD', K_BUSY, 'XX', expires_s, held)
+    redis.call('HINCRBY', K_STATS, 'renewals', '1')
     redis.call('XADD', K_EVENTS, '*', 't', 'renew', 'n', held, 's', session, 'st', start,
-      'at', now_s, 'x', expires, page(ARGV[6]))
+      'at', now_s, 'x', expires_s, page(ARGV[6]))
     record_ad(session, now_s, ARGV[10])
     return {1, held, expires, tonumber(start)}
   else
@@ -65,7 +66,7 @@ for i = 9, 11 do
     local count = redis.call('INCR', KEYS[i])
     if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
     if count > limits[i] then
-      redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
+      redis.call('HINCRBY', K_STATS, 'rate_limited', '1')
       return {3}
     end
   end
@@ -85,7 +86,7 @@ for i = 12, 13 do
         if redis.call('HEXISTS', K_SESSION, member) == 0 then redis.call('SREM', KEYS[i], member) end
       end
       if redis.call('SCARD', KEYS[i]) >= cap then
-        redis.call('HINCRBY', K_STATS, 'rate_limited', 1)
+        redis.call('HINCRBY', K_STATS, 'rate_limited', '1')
         return {3}
       end
     end
@@ -93,28 +94,29 @@ for i = 12, 13 do
   end
 end
 
-local pick = redis.call('ZRANGE', K_IDLE, 0, 0, 'WITHSCORES')
+local pick = redis.call('ZRANGE', K_IDLE, '0', '0', 'WITHSCORES')
 if #pick == 0 or (meta[4] ~= 'reuse_cooling' and now - tonumber(pick[2]) < cooldown_ms) then
-  redis.call('HINCRBY', K_STATS, 'exhausted', 1)
+  redis.call('HINCRBY', K_STATS, 'exhausted', '1')
   redis.call('XADD', K_EVENTS, '*', 't', 'exhausted', 's', session, 'at', now_s, 'p', ARGV[5])
   return {2}
 end
 
 local number = pick[1]
 local expires = now + lease_ms
+local expires_s = int(expires)
 redis.call('ZREM', K_IDLE, number)
-redis.call('ZADD', K_BUSY, expires, number)
+redis.call('ZADD', K_BUSY, expires_s, number)
 redis.call('HSET', K_HOLDER, number, session .. '|' .. now_s)
 redis.call('HSET', K_SESSION, session, number)
-redis.call('HINCRBY', K_STATS, 'leases', 1)
+redis.call('HINCRBY', K_STATS, 'leases', '1')
 for _, key in ipairs(live_keys) do
   redis.call('SADD', key, session)
-  redis.call('PEXPIRE', key, max_age_ms + lease_ms)  -- no lease outlives this
+  redis.call('PEXPIRE', key, int(max_age_ms + lease_ms))  -- no lease outlives this
 end
 local busy = redis.call('ZCARD', K_BUSY)
 if busy > tonumber(redis.call('HGET', K_STATS, 'peak_busy') or '0') then
-  redis.call('HSET', K_STATS, 'peak_busy', busy)
+  redis.call('HSET', K_STATS, 'peak_busy', int(busy))
 end
 redis.call('XADD', K_EVENTS, '*', 't', 'lease', 'n', number, 's', session, 'st', now_s,
-  'at', now_s, 'x', expires, 'p', ARGV[5], page(ARGV[6]))
+  'at', now_s, 'x', expires_s, 'p', ARGV[5], page(ARGV[6]))
 return {0, number, expires, now}

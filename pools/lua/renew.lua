@@ -33,14 +33,15 @@ if now - tonumber(start) > tonumber(meta[3]) then
 end
 if renewal_limited(KEYS[9], now, tonumber(ARGV[6]), ARGV[7]) then
   -- Too many renewals from this session: it keeps its number until the lease's expiry.
-  redis.call('HINCRBY', K_STATS, 'renewals_limited', 1)
+  redis.call('HINCRBY', K_STATS, 'renewals_limited', '1')
   return {0, number, tonumber(expiry), tonumber(start), target, fallback}
 end
 local expires = now + tonumber(meta[2])
-redis.call('ZADD', K_BUSY, 'XX', expires, number)
-redis.call('HINCRBY', K_STATS, 'renewals', 1)
+local expires_s = int(expires)
+redis.call('ZADD', K_BUSY, 'XX', expires_s, number)
+redis.call('HINCRBY', K_STATS, 'renewals', '1')
 redis.call('XADD', K_EVENTS, '*', 't', 'renew', 'n', number, 's', session, 'st', start,
-  'at', now_s, 'x', expires,
+  'at', now_s, 'x', expires_s,
   unpack(page_fields(KEYS[10], ARGV[4], tonumber(ARGV[8]), tonumber(ARGV[9]) + tonumber(meta[2]))))
 record_ad(session, now_s, ARGV[5])
 return {0, number, expires, tonumber(start), target, fallback}

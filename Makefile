@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := snippet/node_modules/.installed
 DASH_STAMP := dni_server/dashboard/ui/node_modules/.installed
 
-.PHONY: run test test-fast lint format snippet dashboard bench chromium wrk clean
+.PHONY: run test test-fast lint format snippet dashboard bench chromium audio-tools wrk clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -28,16 +28,22 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The insight tests make their call audio with Debian's espeak-ng (speech) and sox (mixing).
+audio-tools:
+	@command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 || { \
+	  echo "installing Debian's espeak-ng and sox for the insight tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium
+test: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium audio-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The quick loop while working: everything but the tests marked `slow` (faults, Redis
 # Cluster, two instances, gunicorn, schemathesis and fuzzing). CI runs `make test`.
-test-fast: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium
+test-fast: $(STAMP) $(NODE_STAMP) $(DASH_STAMP) chromium audio-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -183,6 +184,7 @@ class Call(VisitAttribution, Base):
         Index("ix_calls_report_caller", "from_number", "local_day", "site_id", "pool_id",
               "qualified", "repeat_caller"),
         Index("ix_calls_session", "session_id"),  # ad ids learnt later reach matched calls
+        Index("ix_calls_recording_due", "recording_status", "recording_next_try_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -204,6 +206,16 @@ class Call(VisitAttribution, Base):
     talk_time: Mapped[bool] = mapped_column(Boolean, default=False)
     dial_status: Mapped[str | None] = mapped_column(String(16), default=None)
     recording_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # The recording's copy and its analysis (attribution.insight.jobs, migration 0010):
+    # status pending (announced), fetching (a worker holds it), fetched, failed or deleted.
+    recording_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    recording_path: Mapped[str | None] = mapped_column(String(255), default=None)  # store key
+    recording_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recording_next_try_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    recording_claim: Mapped[str | None] = mapped_column(String(32), default=None)
+    recording_error: Mapped[str | None] = mapped_column(Text, default=None)
+    recording_fetched_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    insight: Mapped[dict | None] = mapped_column(default=None)
 
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), default=None)
@@ -232,6 +244,19 @@ class Call(VisitAttribution, Base):
     payout: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Carriers whose recording links the worker knows how to fetch (attribution.insight.fetch).
+RECORDING_CARRIERS = ("twilio", "telnyx")
+
+
+@event.listens_for(Call.recording_url, "set")
+def _recording_announced(call: Call, value, old, _initiator) -> None:
+    """A carrier's new recording link queues the recording for the worker, whichever path
+    set it (a webhook, the inbox replay). Links given to the generic API are only shown."""
+    if value and value != old and call.provider in RECORDING_CARRIERS:
+        call.recording_status, call.recording_attempts = "pending", 0
+        call.recording_next_try_at, call.recording_error = None, None
 
 
 class CallEvent(Base):

@@ -116,6 +116,14 @@ class Settings:
     report_max_rows: int = 1000
     report_max_day_dimensions: int = 3660
     report_rate: tuple[int, int] = (30, 60)
+    # Call insight (issue 17): where recordings are kept (default <instance>/recordings),
+    # the Twilio account their links need (else read from the link), the speech engine.
+    recordings_dir: str | None = None
+    twilio_account_sid: str | None = None
+    transcriber: str | None = None  # module:factory (attribution/insight/transcriber.py)
+    transcriber_model_dir: str | None = None
+    insight_max_attempts: int = 8
+    insight_retry_seconds: int = 60
 
     @property
     def embedded_redis(self) -> bool:
@@ -209,6 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values.update(_auth_settings(env, get, values))
     values.update(_report_settings(get))
     values.update(_conversion_settings(get))
+    values.update(_insight_settings(get))
     return Settings(**values)
 
 
@@ -276,4 +285,22 @@ def _conversion_settings(get) -> dict:
             except ValueError as exc:
                 raise ConfigError(f"DNI_CREDENTIALS_KEYS: key {i + 1}: {exc}") from None
         values["credentials_keys"] = tuple(keys)
+    return values
+
+
+def _insight_settings(get) -> dict:
+    """Recordings and their analysis: where they are kept, the engine, the retry pace."""
+    values: dict = {}
+    for name, key in (("DNI_RECORDINGS_DIR", "recordings_dir"),
+                      ("DNI_TWILIO_ACCOUNT_SID", "twilio_account_sid"),
+                      ("DNI_TRANSCRIBER", "transcriber"),
+                      ("DNI_TRANSCRIBER_MODEL_DIR", "transcriber_model_dir")):
+        if (raw := get(name)) is not None:
+            values[key] = raw.strip()
+    if "transcriber" in values and ":" not in values["transcriber"]:
+        raise ConfigError(f"DNI_TRANSCRIBER must look like module:factory, got {values['transcriber']!r}")
+    for name, key, low, high in (("DNI_INSIGHT_MAX_ATTEMPTS", "insight_max_attempts", 1, 100),
+                                 ("DNI_INSIGHT_RETRY_SECONDS", "insight_retry_seconds", 1, 86_400)):
+        if (raw := get(name)) is not None:
+            values[key] = parse_int(name, raw, minimum=low, maximum=high)
     return values

@@ -15,6 +15,7 @@ import time
 from sqlalchemy import select
 
 from attribution.conversions.delivery import Deliverer
+from attribution.insight.jobs import InsightJobs
 from attribution.recorder import drain_pool
 from dni_server import metrics
 from dni_server.timefmt import now_ms
@@ -39,6 +40,8 @@ class Worker:
         self.conversions = Deliverer.from_settings(
             self.services.session_factory, self.services.redis_admin, self.services.settings,
             observe=metrics.observe_delivery)
+        self.insight = InsightJobs.from_settings(
+            self.services.session_factory, self.services.settings, app.instance_path)
 
     def pool_ids(self, db) -> list[int]:
         if time.monotonic() - self._pools_read_at > self.pool_refresh:
@@ -82,11 +85,21 @@ class Worker:
         except Exception:
             log.exception("conversion delivery pass failed")
 
+    def analyse_recordings(self) -> None:
+        """Fetch and analyse due call recordings; a carrier's trouble stops nothing else."""
+        try:
+            self.insight.run_once()
+        except Exception:
+            log.exception("recording insight pass failed")
+
     def run_forever(self) -> None:
         # Conversions go out on a thread of their own: a platform answering slowly must
-        # never hold back lease recording and reclaim.
+        # never hold back lease recording and reclaim. Recordings too: their analysis is
+        # seconds of CPU per call.
         threading.Thread(target=self._repeat, args=(self.deliver_conversions,),
                          name="dni-conversions", daemon=True).start()
+        threading.Thread(target=self._repeat, args=(self.analyse_recordings,),
+                         name="dni-insight", daemon=True).start()
         self._repeat(self.record_once)
 
     def _repeat(self, step) -> None:

@@ -69,6 +69,10 @@ class Site(Base):
     domains: Mapped[list] = mapped_column(default=list)
     keyword_params: Mapped[list] = mapped_column(default=list)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Call insight (attribution.insight): keywords listened for in its calls' recordings,
+    # and how many days a recording is kept (None: until deleted through the API).
+    insight_keywords: Mapped[list | None] = mapped_column(default=None)
+    recording_retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     pools: Mapped[list[Pool]] = relationship(back_populates="site", order_by="Pool.id")

@@ -124,7 +124,13 @@ def _find_site(ref) -> Site | None:
 @documented("Create a site", site_schema, status=201, body=SiteSchema, errors=(400, 401, 422))
 def create_site():
     data = site_schema.load(json_object())
+    insight = {name: data.pop(name) for name in ("insight_keywords", "recording_retention_days")
+               if name in data}
     site = catalog_call(catalog.create_site, db.session, **data)
+    if insight:
+        for name, value in insight.items():
+            setattr(site, name, value)
+        db.session.commit()
     return jsonify(site_schema.dump(site)), 201
 
 

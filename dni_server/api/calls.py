@@ -6,12 +6,15 @@ Static numbers have their own blueprint, ``dni_server.api.static_numbers``.
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import orjson
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from sqlalchemy import select
 
 from attribution.calls import CallEventIn, ingest, requalify, shown_first_touches
+from attribution.insight.jobs import delete_recording, recording_store
+from attribution.insight.storage import RecordingMissing
 from attribution.models import Call
 from dni_server.api.admin import get_site, limit_arg
 from dni_server.api.auth import scoped, token_required, visible
@@ -40,7 +43,20 @@ def call_detail(call: Call) -> dict:
     of its match; the first touch from ``shown_first_touches``: never another tenant's visit."""
     first_touch = shown_first_touches(db.session, [call])[call.id]
     return call_detail_schema.dump(With(call, first_touch=first_touch,
-                                        routing=shown_routing(call)))
+                                        routing=shown_routing(call),
+                                        recording=recording_state(call)))
+
+
+def recording_state(call: Call) -> SimpleNamespace:
+    return SimpleNamespace(status=call.recording_status, stored=call.recording_path is not None,
+                           attempts=call.recording_attempts or 0,
+                           next_try_at=call.recording_next_try_at, error=call.recording_error)
+
+
+def recordings():
+    """The recording store (attribution.insight.jobs): the worker's, on the same folder."""
+    app = current_app._get_current_object()
+    return recording_store(app.extensions["dni"].settings, app.instance_path)
 
 
 def shown_routing(call: Call) -> dict | None:
@@ -121,5 +137,37 @@ def set_disposition(call_ref: str):
     data = disposition_request.load(json_object())
     call.disposition, call.disposition_value = data["disposition"], data["value"]
     requalify(db.session, call)
+    db.session.commit()
+    return jsonify(call_detail(call))
+
+
+@bp.get("/v1/calls/<call_ref>/recording")
+@documented("The call's kept recording (WAV), to those who may see the call", None,
+            errors=(401, 404), other_content={"audio/wav": {"schema": {
+                "type": "string", "format": "binary"}}})
+def get_recording(call_ref: str):
+    call = get_call(call_ref)  # the same visibility as the call itself
+    missing = NotFound("this call has no kept recording", code="no_recording")
+    if call.recording_path is None:
+        raise missing
+    store = recordings()
+    headers = {"Cache-Control": "private, no-store"}  # call audio is personal data
+    path = store.path(call.recording_path)
+    if path is not None:  # a local file: ranges for the dashboard's player
+        response = send_file(path, mimetype="audio/wav", conditional=True)
+        response.headers.update(headers)
+        return response
+    try:
+        return Response(store.get(call.recording_path), mimetype="audio/wav", headers=headers)
+    except RecordingMissing:
+        raise missing from None
+
+
+@bp.delete("/v1/calls/<call_ref>/recording")
+@documented("Delete the call's kept recording (its insight stays)", call_detail_schema,
+            errors=(401, 403, 404))
+def remove_recording(call_ref: str):
+    call = get_call(call_ref)
+    delete_recording(db.session, recordings(), call)
     db.session.commit()
     return jsonify(call_detail(call))

@@ -162,6 +162,25 @@ def session_answer(answer, now_ms: int) -> dict:
 # -- admin API ---------------------------------------------------------------------------
 
 
+class KeywordList(fields.Raw):
+    """A site's insight keywords, checked and stored in their normal form."""
+
+    MAX = 200
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from dataclasses import asdict
+
+        from attribution.insight.keywords import KeywordError, parse_keywords
+
+        if not isinstance(value, list) or len(value) > self.MAX \
+                or not all(isinstance(entry, dict) for entry in value):
+            raise ValidationError(f"must be a list of at most {self.MAX} keyword objects")
+        try:
+            return [asdict(keyword) for keyword in parse_keywords(value)]
+        except KeywordError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class SiteSchema(Loose):
     id = fields.Integer(dump_only=True)
     key = fields.String(dump_only=True)
@@ -171,6 +190,10 @@ class SiteSchema(Loose):
     keyword_params = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                                  load_default=list, validate=validate.Length(max=20))
     timezone = fields.String(load_default="UTC", validate=iana_zone)
+    # Call insight: [{"word", "side", "sensitivity", "means"}] listened for in recordings.
+    insight_keywords = KeywordList(allow_none=True)
+    recording_retention_days = fields.Integer(strict=True, allow_none=True,
+                                              validate=validate.Range(1, 3650))
     created_at = fields.Function(lambda site: iso_utc(site.created_at), dump_only=True)
 
 
@@ -570,10 +593,24 @@ class CallSchema(Reply):
     payout = fields.Decimal(as_string=True, metadata=MONEY)
 
 
+class RecordingStateSchema(Reply):
+    """Where a call's recording stands (attribution.insight.jobs)."""
+
+    status = fields.String(allow_none=True, metadata={
+        "description": "pending, fetching, fetched, failed or deleted; null: none announced"})
+    stored = fields.Boolean(metadata={"description": "GET /v1/calls/<id>/recording serves it"})
+    attempts = fields.Integer()
+    next_try_at = _utc("next_try_at")
+    error = _text()
+
+
 class CallDetailSchema(CallSchema):
     """A call with the explanation of its match."""
 
     explanation = fields.Dict(allow_none=True)
+    recording = fields.Nested(RecordingStateSchema)
+    # What the recording says (attribution.insight.analyse); null until analysed.
+    insight = fields.Dict(allow_none=True)
     # Pay-per-call: {plan, ivr, offers, skipped, buyer, target, converted, revenue, outcome}
     # (routing.calls.routing_of); null when the call was not routed.
     routing = fields.Dict(allow_none=True)
@@ -678,6 +715,7 @@ class ConversionRuleSchema(Reply):
     site_id = fields.Integer()
     pool = fields.Integer(attribute="pool_id", allow_none=True)
     qualified_only = fields.Boolean()
+    buyer_converted_only = fields.Boolean()
     min_duration = fields.Integer(allow_none=True)
     dispositions_included = fields.Function(lambda row: row.dispositions_included or [],
                                             metadata={"type": "array",

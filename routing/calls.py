@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from pools.keys import DEFAULT_PREFIX, routed_call_key, routed_turn_key
 from pools.phones import InvalidNumber, normalize
-from routing import flow
+from routing import flow, money
 from routing.capacity import Capacity
 from routing.directory import RoutingDirectory
 from routing.eligibility import CallFacts
@@ -300,6 +300,7 @@ def record(db, provider: str, call_id: str, state: dict) -> CallRouting:
         row = CallRouting(provider=provider, provider_call_id=call_id)
         db.add(row)
     log_ = public_log(state)
+    was_converted = bool(row.converted)
     row.plan_id = state["plan"]
     row.ivr, row.offers, row.skipped = log_["ivr"], log_["offers"], log_["skipped"]
     row.buyer_id = log_["buyer"]
@@ -308,6 +309,8 @@ def record(db, provider: str, call_id: str, state: dict) -> CallRouting:
     row.revenue = flow.revenue_of(state)
     row.outcome = state["outcome"]
     db.flush()
+    if row.converted != was_converted:
+        money.settle(db, provider, call_id, row.converted)  # rules on buyer conversions
     return row
 
 

@@ -74,6 +74,7 @@ class RuleSettings(Schema):
         unknown = EXCLUDE  # the API ignores unknown fields; the file refuses them itself
 
     qualified_only = fields.Boolean()
+    buyer_converted_only = fields.Boolean()
     min_duration = fields.Integer(strict=True, allow_none=True,
                                   validate=validate.Range(0, 86_400))
     dispositions_included = _dispositions

@@ -71,6 +71,8 @@ class ConversionRule(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), default=None)
     qualified_only: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Fire only on a pay-per-call buyer's conversion of the call (see ``rules``).
+    buyer_converted_only: Mapped[bool] = mapped_column(Boolean, default=False)
     min_duration: Mapped[int | None] = mapped_column(Integer, default=None)
     dispositions_included: Mapped[list] = mapped_column(default=list)
     dispositions_excluded: Mapped[list] = mapped_column(default=list)

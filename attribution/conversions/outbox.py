@@ -7,12 +7,17 @@ together. It never talks to a platform: the worker (``delivery``) does, later.
 A call that stops counting (a ``spam`` disposition, say) turns rows not yet sent into
 ``skipped`` and rows already sent into ``retraction_pending``; the worker then sends a
 retraction, or marks ``retraction_unsupported`` where the platform has none.
+
+Whether a pay-per-call buyer converted a call (for ``buyer_converted_only`` rules) is known
+by the routing layer above: it registers where to read it (``read_buyer_conversions``) and
+calls ``on_qualification`` itself, in the transaction that writes the routing log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -32,17 +37,31 @@ from pools.models import Pool, Site, utcnow
 log = logging.getLogger(__name__)
 NOT_WANTED = "the call no longer counts as a conversion"
 
+# Whether a buyer converted a call: set by the layer that knows (``routing.money``); None
+# in a process that never loaded it, where buyer rules' rows are then left as they are.
+BuyerConverted = Callable[[Session, Call], bool]
+_buyer_converted: BuyerConverted | None = None
+
+
+def read_buyer_conversions(source: BuyerConverted | None) -> None:
+    """Say where ``buyer_converted_only`` rules learn whether a buyer converted a call."""
+    global _buyer_converted
+    _buyer_converted = source
+
 
 def delivery_key(call_id: int, destination_id: int) -> str:
     """The platform's dedupe key: the same for every retry, resend and retraction."""
     return f"dni-call-{call_id}-d{destination_id}"
 
 
-def on_qualification(db: Session, call, *, first: bool = False) -> None:
+def on_qualification(db: Session, call, *, first: bool = False,
+                     buyer_converted: bool | None = None) -> None:
     """Bring the call's outbox rows in line with whether it counts now.
 
     ``first``: the call was inserted in this transaction, so it has no rows yet; one that
     is not over yet cannot count either, and then there is nothing to read or write.
+    ``buyer_converted``: given by the routing layer when it settles a buyer's conversion;
+    otherwise read from it, and only for a ``buyer_converted_only`` rule.
     """
     if call.site_id is None:
         return
@@ -53,12 +72,18 @@ def on_qualification(db: Session, call, *, first: bool = False) -> None:
     site_rules = db.scalars(select(ConversionRule).where(ConversionRule.site_id == call.site_id)
                             .order_by(ConversionRule.id)).all()
     rule = conversion_rules.pick(site_rules, call.pool_id)
+    if rule is not None and rule.buyer_converted_only and buyer_converted is None:
+        if _buyer_converted is None:
+            log.warning("call %s: buyer conversions unknown here, its rows left as they are",
+                        call.id)
+            return
+        buyer_converted = _buyer_converted(db, call)
     existing = {} if first else {row.destination_id: row for row in db.scalars(
         select(ConversionDelivery).where(ConversionDelivery.call_id == call.id))}
     if rule is None:
         wanted = False
     else:
-        wanted = conversion_rules.counts(rule, call)
+        wanted = conversion_rules.counts(rule, call, bool(buyer_converted))
     for row in existing.values():
         _update(row, wanted)
     if not wanted or rule is None:
@@ -181,7 +206,9 @@ def conversions_between(db: Session, site: Site, start: dt.date, end: dt.date, k
     out = []
     for call in calls:
         rule = conversion_rules.pick(site_rules, call.pool_id)
-        if rule is None or not conversion_rules.counts(rule, call):
+        bought = (rule is not None and rule.buyer_converted_only
+                  and _buyer_converted is not None and _buyer_converted(db, call))
+        if rule is None or not conversion_rules.counts(rule, call, bought):
             continue
         action_name = name or next((rule.actions[i]["name"] for i in kind_ids
                                     if i in (rule.actions or {})), None)

@@ -2,6 +2,11 @@
 
 Pure functions over a rule row and a call row; no queries. The rule for a call is its
 pool's rule if the pool has one, else its site's rule (``pool_id`` unset).
+
+``buyer_converted_only`` makes a rule fire on a pay-per-call buyer's conversion (the buyer
+talked long enough to pay for the call) instead of, or beside, the publisher's
+qualification: whether a buyer converted the call is a fact the routing layer knows, and
+hands in (``attribution.conversions.outbox``).
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ def settled(call) -> bool:
     return call.status in TERMINAL_STATUSES or call.disposition is not None
 
 
-def counts(rule: ConversionRule, call) -> bool:
-    """Whether the call is a conversion under ``rule`` right now."""
-    if not settled(call):
+def counts(rule: ConversionRule, call, buyer_converted: bool = False) -> bool:
+    """Whether the call is a conversion under ``rule`` right now; ``buyer_converted``: a
+    buyer converted it (only a ``buyer_converted_only`` rule asks)."""
+    if rule.buyer_converted_only and not buyer_converted:
+        return False
+    # A buyer's conversion is settled when the buyer's leg ends, before the caller's does.
+    if not settled(call) and not (rule.buyer_converted_only and buyer_converted):
         return False
     if rule.qualified_only and not call.qualified:
         return False

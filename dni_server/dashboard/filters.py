@@ -7,13 +7,22 @@ import datetime as dt
 from attribution.zones import zone
 from dni_server.dashboard import bp
 
-MONEY = {"revenue", "payout", "margin"}
-RATES = {"qualification_rate", "calls_per_session"}
+MONEY = {"revenue", "payout", "margin", "buyer_revenue"}
+PERCENTS = {"qualification_rate", "answer_rate"}
+RATES = PERCENTS | {"calls_per_session"}
 SECONDS = {"total_talk_time", "average_talk_time"}
+# Ring times are short and averaged: tenths of a second say more than m:ss.
+RING_SECONDS = {"avg_ring_seconds", "total_ring_seconds"}
 LABELS = {"qualified_calls": "Qualified", "unique_callers": "Unique callers",
           "first_time_callers": "First-time", "answered_calls": "Answered",
           "total_talk_time": "Talk time", "average_talk_time": "Avg talk",
-          "qualification_rate": "Qual. rate", "calls_per_session": "Calls / session"}
+          "qualification_rate": "Qual. rate", "calls_per_session": "Calls / session",
+          # Pay-per-call routing (routing.reports)
+          "routed_calls": "Routed", "connected_calls": "Connected",
+          "converted_calls": "Converted", "buyer_revenue": "Buyer revenue",
+          "answered_offers": "Answered offers", "answer_rate": "Answer rate",
+          "avg_ring_seconds": "Avg ring", "total_ring_seconds": "Ring time",
+          "timed_offers": "Timed offers"}
 
 
 @bp.app_template_filter("metric")
@@ -22,12 +31,14 @@ def metric(value, name: str) -> str:
         return "–"
     if name in MONEY:
         return f"{float(value):,.2f}"
-    if name == "qualification_rate":
+    if name in PERCENTS:
         return f"{float(value):.1%}"
     if name in RATES:
         return f"{float(value):.3f}"
     if name in SECONDS:
         return duration(value)
+    if name in RING_SECONDS:
+        return f"{float(value):,.1f} s"
     return f"{int(value):,}"
 
 

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 PER_PAGE = 50
 CHART_ROWS = 20
 CHART_SERIES = 6
-DECIMAL_METRICS = filters.MONEY | filters.RATES | {"average_talk_time"}
+DECIMAL_METRICS = filters.MONEY | filters.RATES | filters.RING_SECONDS | {"average_talk_time"}
 
 
 @bp.after_request
@@ -100,6 +100,10 @@ def _report(args: dict, page: reports.Page | None = None):
         args["group_by"] += "," + then_by
     args.pop("metrics", None)  # the dashboard always shows every metric
     query = report_query(args)
+    if {"buyer", "target"} & set(query.group_by):
+        # Grouped by buyer or target, routing's metrics too (buyer revenue, answer rate,
+        # ring time); otherwise not, as they join every call's routing log.
+        query.metrics = query.all_metrics
     return query, run_report(query, page)
 
 
@@ -165,7 +169,8 @@ def report():
         error, status = _report_problem(exc), _report_status(exc)
         headers = _retry_header(exc)
         query, result = None, None
-    metric = chart_metric(args)
+    metric = (args["metric"] if query is not None and args.get("metric") in query.metrics
+              else chart_metric(args))
     return render_template(
         "dashboard/report.html", args=args, query=query, result=result, error=error,
         chart=report_chart(result, metric) if result else None, metric=metric, page=page,

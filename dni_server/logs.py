@@ -15,7 +15,6 @@ import os
 import re
 import sys
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 from gunicorn.glogging import Logger as GunicornBaseLogger
@@ -99,39 +98,50 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
 def request_id_for(incoming: str | None) -> str:
     if incoming and SAFE_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    # 32 hex digits, like uuid4().hex, without building a UUID object on every request.
+    return os.urandom(16).hex()
+
+
+# These hooks run on every request, heartbeats included. Each `g.x` or `request.x` goes
+# through a context-local proxy (a failed attribute lookup, then a forwarded one), and
+# `request.headers` builds a headers object: so each hook resolves a proxy once, with
+# `_get_current_object()`, and reads the one header it needs from the WSGI environ.
 
 
 def _begin_request() -> None:
-    g.request_id = request_id_for(request.headers.get(HEADER))
-    g.log_context = REQUEST_ID.set(g.request_id)
-    g.request_started = time.perf_counter()  # the latency histogram reads it too
+    ctx = g._get_current_object()
+    # The environ key of the X-Request-Id header, as `request.headers` would look it up.
+    environ = request._get_current_object().environ
+    request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+    ctx.request_id = request_id
+    ctx.log_context = REQUEST_ID.set(request_id)
+    ctx.request_started = time.perf_counter()  # the latency histogram reads it too
 
 
 def _end_request(response: Response) -> Response:
-    request_id = g.get("request_id")
+    ctx = g._get_current_object()
+    request_id = getattr(ctx, "request_id", None)
     if request_id is None:
         return response
     response.headers[HEADER] = request_id
+    status = response.status_code
+    req = request._get_current_object()
     # The snippet API answers every page view of every visitor: its successes are counted
     # in /metrics and logged only at DEBUG, which keeps a log write off the hottest path.
-    level = (logging.DEBUG if request.blueprint == "sessions" and response.status_code < 400
-             else logging.INFO)
+    level = logging.DEBUG if status < 400 and req.blueprint == "sessions" else logging.INFO
     if not request_log.isEnabledFor(level):
         return response
-    duration_ms = round((time.perf_counter() - g.request_started) * 1000, 2)
+    duration_ms = round((time.perf_counter() - ctx.request_started) * 1000, 2)
     # A decoded path may hold a newline (%0A): quoted, it cannot forge a text log line.
-    path = request.path if request.path.isprintable() else repr(request.path)
-    request_log.log(level, "%s %s %s %.1f ms", request.method, path, response.status_code,
-                     duration_ms, extra={"method": request.method, "path": path,
-                                         "status": response.status_code,
-                                         "duration_ms": duration_ms,
-                                         "endpoint": request.endpoint})
+    path = req.path if req.path.isprintable() else repr(req.path)
+    request_log.log(level, "%s %s %s %.1f ms", req.method, path, status, duration_ms,
+                    extra={"method": req.method, "path": path, "status": status,
+                           "duration_ms": duration_ms, "endpoint": req.endpoint})
     return response
 
 
 def _forget_request(_exc) -> None:
-    token = g.pop("log_context", None)
+    token = vars(g._get_current_object()).pop("log_context", None)
     if token is not None:
         REQUEST_ID.reset(token)
 

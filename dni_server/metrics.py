@@ -129,11 +129,26 @@ def count_matches() -> None:
 # -- request latency ------------------------------------------------------------------------
 
 
+# The histogram's child per (endpoint, status code): `labels()` checks and joins its
+# values on every call, which costs more than the observation itself. Both keys are
+# bounded (the app's endpoints, HTTP statuses), so the cache is too.
+_latency_children: dict[tuple[str | None, int], Histogram] = {}
+
+
+def _latency_child(endpoint: str | None, status: int) -> Histogram:
+    child = _latency_children.get((endpoint, status))
+    if child is None:
+        # Never the raw path as a label: unbounded labels.
+        child = LATENCY.labels(endpoint or "unmatched", f"{status // 100}xx")
+        _latency_children[(endpoint, status)] = child
+    return child
+
+
 def _observe_request(response: Response) -> Response:
-    started = g.get("request_started")  # set by dni_server.logs when the request began
+    # dni_server.logs notes when the request began (one proxy lookup, no `g.get` call)
+    started = getattr(g._get_current_object(), "request_started", None)
     if started is not None:
-        endpoint = request.endpoint or "unmatched"  # never the raw path: unbounded labels
-        LATENCY.labels(endpoint, f"{response.status_code // 100}xx").observe(
+        _latency_child(request._get_current_object().endpoint, response.status_code).observe(
             time.perf_counter() - started)
     return response
 

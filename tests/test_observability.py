@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from flask import request_finished
 from prometheus_client.parser import text_string_to_metric_families
 from test_call_failures import sql_outage_app
 from test_durability import free_port, start_redis
@@ -177,6 +179,31 @@ def test_latency_is_labelled_by_endpoint_and_status_class(client):
     assert moved(before, after, "dni_request_duration_seconds_count",
                  endpoint="unmatched", status="4xx") == 1
     assert not any("12345" in str(labels) for _, labels in after)
+
+
+def test_latency_counts_each_request_under_its_labels(client):
+    before = scrape(client)
+    for _ in range(3):
+        client.get("/healthz")
+    client.get("/no/such/page")
+    assert client.post("/healthz").status_code == 405  # no endpoint either
+    after = scrape(client)
+    assert moved(before, after, "dni_request_duration_seconds_count",
+                 endpoint="health.healthz", status="2xx") == 3
+    assert moved(before, after, "dni_request_duration_seconds_count",
+                 endpoint="unmatched", status="4xx") == 2
+
+
+def test_a_request_closes_the_sql_session_it_opened(app, admin):
+    opened = []
+
+    def note(_sender, **_extra):
+        opened.append(db.session.registry.has())
+
+    with request_finished.connected_to(note, app):
+        admin.get("/v1/sites")  # the token is checked through db.session
+    assert opened == [True]
+    assert db.session.registry.registry == {}, "the request's session was not removed"
 
 
 def test_outbox_depth_by_status_and_the_delivery_hook(app, client, admin):
@@ -365,6 +392,12 @@ def test_unsafe_request_ids_are_replaced(client, given):
     response = client.get("/healthz", headers={"X-Request-Id": given})
     echoed = response.headers["X-Request-Id"]
     assert echoed != given and len(echoed) == 32 and echoed.isalnum()
+
+
+def test_new_request_ids_are_fresh_hex(client):
+    ids = {client.get("/healthz").headers["X-Request-Id"] for _ in range(3)}
+    assert len(ids) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
 
 
 def test_text_logs_carry_the_request_id_too(make_app, capsys):

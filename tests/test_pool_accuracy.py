@@ -8,7 +8,6 @@ import datetime as dt
 import math
 import random
 import secrets
-import time
 
 import pytest
 
@@ -271,25 +270,11 @@ def test_the_cooldown_covers_most_calls_after_a_visit():
 
 def test_work_is_bounded_on_a_huge_window():
     huge = traffic(visits=150_000, per_second=20)
-    started = time.perf_counter()
     model = accuracy.Model(huge, likelihood=False)
     assert all(len(d.arrivals) <= accuracy.MAX_VISITS for d in model.draws)
     assert sum(len(d.calls) for d in model.draws) <= accuracy.CALL_SAMPLES + len(model.draws)
     assert len(model.draws) * accuracy.MAX_VISITS <= accuracy.WORK
     assert model.smallest(0.99) is not None
-    assert time.perf_counter() - started < 20  # seconds, on a loaded machine
-
-
-def test_a_typical_window_is_quick():
-    # A week of 40 visits an hour, 30-minute leases, 8% of visits calling.
-    week = traffic(visits=6720, per_second=40 / 3600, scale=1,
-                   settings=PoolSettings(1800, 60, 7200, 14400))
-    rng = random.Random(2)
-    week.delays_ms[:] = [d if rng.random() < 0.16 else None for d in week.delays_ms]
-    started = time.perf_counter()
-    for likelihood in (False, True):
-        estimate(week, 50, 0.99, likelihood=likelihood)
-    assert time.perf_counter() - started < 4  # both: about a second on an idle machine
 
 
 # -- the health API ---------------------------------------------------------------------------

@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
-from sqlalchemy import Select, bindparam, literal, null, or_, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, exists, literal, null, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
 
 from attribution import call_delays
 from attribution.callers import Caller
@@ -354,11 +354,18 @@ def _visits(db: Session, pool: PoolRef, at_ms: int, caller: Caller | None,
 def _visits_query(publisher: bool):
     """Built once: matching runs for every call, and building a statement costs more than
     SQLite takes to answer it."""
-    earlier = select(Visit.visitor_id).join(Call, Call.session_id == Visit.session_id).where(
+    # The phone's earlier calls first, once (an index on the caller's number), then the
+    # visitors of their visits: materialised, so the planner cannot start from the visits
+    # (with stale statistics PostgreSQL walked every visit for each candidate).
+    prior = select(Call.session_id).where(
         Call.from_number == bindparam("caller"), Call.started_at < bindparam("at"),
         Call.site_id == bindparam("site"),
-        Call.publisher == bindparam("publisher") if publisher else Call.publisher.is_(None))
-    return select(Visit.session_id, Visit.visitor_id.in_(earlier), Visit.country,
+        Call.publisher == bindparam("publisher") if publisher else Call.publisher.is_(None),
+    ).cte("prior_calls").prefix_with("MATERIALIZED")
+    same_visitor = aliased(Visit)
+    earlier = exists().where(same_visitor.session_id == prior.c.session_id,
+                             same_visitor.visitor_id == Visit.visitor_id)
+    return select(Visit.session_id, earlier, Visit.country,
                   Visit.region, Visit.device_type).where(
         Visit.session_id.in_(bindparam("ids", expanding=True)))
 

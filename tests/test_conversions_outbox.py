@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,11 +134,17 @@ def receiver():
     found.close()
 
 
+_RATE_PREFIXES: dict[int, str] = {}
+
+
 def deliverer(app, **policy) -> Deliverer:
     services = app.extensions["dni"]
     policy = {"settle_seconds": 0, "base_delay": 10, "max_attempts": 5} | policy
+    # Workers of one app share its rate limits; tests on a shared Redis must not (their
+    # destinations are numbered from 1 and deliver at the same fixed minutes).
+    prefix = _RATE_PREFIXES.setdefault(id(app), f"dnitest-{secrets.token_hex(4)}")
     return Deliverer(services.session_factory,
-                     RateLimiter(services.redis_admin, services.settings.redis_prefix),
+                     RateLimiter(services.redis_admin, prefix),
                      Policy(**policy), build=build,
                      allow_hosts=services.settings.outbound_allow_hosts,
                      credentials_keys=services.settings.credentials_keys)

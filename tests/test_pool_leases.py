@@ -209,16 +209,21 @@ def test_every_operation_is_one_round_trip(svc, redis_client):
     """The lease path is one EVALSHA: count the commands Redis saw."""
     load_pool(svc, 1, [N1, N2])
     lease(svc, 1, "warm", T0)  # loads the script once
-    before = redis_client.info("commandstats")
-    lease(svc, 1, "a", T0)
-    svc.renew_many([1], "a", SITE, T0 + 1)
-    after = redis_client.info("commandstats")
 
     def calls(stats, name):
         return stats.get(f"cmdstat_{name}", {}).get("calls", 0)
 
-    assert calls(after, "evalsha") - calls(before, "evalsha") == 2
-    assert calls(after, "eval") == calls(before, "eval")
+    # The counts are the server's: another test on a shared Redis can only add to them, so
+    # the smallest of a few measures is this client's own.
+    seen = []
+    for i in range(5):
+        before = redis_client.info("commandstats")
+        lease(svc, 1, "a", T0 + i)  # the same session asking again: still one script call
+        svc.renew_many([1], "a", SITE, T0 + i + 1)
+        after = redis_client.info("commandstats")
+        seen.append((calls(after, "evalsha") - calls(before, "evalsha"),
+                     calls(after, "eval") - calls(before, "eval")))
+    assert min(seen) == (2, 0)
 
 
 def test_lease_many_covers_several_pools_in_one_pipeline(svc):

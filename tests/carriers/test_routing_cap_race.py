@@ -36,7 +36,7 @@ PACE = 0.02  # real seconds per scripted second
 def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
     capped = buyer(two_servers, BUYER_1, caps={"concurrency": CONCURRENCY,
                                                "conversions": {"day": CONVERSIONS}},
-                   conversion={"min_duration": 30, "from": "answer"})
+                   conversion={"min_duration": 5, "from": "answer"})
     spare = buyer(two_servers, BUYER_2, caps={"concurrency": 12})
     number = routed_number(two_servers, [{"buyers": [capped], "mode": "weighted"},
                                          {"buyers": [spare], "mode": "weighted"}],
@@ -61,7 +61,7 @@ def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
         sim.before_request = dial_ended
         time.sleep(max(0.0, t0 + index * ARRIVAL_GAP - time.monotonic()))
         try:
-            call = sim.call(number, Caller(f"+1415555{index:04d}", talk=60), lines=lines)
+            call = sim.call(number, Caller(f"+1415555{index:04d}", talk=10), lines=lines)
         except Exception as exc:  # reported below, with the others
             with lock:
                 failures.append(repr(exc))

@@ -127,10 +127,15 @@ def test_a_session_of_two_pools_records_where_it_holds_the_number_in_one_round_t
     load_pool(svc, 2, [N2])
     svc.lease(LeaseRequest(1, "s1", T0))
     svc.lease(LeaseRequest(2, "s1", T0))
-    before = _script_calls(redis_client)
-    assert svc.touch([1, 2], "s1", SITE, "650-555-0102", "copy", T0 + 1) == [OTHER_NUMBER,
-                                                                            RECORDED]
-    assert _script_calls(redis_client) - before == 2  # one pipeline: a script per pool
+    # Server-wide counts: another test on a shared Redis can only add to them, so the least
+    # of a few measures is this client's own (one pipeline: a script per pool).
+    seen = []
+    for _ in range(5):
+        before = _script_calls(redis_client)
+        assert svc.touch([1, 2], "s1", SITE, "650-555-0102", "copy", T0 + 1) == [
+            OTHER_NUMBER, RECORDED]
+        seen.append(_script_calls(redis_client) - before)
+    assert min(seen) == 2
     assert svc.touches(2, N2, 0) == [("s1", "copy", T0 + 1)] and svc.touches(1, N1, 0) == []
 
 

@@ -36,11 +36,14 @@ PACE = 0.02  # real seconds per scripted second
 def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
     capped = buyer(two_servers, BUYER_1, caps={"concurrency": CONCURRENCY,
                                                "conversions": {"day": CONVERSIONS}},
-                   conversion={"min_duration": 5, "from": "answer"})
+                   conversion={"min_duration": 20, "from": "answer"})
     spare = buyer(two_servers, BUYER_2, caps={"concurrency": 12})
     number = routed_number(two_servers, [{"buyers": [capped], "mode": "weighted"},
                                          {"buyers": [spare], "mode": "weighted"}],
                            fallback={"number": FALLBACK})
+    # Calls of 25 scripted seconds: long enough that callers arrive faster than the capped
+    # buyer frees its 5 slots (concurrency is met), short enough that it takes its 50 well
+    # within the run on a slow database (so is its cap).
     lines = {BUYER_1: Line.answers(2), BUYER_2: Line.answers(2), FALLBACK: Line.answers(1)}
     lock = threading.Lock()
     results, failures = [], []
@@ -61,7 +64,7 @@ def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
         sim.before_request = dial_ended
         time.sleep(max(0.0, t0 + index * ARRIVAL_GAP - time.monotonic()))
         try:
-            call = sim.call(number, Caller(f"+1415555{index:04d}", talk=10), lines=lines)
+            call = sim.call(number, Caller(f"+1415555{index:04d}", talk=25), lines=lines)
         except Exception as exc:  # reported below, with the others
             with lock:
                 failures.append(repr(exc))

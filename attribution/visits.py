@@ -102,6 +102,8 @@ class AdIds:
     def parse(cls, consent: bool | None = None, ga_client_id: str | None = None,
               ga_session_id: str | None = None, fbp: str | None = None) -> AdIds:
         """Keep what has its platform's shape; with consent refused, none of the ids."""
+        if consent is None and ga_client_id is None and ga_session_id is None and fbp is None:
+            return _NO_AD_IDS  # most heartbeats: the snippet sends ids only when they change
         if consent is False:
             return cls(consent=False)
         return cls(consent, _group(GA_CLIENT_ID, ga_client_id),
@@ -125,6 +127,9 @@ class AdIds:
         if self.consent is not None:
             out["ad_consent"] = self.consent
         return out
+
+
+_NO_AD_IDS = AdIds()
 
 
 def _group(pattern: re.Pattern, value: str | None, group: int = 1) -> str | None:

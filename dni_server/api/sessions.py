@@ -69,10 +69,7 @@ def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
     body = heartbeat_request.load(json_object())
     now = now_ms()
-    # Most heartbeats bring no ad ids (the snippet sends them only when they change).
-    ad = None if (body["consent"] is None and body["ga_client_id"] is None
-                  and body["ga_session_id"] is None and body["fbp"] is None) else AdIds.parse(
-        body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
+    ad = AdIds.parse(body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
     try:
         answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"], ad)
     except sessions.UnknownSession:

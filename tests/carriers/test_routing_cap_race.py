@@ -3,9 +3,11 @@ callers on two app servers against a buyer with a concurrency of 5 and a day cap
 conversions. Never more than 5 connected to that buyer at any instant, exactly 50
 conversions, every other call routed to the next buyer or the fallback, none lost.
 
-The callers arrive over about 20 s (one every 0.1 s, each in its own simulator and thread),
-so that up to some 25 calls are in flight at once and the capped buyer's slots are fought
-over all along; scripted time runs 50 times faster than real time."""
+The callers come through 15 lines that each place their next call as soon as the last one
+ends (the lines start 0.1 s apart): 15 calls are in flight at once whatever the speed of the
+machine, so the capped buyer's 5 slots are fought over all along, and it is offered about a
+third of the calls (some 66 of 200), enough to reach its cap of 50 on a slow database as on
+a fast one. Scripted time runs 50 times faster than real time."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from routing.models import CallRouting
 CALLERS = 200
 CONCURRENCY = 5
 CONVERSIONS = 50
-ARRIVAL_GAP = 0.1  # real seconds between two callers
+LINES = 15  # callers in flight at once
+ARRIVAL_GAP = 0.1  # real seconds between the first calls of two lines
 PACE = 0.02  # real seconds per scripted second
 
 
@@ -41,9 +44,7 @@ def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
     number = routed_number(two_servers, [{"buyers": [capped], "mode": "weighted"},
                                          {"buyers": [spare], "mode": "weighted"}],
                            fallback={"number": FALLBACK})
-    # Calls of 25 scripted seconds: long enough that callers arrive faster than the capped
-    # buyer frees its 5 slots (concurrency is met), short enough that it takes its 50 well
-    # within the run on a slow database (so is its cap).
+    # Calls of 25 scripted seconds, converting at 20: every call the capped buyer takes counts.
     lines = {BUYER_1: Line.answers(2), BUYER_2: Line.answers(2), FALLBACK: Line.answers(1)}
     lock = threading.Lock()
     results, failures = [], []
@@ -62,7 +63,6 @@ def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
                 bridged["until"] = time.monotonic()
 
         sim.before_request = dial_ended
-        time.sleep(max(0.0, t0 + index * ARRIVAL_GAP - time.monotonic()))
         try:
             call = sim.call(number, Caller(f"+1415555{index:04d}", talk=25), lines=lines)
         except Exception as exc:  # reported below, with the others
@@ -76,11 +76,22 @@ def test_200_racing_calls_hold_a_buyers_concurrency_and_day_cap(two_servers):
             if "until" in bridged:
                 spans[bridged["target"]].append((bridged["at"], bridged["until"]))
 
-    threads = [threading.Thread(target=place, args=(i,)) for i in range(CALLERS)]
+    callers = iter(range(CALLERS))
+
+    def line(first: int) -> None:
+        time.sleep(max(0.0, t0 + first * ARRIVAL_GAP - time.monotonic()))
+        while True:
+            with lock:
+                index = next(callers, None)
+            if index is None:
+                return
+            place(index)
+
+    threads = [threading.Thread(target=line, args=(i,)) for i in range(LINES)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(180)
+        thread.join(300)
 
     assert failures == [] and len(results) == CALLERS
     assert [c.errors for c in results if c.errors] == []

@@ -43,6 +43,16 @@ def clear_metrics_dir():
             os.remove(os.path.join(METRICS_DIR, name))
 
 
+def post_worker_init(worker):
+    """Move everything the app import made (~160,000 objects) out of the garbage collector's
+    reach: they live as long as the worker, yet each full collection walked all of them
+    (tens of ms every few thousand requests, and a cold cache after it)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

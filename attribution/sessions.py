@@ -78,8 +78,14 @@ class SessionIds:
 
     PATTERN = re.compile(r"([0-9a-f]{24})\.((?:\d{1,12}(?:-\d{1,12}){0,15})?)\.([0-9a-f]{16})")
 
+    # Genuine ids already checked, with their pools: a session's id comes back with each
+    # of its heartbeats and page loads, and checking costs an HMAC. Only ids that passed are
+    # kept, and the whole memo is dropped when full (a few MB at most).
+    VERIFIED_KEPT = 32_768
+
     def __init__(self, secret: bytes):
         self.secret = secret
+        self._verified: dict[str, tuple[int, ...]] = {}
 
     def _sign(self, body: str) -> str:
         # hmac.digest: one call into OpenSSL (every heartbeat checks a signature).
@@ -91,13 +97,20 @@ class SessionIds:
 
     def pools(self, session_id: str | None) -> list[int] | None:
         """The pool ids named by a genuine session id, or None for anything else."""
+        known = self._verified.get(session_id)
+        if known is not None:
+            return list(known)
         match = self.PATTERN.fullmatch(session_id or "")
         if not match:
             return None
         body = f"{match.group(1)}.{match.group(2)}"
         if not hmac.compare_digest(self._sign(body), match.group(3)):
             return None
-        return [int(p) for p in match.group(2).split("-")] if match.group(2) else []
+        pool_ids = [int(p) for p in match.group(2).split("-")] if match.group(2) else []
+        if len(self._verified) >= self.VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[session_id] = tuple(pool_ids)
+        return pool_ids
 
 
 @dataclass

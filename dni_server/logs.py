@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import random
 import re
 import sys
 import time
@@ -95,11 +96,19 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
             logger.disabled = False
 
 
+# Request ids correlate log lines; they guard nothing (a caller may send any id it likes), so
+# they come from a generator seeded from the OS once per process rather than from a
+# getrandom() system call per request. Reseeded in each forked worker, so that no two
+# workers share a sequence.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def request_id_for(incoming: str | None) -> str:
     if incoming and SAFE_ID.fullmatch(incoming):
         return incoming
     # 32 hex digits, like uuid4().hex, without building a UUID object on every request.
-    return os.urandom(16).hex()
+    return f"{_ids.getrandbits(128):032x}"
 
 
 # These hooks run on every request, heartbeats included. Each `g.x` or `request.x` goes

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from flask import Blueprint, Response, g, request
+from werkzeug.datastructures import Headers
 
 from dni_server.errors import Forbidden
 
@@ -33,7 +34,11 @@ class GrantedJSON(Response):
 def granted_json(payload: dict) -> GrantedJSON:
     """``payload`` as jsonify writes it (the same bytes), with the CORS grant. A successful
     answer on every page view: no second encoding, no header set after the fact."""
-    return GrantedJSON(orjson.dumps(payload) + b"\n", headers=[GRANT])
+    # Headers built whole, Content-Type in them: given a list without it, werkzeug copies
+    # the list and asks whether it holds a Content-Type, and that miss raises and catches
+    # a BadRequestKeyError (an HTTP exception, message and all) on every answer.
+    return GrantedJSON(orjson.dumps(payload) + b"\n",
+                       headers=Headers([("Content-Type", "application/json"), GRANT]))
 
 
 def host_of(value: str) -> str:

@@ -74,11 +74,12 @@ end
 
 -- Concurrent leases per IP and per subnet: each may hold at most its share of the pool
 -- (never less than 2 numbers), however many visitor ids or user agents it rotates through.
-local size = redis.call('ZCARD', K_IDLE) + redis.call('ZCARD', K_BUSY)
+local size  -- the pool's numbers, counted only when a share applies
 local live_keys = {}
 for i = 12, 13 do
   local share = tonumber(ARGV[i - 4])
   if share > 0 then
+    size = size or redis.call('ZCARD', K_IDLE) + redis.call('ZCARD', K_BUSY)
     local cap = math.max(2, math.floor(size * share))
     if redis.call('SCARD', KEYS[i]) >= cap then
       -- Full: forget the sessions whose lease has ended since, then count again.

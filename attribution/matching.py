@@ -94,24 +94,7 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     ``caller`` (from ``callers.identify``) lends evidence when candidates are weighed;
     ``likelihood`` overrides ``LIKELIHOOD`` for this call."""
     at = dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC)
-    # One round trip for both kinds of tracking number. A number entered after the fact
-    # still counts (CDR imports); a retired one does not.
-    # The static number's label and source come along for the explanation.
-    static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
-                         StaticNumber.created_at.label("since"), null().label("name"),
-                         null().label("window"), StaticNumber.label.label("label"),
-                         StaticNumber.source.label("source"), null().label("site_id"),
-                         null().label("publisher")).where(
-        StaticNumber.number == number,
-        or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
-    pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
-                       PoolNumber.added_at.label("since"), Pool.name.label("name"),
-                       Pool.attribution_window_seconds.label("window"), null().label("label"),
-                       null().label("source"), Pool.site_id.label("site_id"),
-                       Pool.publisher.label("publisher")).join(Pool).where(
-        PoolNumber.number == number,
-        or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
-    found = db.execute(union_all(static_rows, pool_rows)).all()
+    found = db.execute(_TRACKING_NUMBER, {"number": number, "at": at}).all()
     statics = sorted((r for r in found if r.kind == "static"), key=lambda r: r.since)
     if statics:
         static = statics[-1]
@@ -140,6 +123,32 @@ def match_call(db: Session, number: str, at_ms: int, pools: PoolService | None =
     return Match("unattributed", 0.0, explanation={"steps": steps})
 
 
+def _tracking_number_query():
+    """What ``number`` was at ``at``: one round trip for both kinds of tracking number. A
+    number entered after the fact still counts (CDR imports); a retired one does not. The
+    static number's label and source come along for the explanation. Built once, like
+    ``_visits_query``: building it cost more CPU than the database takes to answer."""
+    number, at = bindparam("number"), bindparam("at")
+    static_rows = select(literal("static").label("kind"), StaticNumber.id.label("id"),
+                         StaticNumber.created_at.label("since"), null().label("name"),
+                         null().label("window"), StaticNumber.label.label("label"),
+                         StaticNumber.source.label("source"), null().label("site_id"),
+                         null().label("publisher")).where(
+        StaticNumber.number == number,
+        or_(StaticNumber.retired_at.is_(None), StaticNumber.retired_at > at))
+    pool_rows = select(literal("pool").label("kind"), PoolNumber.pool_id.label("id"),
+                       PoolNumber.added_at.label("since"), Pool.name.label("name"),
+                       Pool.attribution_window_seconds.label("window"), null().label("label"),
+                       null().label("source"), Pool.site_id.label("site_id"),
+                       Pool.publisher.label("publisher")).join(Pool).where(
+        PoolNumber.number == number,
+        or_(PoolNumber.retired_at.is_(None), PoolNumber.retired_at > at))
+    return union_all(static_rows, pool_rows)
+
+
+_TRACKING_NUMBER = _tracking_number_query()
+
+
 @dataclass(frozen=True)
 class PoolRef:
     """What matching needs of a pool."""
@@ -157,7 +166,8 @@ def _match_pool_number(db: Session, pool: PoolRef, number: str, at_ms: int,
     steps = [f"{number} belongs to pool {pool.id} ({pool.name})"]
     _record_pending_leases(db, pools, pool.id, number)
     live = _live_holder(pools, pool.id, number, at_ms, steps)
-    candidates = db.execute(candidate_leases_query(pool.id, number, at_ms)).all()
+    candidates = db.execute(_CANDIDATE_LEASES, {"pool_id": pool.id, "number": number,
+                                                "at_ms": at_ms}).all()
     match = _by_possession(pool, at_ms, live, candidates, steps)
     if weigh and match.method in ("session", "session_expired"):
         return _weighed(db, pool, number, at_ms, pools, caller, live, candidates, match)
@@ -393,11 +403,20 @@ def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:
     unique index on (pool_id, number, started_at_ms) serves it. Plain rows, not ORM
     objects: this runs for every call, over millions of leases.
     """
+    return _candidate_leases(pool_id, number, at_ms)
+
+
+def _candidate_leases(pool_id, number, at_ms) -> Select:
     return (select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms,
                    Lease.expires_at_ms, Lease.ended_at_ms, Lease.end_reason)
             .where(Lease.pool_id == pool_id, Lease.number == number,
                    Lease.started_at_ms <= at_ms)
             .order_by(Lease.started_at_ms.desc()).limit(CANDIDATES))
+
+
+# The same, built once with parameters (pool_id, number, at_ms): matching runs it per call.
+_CANDIDATE_LEASES = _candidate_leases(bindparam("pool_id"), bindparam("number"),
+                                      bindparam("at_ms"))
 
 
 def _record_pending_leases(db: Session, pools: PoolService | None, pool_id: int,

@@ -11,8 +11,13 @@ smallest to the largest size. Each size and engine is also asked once through th
 test client, to show the HTTP path returns the same report.
 Target (issue 5): 1,000,000 calls under 1 s on both engines.
 
+``--routed`` adds pay-per-call: every call gets a routing log (``call_routing``: one to
+three offers among 10 buyers of 3 plans, about 60% taken, revenue on conversions) and the
+report is also grouped by buyer and by target with the routing metrics, and by source x
+medium asking buyer_revenue (issue 15: well under 1 s at 200,000 routed calls a year).
+
     python bench/report_query.py [--db sqlite|postgres|both] [--sizes 10000,100000]
-                                 [--repeats 5] [--visits-per-call 1] [--explain]
+                                 [--repeats 5] [--visits-per-call 1] [--explain] [--routed]
 
 PostgreSQL: DATABASE_URL or postgresql://postgres@127.0.0.1:5432/test names the server;
 the benchmark creates ``dni_bench_<random>`` there and drops it at the end.
@@ -45,6 +50,7 @@ from dni_server.api.auth import authenticate  # noqa: E402
 from dni_server.api.reports import report_query  # noqa: E402
 from dni_server.extensions import db  # noqa: E402
 from pools.models import Pool, Site  # noqa: E402
+from routing.models import Buyer, CallRouting, CallRoutingOffer, RoutingPlan  # noqa: E402
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -53,6 +59,12 @@ DAYS = 365
 YEAR = {"start": "2025-06-01", "end": "2026-05-31"}
 MONTH = {"start": "2026-03-01", "end": "2026-03-31"}
 GROUPINGS = {"source,medium": "source x medium", "day": "day"}
+ROUTING_METRICS = ("calls,connected_calls,converted_calls,buyer_revenue,payout,margin,"
+                   "offers,answer_rate,avg_ring_seconds")
+# With --routed: (label, group_by, metrics).
+ROUTED_GROUPINGS = [("buyer", "buyer", ROUTING_METRICS), ("target", "target", ROUTING_METRICS),
+                    ("src x med +rev", "source,medium", "calls,payout,buyer_revenue,margin")]
+OUTCOMES = [("answered", 50), ("no_answer", 25), ("busy", 10), ("declined", 10), ("failed", 5)]
 ZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "UTC"]
 PUBLISHERS = ["Acme", "Beta", "Gamma", None]
 # (source, medium, weight): paid search dominates, as it does for most call-driven sites.
@@ -155,6 +167,60 @@ def generate(size: int, pools: list[dict], visits_per_call: int, seed: int = 5):
                 "visitor_id": f"v{caller}", "created_at": created,
                 "local_day": local_day(created, pool["zone"]), "ip": "203.0.113.7"})
     return calls, visits
+
+
+def make_buyers(session) -> tuple[list[int], list[int]]:
+    """Ten buyers (two targets each) and three plans."""
+    buyers, plans = [], []
+    for n in range(10):
+        row = Buyer(name=f"Buyer {n}", spec={"targets": [{"number": f"+1212555{n:02d}01"},
+                                                         {"number": f"+1212555{n:02d}02"}]})
+        session.add(row)
+        session.flush()
+        buyers.append(row.id)
+    for n in range(3):
+        row = RoutingPlan(name=f"Plan {n}", spec={"tiers": []})
+        session.add(row)
+        session.flush()
+        plans.append(row.id)
+    session.commit()
+    return buyers, plans
+
+
+def generate_routing(calls: list[dict], buyers: list[int], plans: list[int], seed: int = 7
+                     ) -> tuple[list[dict], list[dict]]:
+    """A routing log for every call: one to three offers, the first answered one taking it;
+    and the offers as rows (what ``routing.models`` writes with each log)."""
+    rng = random.Random(seed)
+    outcomes = [o[0] for o in OUTCOMES]
+    weights = [o[1] for o in OUTCOMES]
+    rows, offer_rows = [], []
+    for call in calls:
+        offers, winner, target = [], None, None
+        for buyer in rng.sample(buyers, rng.randint(1, 3)):
+            outcome = rng.choices(outcomes, weights)[0] if winner is None else "no_answer"
+            number = f"+1212555{buyers.index(buyer):02d}0{rng.randint(1, 2)}"
+            offers.append({"buyer": buyer, "target": number, "outcome": outcome,
+                           "ring_seconds": round(rng.uniform(1, 30), 1),
+                           "at": call["started_at"].isoformat()})
+            if outcome == "answered" and winner is None:
+                winner, target = buyer, number
+        converted = winner is not None and rng.random() < 0.6
+        offer_rows += [{"routing_id": len(rows) + 1, "buyer_id": o["buyer"],
+                        "target": o["target"], "outcome": o["outcome"],
+                        "ring_seconds": o["ring_seconds"]} for o in offers]
+        rows.append({"id": len(rows) + 1, "provider": call["provider"],
+                     "provider_call_id": call["provider_call_id"],
+                     "plan_id": rng.choice(plans), "ivr": {"zip": None, "tags": {},
+                                                           "pressed": None},
+                     "offers": offers, "skipped": [], "buyer_id": winner, "target": target,
+                     "converted": converted,
+                     "revenue": Decimal(rng.choice((30, 45, 60))) if converted else Decimal(0),
+                     "outcome": "connected" if winner else "fallback",
+                     "site_id": call["site_id"], "local_day": call["local_day"],
+                     "created_at": call["started_at"], "updated_at": call["started_at"],
+                     "publisher": call["publisher"]})
+    return rows, offer_rows
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -280,27 +346,44 @@ def explain(app, args: dict) -> None:
         db.session.rollback()
 
 
+def groupings(routed: bool) -> list[tuple[str, dict]]:
+    """(label, report arguments) for each report measured."""
+    out = [(label, {"group_by": group_by}) for group_by, label in GROUPINGS.items()]
+    if routed:
+        out += [(label, {"group_by": group_by, "metrics": metrics})
+                for label, group_by, metrics in ROUTED_GROUPINGS]
+    return out
+
+
 def measure(engine_name: str, size: int, repeats: int, visits_per_call: int,
-            show_plans: bool) -> list[dict]:
+            show_plans: bool, routed: bool = False) -> list[dict]:
     with database(engine_name) as app:
         pools = make_sites(db.session)
         started = time.perf_counter()
         calls, visits = generate(size, pools, visits_per_call)
         load(db.engine, Call.__table__, calls)
         load(db.engine, Visit.__table__, visits)
+        tables = ["calls", "visits"]
+        if routed:
+            buyers, plans = make_buyers(db.session)
+            rows, offer_rows = generate_routing(calls, buyers, plans)
+            load(db.engine, CallRouting.__table__, rows)
+            load(db.engine, CallRoutingOffer.__table__, offer_rows)
+            tables += ["call_routing", "call_routing_offers"]
+            del rows, offer_rows
         del calls, visits
         if engine_name == "postgres":
             # What autovacuum leaves after a bulk insert: statistics, and the visibility map
             # that lets index-only scans skip the table. (Nobody runs ANALYZE on SQLite.)
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("VACUUM ANALYZE calls"))
-                conn.execute(sa.text("VACUUM ANALYZE visits"))
+                for table in tables:
+                    conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
         print(f"  {engine_name:8} {size:>9,} calls loaded in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         results = []
         for period_name, period in (("year", YEAR), ("month", MONTH)):
-            for group_by, label in GROUPINGS.items():
-                args = period | {"group_by": group_by}
+            for label, grouping in groupings(routed):
+                args = period | grouping
                 timings, cpu, result = time_report(app, args, repeats)
                 http = check_http(app, args, result)
                 row = {"db": engine_name, "calls": size, "range": period_name,
@@ -327,6 +410,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--visits-per-call", type=int, default=1)
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    parser.add_argument("--routed", action="store_true",
+                        help="route every call to buyers and report by buyer and target too")
     args = parser.parse_args()
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     engines = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -336,7 +421,7 @@ def main() -> None:
     for engine_name in engines:
         for size in sizes:
             summary += measure(engine_name, size, args.repeats, args.visits_per_call,
-                               args.explain)
+                               args.explain, args.routed)
     print("\nsummary: median seconds per size; growth = largest / smallest; CPU = median CPU "
           "seconds at the largest size (ours plus the PostgreSQL backend's); result: the max "
           "at 1,000,000 against the 1 s target")
@@ -344,7 +429,7 @@ def main() -> None:
           + f"{'growth':>8}{'CPU':>7}  result")
     for engine_name in engines:
         for period_name in ("year", "month"):
-            for label in GROUPINGS.values():
+            for label, _ in groupings(args.routed):
                 rows = {r["calls"]: r for r in summary if r["db"] == engine_name
                         and r["range"] == period_name and r["group_by"] == label}
                 medians = [rows[s]["median"] for s in sizes]

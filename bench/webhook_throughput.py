@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import statistics
@@ -164,6 +165,9 @@ def main() -> int:
                 log(f"  {kind:8} {result['rps']:8.0f} req/s  p50 {result['p50']:6.1f} ms  "
                     f"p99 {result['p99']:6.1f} ms  bad {result['bad']}  "
                     f"errors {result['errors']}")
+        # Other work on the machine moves these figures: say how busy it was.
+        log(f"load average at the end (1, 5, 15 min): "
+            f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         bare_rps = statistics.median(r["rps"] for r in results["bare"])
         hook = results["webhook"]
         hook_rps = statistics.median(r["rps"] for r in hook)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from pools.keys import DEFAULT_PREFIX, routed_call_key, routed_turn_key
 from pools.phones import InvalidNumber, normalize
 from routing import flow, money
-from routing.capacity import Capacity
+from routing.capacity import Capacity, Reservation, likely_target
 from routing.directory import RoutingDirectory
 from routing.eligibility import CallFacts
 from routing.models import CallRouting
@@ -45,23 +45,27 @@ class Turn:
 
 # The stored call's fields that buyers' filters test (read by the webhook as it stores it).
 CALL_FACTS = ("caller_region", "source", "medium", "campaign", "keyword", "publisher",
-              "repeat_caller")
+              "repeat_caller", "from_number", "from_valid", "risk_score")
 
 
 def facts_for(call: dict | None, caller: str | None, region: str | None) -> CallFacts:
     """What buyers' filters may test, from the stored call's ``CALL_FACTS`` (None when SQL
     was down: then only what the carrier said)."""
-    try:
-        number = normalize(caller or "", "US")
-    except InvalidNumber:
-        number = None
+    if call and "from_valid" in call:  # the caller's number, as the stored call read it
+        number = call["from_number"] if call["from_valid"] else None
+    else:
+        try:
+            number = normalize(caller or "", "US")
+        except InvalidNumber:
+            number = None
     area = number[2:5] if number and number.startswith("+1") else None
     call = call or {}
     return CallFacts(caller=number, caller_state=call.get("caller_region") or region,
                      caller_area_code=area, source=call.get("source"),
                      medium=call.get("medium"), campaign=call.get("campaign"),
                      keyword=call.get("keyword"), publisher=call.get("publisher"),
-                     repeat_caller=bool(call.get("repeat_caller")))
+                     repeat_caller=bool(call.get("repeat_caller")),
+                     risk_score=call.get("risk_score"))
 
 
 class RoutedCalls:
@@ -79,24 +83,70 @@ class RoutedCalls:
 
     def start(self, provider: str, call_id: str, plan_id: int, facts: CallFacts,
               render: Render, at: dt.datetime | None = None) -> Turn:
-        """A new call to a routed number: its first verbs. One Redis round trip when the
-        plan opens with its IVR (the state written); a redelivery replays the first answer.
-        ``at`` (here and in every turn) is when the carrier says the event happened: talk
-        and ring times then follow the carrier's clock, whenever its events arrive."""
+        """A new call to a routed number: its first verbs, in one Redis round trip (the
+        state written, with the reservation of the buyers a plan without an IVR offers the
+        call to at once; a second only when one of them had no room after all). A
+        redelivery replays the first answer. ``at`` (here and in every turn) is when the
+        carrier says the event happened: talk and ring times then follow the carrier's
+        clock, whenever its events arrive."""
         routing = self.directory.current()
         now = at or self.clock()
+        key = routed_call_key(provider, call_id, self.prefix)
+        # The turn is worked out on credit: each buyer it asks for is taken to have room
+        # (with the target reserve.lua draws for the same pick), and the reservations go
+        # in one pipeline with the state's claim. Reserving is idempotent per call, so the
+        # copy of a redelivery only finds the slot the first one holds.
+        buyers = self._buyers(routing, {"plan": plan_id})
+        credit = Credit(self.capacity.rng, buyers)
+        state, answer = self._first_turn(routing, provider, call_id, plan_id, facts, render,
+                                         now, credit.reserve)
+        routed_id, caller = f"{provider}:{call_id}", state["facts"].get("caller")
+        got: dict[int, Reservation] = {}
+        if not credit.asked:  # an IVR first: the claim alone
+            claimed = self.redis.set(key, json.dumps(state), nx=True, ex=STATE_SECONDS)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for buyer_id, pick in credit.asked:
+                self.capacity.queue_reserve(pipe, buyer_id, buyers[buyer_id], routed_id,
+                                            caller, now, pick)
+            pipe.set(key, json.dumps(state), nx=True, ex=STATE_SECONDS)
+            *raw, claimed = pipe.execute(raise_on_error=False)
+            if isinstance(claimed, Exception):
+                raise claimed
+            got = {b: self.capacity.reserved(b, buyers[b], routed_id, caller, now, r, pick)
+                   for (b, pick), r in zip(credit.asked, raw, strict=True)}
+        if not claimed:
+            # Delivered before: what was answered then (and free anything this copy took).
+            earlier = json.loads(self.redis.get(key) or "{}")
+            kept = {earlier["offers"][i]["buyer"] for i in earlier.get("ringing", [])}
+            self._release(routing, provider, call_id, state, now,
+                          [b for b, r in got.items() if r.ok and not r.again and b not in kept])
+            return Turn(earlier.get("answers", {}).get("0", answer))
+        if all(credit.kept(b, r) for b, r in got.items()):
+            return Turn(answer, state)
+        # A buyer had no room after all (a cap, its concurrency, a full target): the turn
+        # again with what Redis answered, and the state written over the one on credit.
+        state, answer = self._first_turn(routing, provider, call_id, plan_id, facts, render,
+                                         now, known=got)
+        ringing = {state["offers"][i]["buyer"] for i in state["ringing"]}
+        self._release(routing, provider, call_id, state, now,
+                      [b for b, r in got.items() if r.ok and b not in ringing])
+        self.redis.set(key, json.dumps(state), ex=STATE_SECONDS)
+        return Turn(answer, state)
+
+    def _first_turn(self, routing, provider, call_id, plan_id, facts, render, now,
+                    reserve=None, known=None) -> tuple[dict, str]:
+        """A new call's state and first answer; buyers are reserved through ``reserve``
+        (else in Redis, except those already answered in ``known``)."""
         state = flow.new_state(plan_id, facts, now)
-        verbs = flow.begin(self._context(routing, provider, call_id, state, now), state)
+        ctx = self._context(routing, provider, call_id, state, now, known=known)
+        if reserve is not None:
+            ctx.reserve = reserve
+        verbs = flow.begin(ctx, state)
         state["seq"] = 1
         answer = render(verbs, 1)
         state["answers"] = {"0": answer}
-        key = routed_call_key(provider, call_id, self.prefix)
-        if self.redis.set(key, json.dumps(state), nx=True, ex=STATE_SECONDS):
-            return Turn(answer, state)
-        # Delivered before: what was answered then (and free anything this copy took).
-        earlier = json.loads(self.redis.get(key) or "{}")
-        self._release_extra(routing, provider, call_id, state, earlier, now)
-        return Turn(earlier.get("answers", {}).get("0", answer))
+        return state, answer
 
     def keyed(self, provider: str, call_id: str, seq: int, step: int, digits: str | None,
               render: Render, at: dt.datetime | None = None) -> Turn:
@@ -131,11 +181,18 @@ class RoutedCalls:
         self._leg(provider, call_id, seq, f"{seq}:leg:{buyer_id}", lambda v, t: "", note)
 
     def leg_ended(self, provider: str, call_id: str, seq: int, buyer_id: int,
-                  status: str, render: Render, at: dt.datetime | None = None) -> Turn | None:
+                  status: str, render: Render, at: dt.datetime | None = None,
+                  from_our_side: bool = False) -> Turn | None:
         """One buyer leg of offer ``seq`` ended (carriers that report legs one by one, like
         Telnyx): the offer is settled, as ``dial_ended``, once its winner's leg ends or
-        every leg has ended unanswered; None while other legs still ring. The caller is
-        taken to be there still: its own hang-up is reported apart (``hung_up``)."""
+        every leg has ended unanswered; None while other legs still ring.
+
+        ``from_our_side``: the leg was ended by the calling side, not by the buyer (a
+        hang-up we sent, or the carrier cancelling it because the caller left); the
+        carrier's event reads the same either way. The call's state tells them apart: we
+        hang up only declined legs and the losers of a decided offer, so such a leg of an
+        undecided offer, or the winner's, means the caller is gone. That is settled as the
+        caller's own hang-up (``hung_up``), whichever of the two events comes first."""
         ends: dict = {}
 
         def note(ctx, state):
@@ -143,6 +200,9 @@ class RoutedCalls:
             if entry is not None:
                 entry.setdefault("ended", status)
             ringing = [state["offers"][i] for i in state["ringing"]]
+            ends["caller_gone"] = (from_our_side and entry is not None
+                                   and entry["outcome"] != "declined"
+                                   and state["buyer"] in (None, buyer_id))
             ends["settle"] = bool(ringing) and (
                 state["buyer"] == buyer_id or all("ended" in e for e in ringing))
             ends["duration"] = (int(_now_ts(ctx) - entry["answered_at"])
@@ -150,6 +210,9 @@ class RoutedCalls:
             return []
 
         self._leg(provider, call_id, seq, f"{seq}:end:{buyer_id}", render, note, at)
+        if ends.get("caller_gone"):
+            # Nothing more is said or dialled: the caller's leg is gone.
+            return Turn(render([], seq), self.hung_up(provider, call_id, at))
         if not ends.get("settle"):
             return None
         won = self.state(provider, call_id) or {}
@@ -241,18 +304,32 @@ class RoutedCalls:
                 return render([], seq)  # out of order and unknown: change nothing
             time.sleep(0.05)
 
-    def _context(self, routing, provider, call_id, state, now) -> flow.Context:
+    @staticmethod
+    def _buyers(routing, state) -> dict[int, dict]:
+        """The buyers of the call's plan (id -> contract)."""
+        plan = routing.plans.get(state["plan"]) or {"tiers": []}
+        return {b: routing.buyers[b] for tier in plan["tiers"] for b in tier["buyers"]
+                if b in routing.buyers}
+
+    def _context(self, routing, provider, call_id, state, now, known=None) -> flow.Context:
         plan = routing.plans.get(state["plan"]) or {"tiers": [], "fallback": {}}
-        buyers = {b: routing.buyers[b] for tier in plan["tiers"] for b in tier["buyers"]
-                  if b in routing.buyers}
+        buyers = self._buyers(routing, state)
         caller = state["facts"].get("caller")
         routed_id = f"{provider}:{call_id}"
+        known = known or {}
 
         def reserve(ids: list[int]):
-            if len(ids) == 1:
-                return [self.capacity.reserve(ids[0], buyers[ids[0]], routed_id, caller, now)]
-            return self.capacity.reserve_many([(b, buyers[b]) for b in ids], routed_id, caller,
-                                              now)
+            asked = [b for b in ids if b not in known]
+            if len(asked) == 1:
+                fresh = [self.capacity.reserve(asked[0], buyers[asked[0]], routed_id, caller,
+                                               now)]
+            elif asked:
+                fresh = self.capacity.reserve_many([(b, buyers[b]) for b in asked], routed_id,
+                                                   caller, now)
+            else:
+                fresh = []
+            answers = dict(zip(asked, fresh, strict=True))
+            return [known[b] if b in known else answers[b] for b in ids]
 
         def release(buyer_id: int, *, connected: bool, converted: bool) -> bool:
             buyer = buyers.get(buyer_id) or routing.buyers.get(buyer_id)
@@ -265,13 +342,42 @@ class RoutedCalls:
         rng = random.Random(f"{routed_id}:{state['seq']}:{state['recoveries']}")
         return flow.Context(plan, buyers, now, reserve, release, rng)
 
-    def _release_extra(self, routing, provider, call_id, mine, earlier, now) -> None:
-        kept = {earlier["offers"][i]["buyer"] for i in earlier.get("ringing", [])}
-        ctx = self._context(routing, provider, call_id, mine, now)
-        for index in mine["ringing"]:
-            buyer = mine["offers"][index]["buyer"]
-            if buyer not in kept:
-                ctx.release(buyer, connected=False, converted=False)
+    def _release(self, routing, provider, call_id, state, now, buyer_ids) -> None:
+        """Free slots this turn took but does not offer (nothing is counted)."""
+        if buyer_ids:
+            ctx = self._context(routing, provider, call_id, state, now)
+            for buyer_id in buyer_ids:
+                ctx.release(buyer_id, connected=False, converted=False)
+
+
+class Credit:
+    """A new call's first turn worked out before Redis answers: every buyer asked for is
+    taken to have room, with the target reserve.lua draws for the same pick when all of the
+    buyer's targets have room. ``asked`` lists (buyer, pick) to reserve for real, and
+    ``kept`` tells whether Redis answered as assumed."""
+
+    def __init__(self, rng: random.Random, buyers: dict[int, dict]):
+        self.rng = rng
+        self.buyers = buyers
+        self.asked: list[tuple[int, float]] = []
+        self.assumed: dict[int, Reservation] = {}
+
+    def reserve(self, ids: list[int]) -> list[Reservation]:
+        out = []
+        for buyer_id in ids:
+            if buyer_id not in self.assumed:
+                pick = self.rng.random()
+                self.asked.append((buyer_id, pick))
+                target = likely_target(self.buyers[buyer_id], pick)
+                self.assumed[buyer_id] = (Reservation(buyer_id, target=target)
+                                          if target is not None else
+                                          Reservation(buyer_id, reason="concurrency:target"))
+            out.append(self.assumed[buyer_id])
+        return out
+
+    def kept(self, buyer_id: int, got: Reservation) -> bool:
+        assumed = self.assumed[buyer_id]
+        return (got.target, got.reason) == (assumed.target, assumed.reason)
 
 
 def _now_ts(ctx: flow.Context) -> float:
@@ -311,6 +417,10 @@ def record(db, provider: str, call_id: str, state: dict) -> CallRouting:
     db.flush()
     if row.converted != was_converted:
         money.settle(db, provider, call_id, row.converted)  # rules on buyer conversions
+    if state["done"] and state["buyer"] is not None:  # issue 16: the buyer's threshold
+        from routing.fraud import buyer_talk
+
+        buyer_talk(db, provider, call_id, state)
     return row
 
 

@@ -16,6 +16,8 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
+from redis.exceptions import NoScriptError
+
 from pools.keys import (
     DEFAULT_PREFIX,
     buyer_count_key,
@@ -106,11 +108,14 @@ class Capacity:
                    for i in range(len(buyer["targets"]))]), ttls
 
     def reserve_args(self, buyer_id: int, buyer: dict, call_id: str, caller: str | None,
-                     now: dt.datetime) -> tuple[list[str], list]:
+                     now: dt.datetime, pick: float | None = None) -> tuple[list[str], list]:
+        """reserve.lua's keys and arguments; ``pick`` (in [0, 1)) draws the target, at
+        random when not given."""
         keys, ttls = self.buyer_keys(buyer_id, buyer, caller, now)
         caps = buyer.get("caps") or {}
         ring = max(t.get("ring_seconds", 30) for t in buyer["targets"])
-        args = [call_id, ms(now), (HOLD_SECONDS + ring) * 1000, self.rng.random(),
+        args = [call_id, ms(now), (HOLD_SECONDS + ring) * 1000,
+                self.rng.random() if pick is None else pick,
                 int(caps.get("concurrency") or 0), int(caps.get("spacing_seconds") or 0) * 1000,
                 1 if buyer.get("duplicate") and caller else 0, cents(buyer.get("revenue")),
                 cap_list(caps), *ttls]
@@ -119,23 +124,44 @@ class Capacity:
         return keys, args
 
     def reserve(self, buyer_id: int, buyer: dict, call_id: str, caller: str | None,
-                now: dt.datetime, client=None) -> Reservation:
-        keys, args = self.reserve_args(buyer_id, buyer, call_id, caller, now)
-        if client is not None:  # a pipeline: read the answer with ``reservation``
-            return self._reserve(keys=keys, args=args, client=client)
+                now: dt.datetime, client=None, pick: float | None = None) -> Reservation:
+        """Take a slot of the buyer for the call (one EVALSHA). ``client``: a pipeline to
+        queue it on (``queue_reserve``), the caller reads the answer with ``reserved``."""
+        if client is not None:
+            return self.queue_reserve(client, buyer_id, buyer, call_id, caller, now, pick)
+        keys, args = self.reserve_args(buyer_id, buyer, call_id, caller, now, pick)
         return reservation(buyer_id, self._reserve(keys=keys, args=args))
 
+    def queue_reserve(self, pipe, buyer_id: int, buyer: dict, call_id: str,
+                      caller: str | None, now: dt.datetime, pick: float | None = None):
+        """Queue reserve.lua on ``pipe`` as a bare EVALSHA: redis-py would otherwise ask
+        the server whether the script exists before every pipeline, a round trip of its
+        own. Execute with ``raise_on_error=False`` and read each answer with ``reserved``,
+        which loads the script when the server lost it."""
+        keys, args = self.reserve_args(buyer_id, buyer, call_id, caller, now, pick)
+        return pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+
+    def reserved(self, buyer_id: int, buyer: dict, call_id: str, caller: str | None,
+                 now: dt.datetime, raw, pick: float | None = None) -> Reservation:
+        """The answer of a queued reserve (``raw``, from the pipeline's results); a script
+        the server no longer knows (a restart, SCRIPT FLUSH) is run again, loaded."""
+        if isinstance(raw, NoScriptError):
+            return self.reserve(buyer_id, buyer, call_id, caller, now, pick=pick)
+        if isinstance(raw, Exception):
+            raise raw
+        return reservation(buyer_id, raw)
+
     def reserve_many(self, wanted: list[tuple[int, dict]], call_id: str, caller: str | None,
-                     now: dt.datetime, pipe=None) -> list[Reservation]:
+                     now: dt.datetime) -> list[Reservation]:
         """Reserve each of ``wanted`` (buyer id, contract) for the call, in one round trip
-        (a simultaneous tier rings them all). ``pipe``: queue on it, the caller executes."""
-        own = pipe is None
-        pipe = self.redis.pipeline(transaction=False) if own else pipe
-        for buyer_id, buyer in wanted:
-            self.reserve(buyer_id, buyer, call_id, caller, now, client=pipe)
-        if not own:
-            return []
-        return [reservation(b, raw) for (b, _), raw in zip(wanted, pipe.execute(), strict=True)]
+        (a simultaneous tier rings them all)."""
+        pipe = self.redis.pipeline(transaction=False)
+        picks = [self.rng.random() for _ in wanted]
+        for (buyer_id, buyer), pick in zip(wanted, picks, strict=True):
+            self.queue_reserve(pipe, buyer_id, buyer, call_id, caller, now, pick)
+        answers = pipe.execute(raise_on_error=False)
+        return [self.reserved(b, buyer, call_id, caller, now, raw, pick)
+                for (b, buyer), raw, pick in zip(wanted, answers, picks, strict=True)]
 
     def release(self, buyer_id: int, buyer: dict, call_id: str, caller: str | None,
                 now: dt.datetime, *, connected: bool = False, converted: bool = False) -> bool:
@@ -161,6 +187,21 @@ class Capacity:
             counts[period] = {m: pairs.get(m, 0) for m in METRICS}
             counts[period]["revenue"] = f"{Decimal(counts[period]['revenue']) / 100:.2f}"
         return {"live": int(raw[0]), "targets": [int(n) for n in raw[5:]], "counts": counts}
+
+
+def likely_target(buyer: dict, pick: float) -> int | None:
+    """The target reserve.lua draws with ``pick`` when every target has room (the same
+    walk over the same weights, in the same floating point); None when none can be drawn."""
+    open_ = [(i, int(t.get("weight", 1))) for i, t in enumerate(buyer["targets"])]
+    open_ = [(i, weight) for i, weight in open_ if weight > 0]
+    if not open_:
+        return None
+    left = pick * sum(weight for _, weight in open_)
+    for i, weight in open_:
+        left -= weight
+        if left < 0:
+            return i
+    return open_[-1][0]
 
 
 def reservation(buyer_id: int, raw) -> Reservation:

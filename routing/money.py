@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from attribution.conversions import outbox
 from attribution.models import Call
+from attribution.webhooks import events as webhook_events
 from routing.models import CallRouting
 
 
@@ -63,6 +64,7 @@ def settle(db, provider: str, call_id: str, converted: bool) -> None:
                                         Call.provider_call_id == call_id))
     if call is not None:
         outbox.on_qualification(db, call, buyer_converted=converted)
+        webhook_events.call_converted(db, call, converted)
 
 
 outbox.read_buyer_conversions(buyer_converted)

@@ -21,12 +21,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from redis.exceptions import RedisError
-from sqlalchemy import Float, Integer, String, and_, cast, column, func, select, true
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from attribution.models import Call
 from attribution.reports import Dimension, Extension
-from routing.models import Buyer, CallRouting, RoutingPlan
+from routing.models import Buyer, CallRouting, CallRoutingOffer, RoutingPlan
 
 ANSWERED = ("answered", "accepted", "declined")  # the buyer's line picked up
 CAP_METRICS = ("calls", "connections", "conversions", "revenue")  # what the buyers page shows
@@ -42,36 +42,26 @@ def _joined(publisher: str | None):
     return on
 
 
-def _offers(dialect: str):
-    """The offers of a call's log as rows (a table-valued function of the JSON list), and
-    the buyer, target, outcome and ring seconds of each."""
-    if dialect == "postgresql":
-        # Each list parsed once into typed columns (->> per field parses it again each time).
-        each = func.json_to_recordset(CallRouting.offers).table_valued(
-            column("buyer", Integer), column("target", String), column("outcome", String),
-            column("ring_seconds", Float)).render_derived(name="offer", with_types=True)
-        return each, {name: each.c[name] for name in ("buyer", "target", "outcome",
-                                                       "ring_seconds")}
-    each = func.json_each(CallRouting.offers).table_valued("value").alias("offer")
-
-    def field_(name):
-        return each.c.value.op("->>")(f"$.{name}")  # SQLite 3.38: json_extract, as SQL
-    return each, {"buyer": cast(field_("buyer"), Integer), "target": field_("target"),
-                  "outcome": field_("outcome"),
-                  "ring_seconds": cast(field_("ring_seconds"), Float)}
-
-
 def extension(db: Session, publisher: str | None = None) -> Extension:
     """The routing dimensions and metrics for a report; ``publisher``: the token's scope."""
-    dialect = db.get_bind().dialect.name
     on = _joined(publisher)
-    each, offer = _offers(dialect)
+    offer = CallRoutingOffer
+    own_offer = CallRoutingOffer.routing_id == CallRouting.id
 
     def join(stmt):
         return stmt.select_from(Call).outerjoin(CallRouting, on)
 
     def side_join(stmt):
-        return stmt.select_from(Call).join(CallRouting, on).join(each, true())
+        return stmt.select_from(Call).join(CallRouting, on).join(offer, own_offer)
+
+    def side_alone(stmt):
+        """The offers with no call joined: filtered on the log's copies of the call's day,
+        site and publisher (``fill_report_columns``)."""
+        stmt = stmt.select_from(offer).join(CallRouting, own_offer)
+        if publisher is not None:
+            own = select(RoutingPlan.id).where(RoutingPlan.publisher == publisher)
+            stmt = stmt.where(CallRouting.plan_id.in_(own))
+        return stmt
 
     # Margin counts buyer revenue only where some call was routed: elsewhere it is the
     # same number without the join, so a network that routes nothing pays nothing for it.
@@ -88,13 +78,15 @@ def extension(db: Session, publisher: str | None = None) -> Extension:
                  "converted_calls": func.count().filter(CallRouting.converted),
                  "buyer_revenue": func.sum(CallRouting.revenue)},
         derived=derived, derive=_derive, join=join,
-        side_dimensions={"buyer": Dimension(offer["buyer"]),
-                         "target": Dimension(offer["target"])},
+        side_dimensions={"buyer": Dimension(offer.buyer_id),
+                         "target": Dimension(offer.target)},
         side_metrics={"offers": func.count(),
-                      "answered_offers": func.count().filter(offer["outcome"].in_(ANSWERED)),
-                      "total_ring_seconds": func.sum(offer["ring_seconds"]),
-                      "timed_offers": func.count(offer["ring_seconds"])},
-        side_join=side_join)
+                      "answered_offers": func.count().filter(offer.outcome.in_(ANSWERED)),
+                      "total_ring_seconds": func.sum(offer.ring_seconds),
+                      "timed_offers": func.count(offer.ring_seconds)},
+        side_join=side_join, side_alone=side_alone,
+        side_filters={"day": CallRouting.local_day, "site": CallRouting.site_id,
+                      "publisher": CallRouting.publisher})
 
 
 def _derive(values: dict) -> None:
@@ -131,4 +123,3 @@ def buyers_today(db: Session, capacity, now, publisher: str | None = None) -> li
                     "day_caps": {m: (caps.get(m) or {}).get("day") for m in CAP_METRICS},
                     "targets": spec.get("targets") or []})
     return out
-

@@ -53,3 +53,6 @@ def routing_log(call) -> dict | None:
     plan = db.session.get(RoutingPlan, log["plan"]) if log["plan"] else None
     return log | {"names": dict(db.session.execute(query).all()),
                   "plan_name": plan.name if plan else None}
+
+
+from dni_server.dashboard import routing_forms as _routing_forms  # noqa: E402, F401  (on bp)

@@ -11,8 +11,18 @@ and answers with the events Telnyx sends. A command repeated with the same
 
 Time is virtual: each call has a clock (ringing, speaking, talking add scripted seconds)
 that gives the events' ``occurred_at``; nothing is slept. Delivery can be doubled
-(``redeliver``), held to the end of the call and shuffled (``out_of_order``), or replayed
-afterwards in any order (``replay``).
+(``redeliver``), held to the end of the call and shuffled (``out_of_order``), shuffled
+while the call goes on (``jumble``), or replayed afterwards in any order (``replay``).
+
+Legs dialled together (a simultaneous offer: one ``POST /calls`` each, arriving in any
+order) ring together once no further dial has come for ``dial_window`` seconds: each
+rings from the same start on its own clock, and their ends play in time order, so the
+leg that answers first is the first to answer whatever order its dial came in.
+
+``jumble`` (a seed) plays Telnyx's delivery order during the call: the events one step
+causes (a buyer's leg initiated and answered; both legs bridged and then hung up) arrive
+in a random order, some arrive only with the next step's (or once nothing else is going
+on), and with ``redeliver`` every second copy comes a step later, among newer events.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -104,6 +115,10 @@ class TelnyxCall:
     held: list[dict] = field(default_factory=list)
     lines: dict = field(default_factory=dict)
     start: dt.datetime | None = None  # the real moment its virtual clock counts from
+    batch: list[dict] = field(default_factory=list)  # jumble: this step's events
+    dialling: list[tuple[TelnyxLeg, dict]] = field(default_factory=list)  # not rung yet
+    last_dial: float = 0.0  # when the last of them came (monotonic seconds)
+    late: list[tuple[dict, bool]] = field(default_factory=list)  # jumble: (event, again)
 
     @property
     def a_leg(self) -> TelnyxLeg:
@@ -124,7 +139,8 @@ class TelnyxSimulator:
                  lines: dict | None = None, default_line: Line | None = None,
                  redeliver: bool = False, out_of_order: int | None = None,
                  connection_id: str = "1684641123236054244", quiet: float = 1.0,
-                 start: dt.datetime | None = None):
+                 start: dt.datetime | None = None, jumble: int | None = None,
+                 hold_back: float = 0.3, dial_window: float = 0.15):
         self.api_key = api_key
         self.signer = Ed25519PrivateKey.from_private_bytes(seed)
         self.public_key = base64.b64encode(self.signer.public_key().public_bytes(
@@ -133,6 +149,13 @@ class TelnyxSimulator:
         self.default_line = default_line or Line.answers()
         self.redeliver = redeliver
         self.shuffle = random.Random(out_of_order) if out_of_order is not None else None
+        self.jumble = random.Random(jumble) if jumble is not None else None
+        self.hold_back = hold_back  # jumble: the share of events kept for the next step
+        self.dial_window = dial_window  # legs dialled this close together ring together
+        # Optional: whether the app has sent every command it means to (its command queue
+        # is empty). Then the sim waits for that instead of quiet spells: a step follows
+        # the app's answer to the last, and a jumbled call plays the same for a seed.
+        self.app_idle: Callable[[], bool] | None = None
         self.connection_id = connection_id
         self.quiet = quiet
         self.start = start  # None: each call's clock starts when it is placed
@@ -178,12 +201,18 @@ class TelnyxSimulator:
         while not call.ended.wait(0.05):
             if time.monotonic() > deadline:
                 raise AssertionError(f"call {call.session_id} did not end within {wait} s")
-            idle = self._work.empty() and not self._busy
+            idle = self._work.empty() and not self._busy and self._app_idle()
+            if idle and call.late:  # nothing else is going on: the late events come now
+                self._submit(call, lambda: None)
+                continue
             if idle and time.monotonic() - self._last > self.quiet:
                 self._last = time.monotonic()
                 self._submit(call, lambda: self._caller_gives_up(call))
         self._flush_held(call)
         return call
+
+    def _app_idle(self) -> bool:
+        return self.app_idle is None or self.app_idle()
 
     def replay(self, call: TelnyxCall, seed: int = 0, times: int = 2) -> None:
         """Deliver every event of ``call`` again, ``times`` times, in a shuffled order."""
@@ -314,7 +343,14 @@ class TelnyxSimulator:
         leg = self._new_leg(call, "outgoing", body["from"], body["to"], None)
         leg.client_state = body.get("client_state")
         call.commands.append({"name": "dial", "leg": leg.control_id, "body": body, "acted": True})
-        self._submit(call, lambda: self._ring(call, leg, body, bridge_to=None))
+        with self._lock:
+            first = not call.dialling
+            call.dialling.append((leg, body))
+            call.last_dial = time.monotonic()
+            if first:
+                self._busy += 1  # the call is not idle while its dials wait to ring
+        if first:
+            self._when_dialled(call)
         return 200, {"data": {"call_control_id": leg.control_id, "call_leg_id": leg.leg_id,
                               "call_session_id": call.session_id, "is_alive": False,
                               "record_type": "call"}}
@@ -334,17 +370,68 @@ class TelnyxSimulator:
         new.record = "record" in body
         self._ring(call, new, body, bridge_to=leg)
 
+    def _when_dialled(self, call) -> None:
+        """Ring the legs dialled together (a simultaneous offer's legs come as separate
+        commands, in any order) once no other dial has come for ``dial_window`` seconds
+        (with ``app_idle``: once the app has sent them all)."""
+        wait = call.last_dial + self.dial_window - time.monotonic()
+        if self.app_idle is not None:
+            wait = 0.0 if self.app_idle() else 0.01
+        if wait > 0:
+            timer = threading.Timer(wait, self._when_dialled, (call,))
+            timer.daemon = True
+            timer.start()
+            return
+        with self._lock:
+            legs, call.dialling = call.dialling, []
+        self._submit(call, lambda: self._ring_together(call, legs))
+        with self._lock:
+            self._busy -= 1
+
+    def _ring_together(self, call, legs: list[tuple[TelnyxLeg, dict]]) -> None:
+        """Legs dialled together ring at once, each on a clock of its own from the same
+        start: their ends are played in time order, whatever order the dials came in."""
+        legs = [(leg, body) for leg, body in legs if leg.ended_at is None]
+        start = call.clock
+        for leg, _ in legs:
+            self._ring_start(call, leg)
+        order = sorted(range(len(legs)),
+                       key=lambda i: (self._ring_ends_at(call, *legs[i], start), i))
+        for i in order:
+            self._ring_end(call, *legs[i], start, bridge_to=None)
+
     def _ring(self, call, leg, body, bridge_to):
         """Ring ``leg``'s line; with ``bridge_to`` (a transfer) connect the two on answer."""
-        line = call.lines.get(leg.to, self.default_line)
-        leg.party = Party(line)
         start = call.clock
+        self._ring_start(call, leg)
+        self._ring_end(call, leg, body, start, bridge_to)
+
+    def _ring_start(self, call, leg) -> None:
+        leg.party = Party(call.lines.get(leg.to, self.default_line))
+        self._event(call, leg, "call.initiated", state="bridging",
+                    start_time=self._stamp(call, call.clock))
+
+    @staticmethod
+    def _ring_ends_at(call, leg, body, start: float) -> float:
+        """When ``leg``'s ringing ends (answered, busy, rung out, or the caller gone)."""
+        line = leg.party.script
+        if line.outcome in ("busy", "failed"):
+            return start + (1.0 if line.outcome == "busy" else 0.5)
         timeout = body.get("timeout_secs", 30)
-        self._event(call, leg, "call.initiated", state="bridging", start_time=self._stamp(call, start))
+        answers = line.outcome == "answer" and line.answer_after < timeout
+        end = start + (line.answer_after if answers else timeout)
+        caller_gone = call.a_leg.party.hangup_at
+        return end if caller_gone is None else min(end, caller_gone)
+
+    def _ring_end(self, call, leg, body, start: float, bridge_to) -> None:
+        if leg.ended_at is not None:
+            return  # ended meanwhile: the caller left
+        line = leg.party.script
+        timeout = body.get("timeout_secs", 30)
         caller_gone = call.a_leg.party.hangup_at
         answers = line.outcome == "answer" and line.answer_after < timeout
         if line.outcome in ("busy", "failed"):
-            call.clock = start + (1.0 if line.outcome == "busy" else 0.5)
+            call.clock = max(call.clock, start + (1.0 if line.outcome == "busy" else 0.5))
             leg.outcome = line.outcome
             return self._hangup(call, leg, "callee", "user_busy" if line.outcome == "busy"
                                 else "not_found")
@@ -354,7 +441,7 @@ class TelnyxSimulator:
             leg.outcome = "canceled"
             self._hangup(call, leg, "caller", "originator_cancel")
             return self._hangup(call, call.a_leg, "caller", "normal_clearing")
-        call.clock = end_ring
+        call.clock = max(call.clock, end_ring)
         if not answers:
             leg.outcome = "no-answer"
             return self._hangup(call, leg, "callee", "timeout")
@@ -505,13 +592,37 @@ class TelnyxSimulator:
         if self.shuffle is not None and not first:
             call.held.append(body)
             return
+        if self.jumble is not None and not first:
+            call.batch.append(body)  # delivered when the step ends (``_deliver_jumbled``)
+            return
         self._deliver(call, body)
         if self.redeliver:
             self._deliver(call, body, again=True)
 
+    def _deliver_jumbled(self, call) -> None:
+        """Jumble: the events of the step just played, shuffled with those held from earlier
+        steps; some of them are held in turn, and each one's second copy (``redeliver``)
+        waits for a later step."""
+        fresh, now = call.batch, call.late
+        call.batch, call.late = [], []
+        for body in fresh:
+            if self.redeliver:
+                call.late.append((body, True))
+            if self.jumble.random() < self.hold_back:
+                call.late.append((body, False))
+            else:
+                now.append((body, False))
+        self.jumble.shuffle(now)
+        for body, again in now:
+            self._deliver(call, body, again=again)
+
     def _flush_held(self, call) -> None:
         """Out of order: the held events (and the first one again), shuffled, each twice
-        when redelivering."""
+        when redelivering. Jumble: whatever is still held, shuffled."""
+        if self.jumble is not None:
+            while call.batch or call.late:
+                self._deliver_jumbled(call)
+            self._settle()
         if self.shuffle is None:
             return
         bodies = call.held + [call.events[0]]
@@ -555,6 +666,8 @@ class TelnyxSimulator:
             call, action = item
             try:
                 action()
+                if self.jumble is not None:
+                    self._deliver_jumbled(call)
             except Exception as exc:  # reported to the test, never lost in a thread
                 self.errors.append(f"simulator failed: {type(exc).__name__}: {exc}")
             finally:

@@ -7,14 +7,16 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from attribution import reports
 from attribution.models import Call
 from attribution.zones import local_day
 from dni_server.extensions import db
 from factories import AdminClient, make_pool, make_site, numbers
+from pools.models import Site
 from routing import reports as routing_reports
-from routing.models import CallRouting
+from routing.models import CallRouting, CallRoutingOffer
 
 ZONE = "America/New_York"
 ROUTING_METRICS = ("calls,connected_calls,converted_calls,buyer_revenue,revenue,payout,margin,"
@@ -198,3 +200,153 @@ def test_a_report_without_routing_joins_nothing(app, admin):
         if db.session.get_bind().dialect.name == "sqlite":
             # Joined, each call's row is read in day order, not in a grouping's.
             assert any("ix_calls_report_day" in step for step in reports.plan(db.session, rows))
+
+
+# -- the columns the report reads, kept with each log (migration 0012) -------------------------
+
+
+def test_a_routing_log_carries_its_calls_site_day_and_publisher_and_its_offers(app, data):
+    with app.app_context():
+        rows = {r.provider_call_id: r for r in db.session.scalars(select(CallRouting))}
+        calls = {c.provider_call_id: c for c in db.session.scalars(select(Call))}
+        for cid, row in rows.items():
+            call = calls[cid]
+            assert (row.site_id, row.local_day, row.publisher) == (
+                call.site_id, call.local_day, call.publisher)
+            offers = db.session.scalars(select(CallRoutingOffer).where(
+                CallRoutingOffer.routing_id == row.id).order_by(CallRoutingOffer.id)).all()
+            assert [(o.buyer_id, o.target, o.outcome, o.ring_seconds) for o in offers] == [
+                (o["buyer"], o["target"], o["outcome"], o["ring_seconds"]) for o in row.offers]
+        # c5 is on a New York site: 15:00 UTC on 8 May is the 8th there; Acme's call.
+        assert (rows["c5"].local_day, rows["c5"].publisher) == (dt.date(2026, 5, 8), "Acme")
+
+
+def test_a_log_written_before_its_call_is_filled_at_its_next_write(app, data):
+    """SQL had no call yet when the log was first written (its inbox was replayed later):
+    the report columns stay empty until the log is written again; its offers are rewritten
+    only when they change."""
+    with app.app_context():
+        plan = db.session.scalar(select(CallRouting.plan_id).where(
+            CallRouting.provider_call_id == "c1"))
+        a = data["a"]
+        row = CallRouting(provider="twilio", provider_call_id="late", plan_id=plan,
+                          offers=[offer(a, "no_answer", 30)])
+        db.session.add(row)
+        db.session.commit()
+        assert (row.site_id, row.local_day, row.publisher) == (None, None, None)
+        site = db.session.scalar(select(Call.site_id).where(Call.provider_call_id == "c1"))
+        moment = dt.datetime(2026, 5, 20, 3, tzinfo=dt.UTC)  # the 19th in New York
+        db.session.add(Call(
+            provider="twilio", provider_call_id="late", from_number="+14155550199",
+            from_valid=True, to_number=numbers(1)[0], started_at=moment,
+            local_day=local_day(moment, ZONE), status="completed", site_id=site,
+            publisher="Acme", method="session", explanation={}))
+        db.session.flush()
+        row.outcome = "fallback"
+        db.session.commit()
+        assert (row.site_id, row.local_day, row.publisher) == (
+            site, dt.date(2026, 5, 19), "Acme")
+        first = db.session.scalars(select(CallRoutingOffer.id).where(
+            CallRoutingOffer.routing_id == row.id)).all()
+        row.offers = row.offers + [offer(data["b"], "accepted", 5)]
+        db.session.commit()
+        now = db.session.scalars(select(CallRoutingOffer).where(
+            CallRoutingOffer.routing_id == row.id)).all()
+        assert len(first) == 1 and [o.outcome for o in now] == ["no_answer", "accepted"]
+
+
+def test_offers_alone_or_joined_to_the_calls_count_the_same(app, admin, data):
+    """The offers are counted on the routing logs alone when the filters allow it (site,
+    publisher, the days), and through the calls otherwise: the same numbers."""
+    with app.app_context():
+        key = db.session.scalar(select(Site.key).join(Call, Call.site_id == Site.id).limit(1))
+    alone = report(admin, group_by="buyer", site=key)
+    joined = report(admin, group_by="buyer", site=key, qualified="true")  # every call is
+    assert alone == {**joined, "query": alone["query"]}
+    with app.app_context():
+        query = reports.ReportQuery(start=dt.date(2026, 5, 1), end=dt.date(2026, 5, 31),
+                                    group_by=["buyer"], metrics=["offers"],
+                                    extension=routing_reports.extension(db.session))
+        side = str(reports.statements(query, "sqlite")["side"])
+        assert "call_routing_offers" in side and "FROM calls" not in side
+        query.filters = {"qualified": True}
+        assert "calls" in str(reports.statements(query, "sqlite")["side"]).split("FROM", 1)[1]
+
+
+def test_migration_0012_backfills_and_comes_back_down(tmp_path):
+    """Logs written before 0012: downgraded to 0011 (columns and offer rows gone), upgraded
+    again, the call's site, day and publisher and the offers come back from the calls and
+    the JSON."""
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+    from flask import Flask
+    from flask_migrate import Migrate, downgrade, upgrade
+
+    from dni_server import MIGRATIONS
+    from pools.models import Site as SiteRow
+
+    base = os.environ.get("DATABASE_URL")
+    admin_engine, name = None, None
+    if base:
+        base = base.replace("postgresql://", "postgresql+psycopg://", 1)
+        name = f"dni_test_0012_{uuid.uuid4().hex[:8]}"
+        admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin_engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = base.rsplit("/", 1)[0] + "/" + name
+    else:
+        url = "sqlite:///" + str(tmp_path / "m.sqlite3")
+    app = Flask("migrate_0012")
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    engine = sa.create_engine(url)
+    try:
+        db.init_app(app)
+        Migrate(app, db)
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+        with sa.orm.Session(engine) as session:
+            site = SiteRow(key="site_m", name="M", domains=[], keyword_params=[],
+                           timezone=ZONE)
+            session.add(site)
+            session.flush()
+            moment = dt.datetime(2026, 5, 20, 3, tzinfo=dt.UTC)
+            session.add(Call(provider="twilio", provider_call_id="m1",
+                             from_number="+14155550100", from_valid=True,
+                             to_number="+16505550101", started_at=moment,
+                             local_day=local_day(moment, ZONE), status="completed",
+                             site_id=site.id, publisher="Acme", method="session",
+                             explanation={}))
+            offers = [{"buyer": 7, "target": "+12125550101", "outcome": "busy",
+                       "ring_seconds": 1.0, "at": moment.isoformat()},
+                      {"buyer": 8, "target": "+12125550102", "outcome": "answered",
+                       "ring_seconds": 4.5, "at": moment.isoformat()}]
+            session.add(CallRouting(provider="twilio", provider_call_id="m1", offers=offers))
+            session.commit()
+            site_id = site.id
+        with app.app_context():
+            downgrade(directory=MIGRATIONS, revision="0011")
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("call_routing")}
+        assert "local_day" not in columns
+        assert "call_routing_offers" not in sa.inspect(engine).get_table_names()
+        with app.app_context():
+            upgrade(directory=MIGRATIONS, revision="0012")
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT id, site_id, local_day, publisher FROM call_routing")).one()
+            got = conn.execute(sa.text(
+                "SELECT buyer_id, target, outcome, ring_seconds FROM call_routing_offers "
+                "WHERE routing_id = :id ORDER BY buyer_id"), {"id": row.id}).all()
+        assert (row.site_id, str(row.local_day), row.publisher) == (site_id, "2026-05-19",
+                                                                     "Acme")
+        assert [tuple(r) for r in got] == [(7, "+12125550101", "busy", 1.0),
+                                           (8, "+12125550102", "answered", 4.5)]
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+    finally:
+        engine.dispose()
+        if admin_engine is not None:
+            with admin_engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin_engine.dispose()

@@ -148,38 +148,59 @@ def test_numbers_without_a_plan_are_forwarded_as_before(routed):
     assert root[0].tag == "Dial" and root[0].find("Number").text == "+12125550199"
 
 
+def round_trips(monkeypatch) -> list[int]:
+    """Count Redis round trips from now on, on every client: a command, or a pipeline's
+    execute (with any command it sends first on its own, as SCRIPT EXISTS)."""
+    from redis.client import Pipeline, Redis
+
+    sent = [0]
+
+    def counting(method):
+        def counted(*args, **kwargs):
+            sent[0] += 1
+            return method(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(Redis, "execute_command", counting(Redis.execute_command))
+    monkeypatch.setattr(Pipeline, "execute", counting(Pipeline.execute))
+    monkeypatch.setattr(Pipeline, "immediate_execute_command",
+                        counting(Pipeline.immediate_execute_command))
+    return sent
+
+
 def test_a_routed_new_call_costs_one_redis_round_trip_and_no_extra_sql(routed, monkeypatch):
-    """The routing decision adds one Redis command (the call's state written) and not one SQL
-    statement to today's new-call path: plans and buyers come from the per-process cache."""
+    """The routing decision adds one Redis round trip (the call's state written; without an
+    IVR, with the buyer's reservation in the same pipeline) and not one SQL statement to
+    today's new-call path: plans and buyers come from the per-process cache."""
     from sqlalchemy import event
 
     from dni_server.api import routing_calls
 
     app = routed["app"]
     plain = numbers(1, start=140)[0]  # a pool number without a plan, for comparison
+    at_once = numbers(1, start=150)[0]  # a plan without an IVR: offered to a buyer at once
     from factories import ADMIN_TOKEN, AdminClient
 
     admin = AdminClient(app.test_client(), ADMIN_TOKEN)
-    make_pool(admin, make_site(admin), numbers=[plain], target="+18005550111")
+    site = make_site(admin)
+    make_pool(admin, site, numbers=[plain], target="+18005550111")
+    no_ivr = admin.post("/v1/routing-plans", json={
+        "name": "Straight", "tiers": [{"buyers": [routed["c"], routed["b"]]}],
+        "fallback": {"message": "Nobody is free."}}).get_json()["id"]
+    make_pool(admin, site, numbers=[at_once], target="+18005550112", routing_plan=no_ivr)
 
-    def cost(sid: str, to: str) -> tuple[int, int]:
+    def cost(sid: str, to: str) -> tuple[int, int, str]:
         with app.test_request_context():
             app.extensions["dni"].routes.routes()  # warm, as in a running service
             routing_calls.routing_directory().current()
-        redis = app.extensions["dni"].redis_admin
-        sent, statements = [0], [0]
-        send = redis.execute_command
-
-        def counted(*args, **kwargs):
-            sent[0] += 1
-            return send(*args, **kwargs)
+        statements = [0]
 
         def before(*_args):
             statements[0] += 1
 
-        monkeypatch.setattr(redis, "execute_command", counted)
         with app.app_context():
             engine = db.engine
+        sent = round_trips(monkeypatch)
         event.listen(engine, "before_cursor_execute", before)
         try:
             response = twilio_post(app.test_client(), "/webhooks/twilio/voice",
@@ -188,12 +209,106 @@ def test_a_routed_new_call_costs_one_redis_round_trip_and_no_extra_sql(routed, m
             event.remove(engine, "before_cursor_execute", before)
             monkeypatch.undo()
         assert response.status_code == 200
-        return sent[0], statements[0]
+        return sent[0], statements[0], response.get_data(as_text=True)
 
-    forwarded_redis, forwarded_sql = cost("CA-plain", plain)
-    routed_redis, routed_sql = cost("CA-new-routed", routed["to"])
+    forwarded_redis, forwarded_sql, _ = cost("CA-plain", plain)
+    routed_redis, routed_sql, asked = cost("CA-new-routed", routed["to"])
+    assert "<Gather" in asked
     assert routed_redis == forwarded_redis + 1
     assert routed_sql == forwarded_sql
+    at_once_redis, at_once_sql, offered = cost("CA-at-once", at_once)
+    dial = ET.fromstring(offered).find("Dial")
+    assert dial is not None and dial.find("Number").text in ("+12125550102", "+12125550103")
+    assert at_once_redis == forwarded_redis + 1
+    assert at_once_sql == forwarded_sql
+
+
+def capacity_of(world):
+    import datetime as dt
+
+    from dni_server.api.routing_calls import routing_directory
+    from routing.capacity import Capacity
+
+    services = world["app"].extensions["dni"]
+    with world["app"].app_context():
+        buyers = routing_directory().current().buyers
+    capacity = Capacity(services.redis_admin, services.settings.redis_prefix)
+    return lambda buyer_id: capacity.usage(buyer_id, buyers[buyer_id], dt.datetime.now(dt.UTC))
+
+
+def test_a_plan_without_an_ivr_offers_at_once_and_a_redelivery_reserves_nothing_more(routed):
+    from factories import ADMIN_TOKEN, AdminClient
+
+    admin = AdminClient(routed["app"].test_client(), ADMIN_TOKEN)
+    plan = admin.post("/v1/routing-plans", json={
+        "name": "Straight", "tiers": [{"buyers": [routed["c"]]}],
+        "fallback": {"message": "Nobody is free."}}).get_json()["id"]
+    admin.patch(f"/v1/pools/{routed['pool']['id']}", json={"routing_plan": plan})
+    first = post(routed, "/webhooks/twilio/voice")
+    dial = ET.fromstring(first).find("Dial")
+    assert dial.get("action") == "http://localhost/webhooks/twilio/route/1/dial"
+    assert [n.text for n in dial.findall("Number")] == ["+12125550103"]
+    assert post(routed, "/webhooks/twilio/voice") == first
+    usage = capacity_of(routed)(routed["c"])
+    assert usage["live"] == 1 and usage["counts"]["total"]["calls"] == 1
+
+
+def test_a_redis_that_lost_its_scripts_still_reserves(routed):
+    """The reservation goes as a bare EVALSHA in the claim's pipeline: a server that forgot
+    the script (a restart, SCRIPT FLUSH) has it loaded, and the call is offered all the
+    same."""
+    from factories import ADMIN_TOKEN, AdminClient
+
+    admin = AdminClient(routed["app"].test_client(), ADMIN_TOKEN)
+    plan = admin.post("/v1/routing-plans", json={
+        "name": "Straight", "tiers": [{"buyers": [routed["b"], routed["c"]],
+                                       "mode": "simultaneous"}],
+        "fallback": {"message": "Nobody is free."}}).get_json()["id"]
+    admin.patch(f"/v1/pools/{routed['pool']['id']}", json={"routing_plan": plan})
+    routed["app"].extensions["dni"].redis_admin.script_flush()
+    dial = ET.fromstring(post(routed, "/webhooks/twilio/voice")).find("Dial")
+    assert sorted(n.text for n in dial.findall("Number")) == ["+12125550102", "+12125550103"]
+    usage = capacity_of(routed)
+    assert usage(routed["b"])["live"] == 1 and usage(routed["c"])["live"] == 1
+
+
+def test_a_buyer_without_room_after_all_is_skipped_and_the_next_offered(routed):
+    """The first turn is worked out taking the first buyer to have room; it has none (its
+    concurrency is taken by another call): the turn is worked out again, and the state
+    that later turns and redeliveries read is the corrected one."""
+    import datetime as dt
+
+    from dni_server.api.routing_calls import routing_directory
+    from factories import ADMIN_TOKEN, AdminClient
+    from routing.capacity import Capacity
+
+    app = routed["app"]
+    admin = AdminClient(app.test_client(), ADMIN_TOKEN)
+    busy = buyer(admin, "Busy", "+12125550104", caps={"concurrency": 1})
+    plan = admin.post("/v1/routing-plans", json={
+        "name": "Straight", "tiers": [{"buyers": [busy]}, {"buyers": [routed["c"]]}],
+        "fallback": {"message": "Nobody is free."}}).get_json()["id"]
+    admin.patch(f"/v1/pools/{routed['pool']['id']}", json={"routing_plan": plan})
+    services = app.extensions["dni"]
+    with app.app_context():
+        contract = routing_directory().current().buyers[busy]
+    capacity = Capacity(services.redis_admin, services.settings.redis_prefix)
+    assert capacity.reserve(busy, contract, "twilio:CA-other", None, dt.datetime.now(dt.UTC)).ok
+
+    first = post(routed, "/webhooks/twilio/voice")
+    assert [n.text for n in ET.fromstring(first).find("Dial").findall("Number")] == [
+        "+12125550103"]
+    assert post(routed, "/webhooks/twilio/voice") == first
+    usage = capacity_of(routed)
+    assert usage(busy)["live"] == 1 and usage(routed["c"])["live"] == 1
+    # The dial's end settles buyer C: the state was the corrected one.
+    post(routed, "/webhooks/twilio/route/1/dial", DialCallStatus="no-answer",
+         CallStatus="in-progress")
+    assert usage(routed["c"])["live"] == 0 and usage(busy)["live"] == 1
+    with app.app_context():
+        log = db.session.scalar(select(CallRouting))
+        assert {"buyer": busy, "reason": "concurrency"} in log.skipped
+        assert [(o["buyer"], o["outcome"]) for o in log.offers] == [(routed["c"], "no_answer")]
 
 
 def test_redis_down_mid_call_sends_the_caller_to_the_fallback(routed, monkeypatch):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from attribution.insight.queries import insight_filters
 from attribution.models import Call
 
 METHODS = ("session", "session_expired", "static", "fallback", "unattributed")
@@ -21,6 +22,8 @@ class CallFilter:
     method: str | None = None
     source: str | None = None
     publisher: str | None = None  # a publisher login sees only its own calls
+    keyword: str | None = None  # spotted in the recording (attribution.insight.queries)
+    tag: str | None = None  # a spotted keyword's tag
 
 
 def _where(stmt, f: CallFilter):
@@ -36,7 +39,7 @@ def _where(stmt, f: CallFilter):
         stmt = stmt.where(Call.source == f.source)
     if f.publisher is not None:
         stmt = stmt.where(Call.publisher == f.publisher)
-    return stmt
+    return insight_filters(stmt, heard_word=f.keyword, tag=f.tag)
 
 
 def page_of_calls(db: Session, f: CallFilter, page: int = 1, per_page: int = 50

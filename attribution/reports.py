@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from attribution.insight import queries as insight_queries
 from attribution.models import Call, Visit
 from attribution.spreadsheet import safe_cell, write_csv
 
@@ -120,6 +121,10 @@ DIMENSIONS = {
     "month": Dimension(Call.local_day, Visit.local_day),
 }
 TIME_DIMENSIONS = {"day", "week", "month"}
+# Conversation insight (attribution.insight.queries): the caller's share of the talk,
+# bucketed; filters "heard" (a spotted keyword) and "tag" (a keyword's tag).
+DIMENSIONS["talk_share"] = Dimension(insight_queries.talk_share())
+INSIGHT_FILTERS = {"heard", "tag"}
 
 # count(...) FILTER and count(column) rather than sum(CASE ...): the same numbers, and
 # about a fifth less work per call for SQLite.
@@ -138,7 +143,7 @@ DERIVED = {"qualification_rate": ("calls", "qualified_calls"),
            "average_talk_time": ("total_talk_time", "answered_calls"),
            "margin": ("revenue", "payout"), "sessions": (), "calls_per_session": ("calls",)}
 ALL_METRICS = list(METRICS) + sorted(DERIVED)
-FILTERS = {"site", "pool", "qualified", "caller", "publisher"}
+FILTERS = {"site", "pool", "qualified", "caller", "publisher"} | INSIGHT_FILTERS
 # Report indexes (migration 0006) cover every metric and filter column but publisher, so a
 # report reads narrow index entries in the order it groups them, never the wide call rows:
 # ix_calls_report_source (source, medium, caller, day, ...), ix_calls_report_day (day,
@@ -159,7 +164,10 @@ class Extension:
     ``side_metrics`` are counted over other rows (each offer of a call, say) by a statement
     of their own, ``side_join``, grouped by the same dimensions, with ``side_dimensions`` in
     place of the extension's (an offer's buyer, not the call's); its groups are joined to
-    the call groups by key, and a group found only there is a row too. ``derived`` names
+    the call groups by key, and a group found only there is a row too. ``side_alone`` is
+    that statement over the extension's tables only, without calls, used when every filter
+    asked for has a copy there (``side_filters``: filter name, and "day" for the local day,
+    to its column): a join to every call in the range is then saved. ``derived`` names
     what each derived metric needs (a name in DERIVED is redefined) and ``derive`` fills
     them in, after the module's own."""
 
@@ -171,6 +179,8 @@ class Extension:
     side_dimensions: dict = field(default_factory=dict)
     side_metrics: dict = field(default_factory=dict)
     side_join: Callable | None = None
+    side_alone: Callable | None = None
+    side_filters: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -226,6 +236,10 @@ class ReportQuery:
             errors["filters"] = f"unknown filters {sorted(bad)}"
         if self.filters.get("caller") not in (None, "first_time", "repeat"):
             errors["caller"] = "must be first_time or repeat"
+        for name in INSIGHT_FILTERS & set(self.filters):
+            value = self.filters[name]
+            if not isinstance(value, str) or not 0 < len(value.strip()) <= insight_queries.MAX_TEXT:
+                errors[name] = f"must be 1 to {insight_queries.MAX_TEXT} characters"
         if errors:
             raise ReportError("invalid report", errors)
 
@@ -238,7 +252,7 @@ class ReportQuery:
     def sessions_possible(self) -> bool:
         return all(d in DIMENSIONS and DIMENSIONS[d].visit_column is not None
                    for d in self.group_by) and not (
-            {"pool", "qualified", "caller", "publisher"} & set(self.filters))
+            {"pool", "qualified", "caller", "publisher", *INSIGHT_FILTERS} & set(self.filters))
 
     @property
     def wants_sessions(self) -> bool:
@@ -333,15 +347,33 @@ def _side(query: ReportQuery, dialect: str, grouped: bool):
     join on), or in total."""
     ext = query.extension
     metrics = [ext.side_metrics[name].label(name) for name in query.side_metrics]
+    columns = ext.side_filters
+    alone = (ext.side_alone is not None and "day" in columns
+             and set(query.group_by) <= set(ext.side_dimensions)
+             and set(query.filters) <= set(columns))
+
+    def joined(stmt):
+        if alone:
+            return _filtered_on(ext.side_alone(stmt), query, columns)
+        return _filtered(ext.side_join(stmt), query, Call.local_day)
+
     if not grouped:
-        return _filtered(ext.side_join(select(*metrics)), query, Call.local_day)
+        return joined(select(*metrics))
     dims = query.dimensions | ext.side_dimensions
     groups = [_grouping(d, dims[d].call_column, dialect) for d in query.group_by]
     keys = [group.label(d) for group, d in zip(groups, query.group_by, strict=True)]
     joins = [_join_key(group).label("join_" + d)
              for group, d in zip(groups, query.group_by, strict=True)]
-    stmt = ext.side_join(select(*keys, *joins, *metrics))
-    return _filtered(stmt, query, Call.local_day).group_by(*keys)
+    return joined(select(*keys, *joins, *metrics)).group_by(*keys)
+
+
+def _filtered_on(stmt, query: ReportQuery, columns: dict):
+    """``_filtered`` on an extension's own copies of the call's columns (``side_filters``)."""
+    stmt = stmt.where(columns["day"] >= query.start, columns["day"] <= query.end)
+    for name, value in query.filters.items():
+        if value is not None:
+            stmt = stmt.where(columns[name] == value)
+    return stmt
 
 
 def _with_side(rows, side, query: ReportQuery):
@@ -542,7 +574,7 @@ def _filtered(stmt, query: ReportQuery, day):
         stmt = stmt.where(Call.repeat_caller.is_(False))
     elif f.get("caller") == "repeat":
         stmt = stmt.where(Call.repeat_caller.is_(True))
-    return stmt
+    return insight_queries.insight_filters(stmt, heard_word=f.get("heard"), tag=f.get("tag"))
 
 
 def _plain(value):

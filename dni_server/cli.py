@@ -364,5 +364,8 @@ def simulate(days, seed, sizes, arrivals_per_hour, lease_seconds, out):
     click.echo(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")
 
 
-# Pay-per-call routing's commands join the group (dni_server/routing_cli.py).
+# Pay-per-call routing's commands join the group (dni_server/routing_cli.py), and
+# conversation insight's (dni_server/insight_cli.py).
+from dni_server import insight_cli as _insight_cli  # noqa: E402, F401
+from dni_server import numbers_cli as _numbers_cli  # noqa: E402, F401  (issue 19)
 from dni_server import routing_cli as _routing_cli  # noqa: E402, F401

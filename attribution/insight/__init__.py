@@ -6,6 +6,11 @@
 ``insight``. It is CPU work for the worker, never for a request: about a quarter of a
 second of CPU per second of dual-channel call audio, most of it the recogniser
 (``bench/insight.py``).
+
+Using it: ``jobs.apply_insight`` writes the analysis and qualifies the call again (rules on
+talk time and keywords: ``attribution.qualification``); ``queries`` finds calls by spotted
+keyword or tag and buckets ``talk_share`` for reports; ``signals`` answers ``one_sided``,
+``voicemail`` and the fraud signals from a call's stored insight.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Safe with any number of workers, as the conversions outbox is:
   the lease runs out. Only the holder of the token may record the outcome.
 - **Off the request path, off the call's other processing**: the fetch and the analysis
   run with no transaction open; the outcome is a short update of the recording columns
-  (and of the disposition, when a keyword names one and nobody has set one).
+  (and of the disposition, when a keyword names one and nobody has set one), and the call
+  is qualified again in it (``apply_insight``): rules on talk time and keywords that
+  waited for the analysis (``insight_pending``) are decided then.
 - **Failures** are kept in ``recording_error`` and retried after ``fetch.backoff``; an
   error that trying again cannot fix, or the last attempt, leaves the call ``failed``.
 - **Retention**: a site's ``recording_retention_days`` deletes its recordings that old.
@@ -138,6 +140,41 @@ class InsightJobs:
             claimed = list(db.scalars(select(Call.id).where(Call.recording_claim == token)))
         return token, claimed
 
+    # -- recordings kept but never analysed ---------------------------------------------------
+
+    def backfill_candidates(self, *, site_id: int | None = None, reanalyse: bool = False,
+                            after_id: int = 0, limit: int = 100) -> list[int]:
+        """Calls with a kept recording and no analysis (every kept one with ``reanalyse``,
+        after a keyword list changed, say), by id from ``after_id``; none being fetched."""
+        where = [Call.recording_path.is_not(None), Call.id > after_id,
+                 or_(Call.recording_status.is_(None), Call.recording_status != "fetching")]
+        if not reanalyse:
+            where.append(Call.insight["status"].as_string().is_(None))  # SQL or JSON null
+        if site_id is not None:
+            where.append(Call.site_id == site_id)
+        with self.session_factory() as db:
+            return list(db.scalars(select(Call.id).where(*where).order_by(Call.id).limit(limit)))
+
+    def backfill_one(self, call_id: int, now: dt.datetime | None = None) -> str | None:
+        """Analyse one call's kept recording as the worker would (claimed the same way, so a
+        worker never takes it meanwhile); returns its recording status after, None if it was
+        taken by someone else first."""
+        now = now or utcnow()
+        token = secrets.token_hex(16)
+        with self.session_factory() as db:
+            taken = db.execute(update(Call).where(
+                Call.id == call_id, Call.recording_path.is_not(None),
+                or_(Call.recording_status.is_(None), Call.recording_status != "fetching"))
+                .values(recording_status="fetching", recording_claim=token,
+                        recording_next_try_at=now + dt.timedelta(seconds=LEASE_SECONDS))
+                .execution_options(synchronize_session=False)).rowcount
+            db.commit()
+        if not taken:
+            return None
+        self.process(call_id, token, now)
+        with self.session_factory() as db:
+            return db.scalar(select(Call.recording_status).where(Call.id == call_id))
+
     # -- one call ---------------------------------------------------------------------------
 
     def process(self, call_id: int, token: str, now: dt.datetime) -> None:
@@ -227,6 +264,8 @@ class InsightJobs:
                 call.recording_error = (error if not retry else
                                         f"gave up after {call.recording_attempts} attempts: "
                                         f"{error}")[:ERROR_CHARS]
+                if call.insight is None:  # rules waiting for insight are decided: none comes
+                    _requalify(db, call)
             db.commit()
 
     def _done(self, call_id: int, token: str, key: str, insight: dict,
@@ -239,22 +278,27 @@ class InsightJobs:
             call.recording_status, call.recording_claim = "fetched", None
             call.recording_next_try_at, call.recording_error = None, None
             call.recording_path = key
-            call.insight = apply_disposition(db, call, insight)
+            apply_insight(db, call, insight)
             db.commit()
 
 
-def apply_disposition(db: Session, call: Call, insight: dict) -> dict:
-    """A keyword that names a disposition sets it, unless one is set already (by a person,
-    or by an earlier analysis); the call is then qualified again, conversions included.
-    Returns the insight, saying whether it did."""
-    wanted = insight.get("disposition")
-    if not wanted or call.disposition is not None:
-        return {**insight, "disposition_applied": False}
+def apply_insight(db: Session, call: Call, insight: dict) -> None:
+    """Write the analysis on the call and qualify it again, as a disposition does
+    (``attribution.calls.requalify``: revenue, payout and the conversion outbox in the same
+    transaction), so rules on talk time and keywords are decided now. A keyword that names
+    a disposition sets it, unless one is set already (by a person, or by an earlier
+    analysis); ``disposition_applied`` says whether it did."""
+    applied = bool(insight.get("disposition")) and call.disposition is None
+    if applied:
+        call.disposition = insight["disposition"]
+    call.insight = {**insight, "disposition_applied": applied}
+    _requalify(db, call)
+
+
+def _requalify(db: Session, call: Call) -> None:
     from attribution.calls import requalify  # calls imports much; only needed here
 
-    call.disposition = wanted
     requalify(db, call)
-    return {**insight, "disposition_applied": True}
 
 
 # -- retention and deletion --------------------------------------------------------------
@@ -269,6 +313,8 @@ def delete_recording(db: Session, store: RecordingStore, call: Call) -> bool:
     call.recording_path, call.recording_claim = None, None
     if call.recording_status is not None:
         call.recording_status, call.recording_next_try_at = "deleted", None
+        if call.insight is None:  # deleted before analysis: rules waiting for it are decided
+            _requalify(db, call)
     return had
 
 

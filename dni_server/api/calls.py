@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from attribution.calls import CallEventIn, ingest, requalify, shown_first_touches
 from attribution.insight.jobs import delete_recording, recording_store
+from attribution.insight.queries import MAX_TEXT, insight_filters
 from attribution.insight.storage import RecordingMissing
 from attribution.models import Call
 from dni_server.api.admin import get_site, limit_arg
@@ -27,7 +28,7 @@ from dni_server.api.schemas import (
     With,
 )
 from dni_server.converters import parse_id
-from dni_server.errors import NotFound
+from dni_server.errors import Invalid, NotFound
 from dni_server.extensions import db
 from dni_server.openapi import documented
 
@@ -73,6 +74,16 @@ def shown_routing(call: Call) -> dict | None:
     return log if scope is None or scope == plan_publisher else None
 
 
+def text_arg(name: str) -> str | None:
+    """A short text filter from the query string (``keyword``, ``tag``), or None."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > MAX_TEXT:
+        raise Invalid(f"{name} must be 1 to {MAX_TEXT} characters", fields={name: value})
+    return value.strip()
+
+
 def get_call(call_ref: str) -> Call:
     call_id = parse_id(call_ref)
     call = db.session.get(Call, call_id) if call_id is not None else None
@@ -107,7 +118,9 @@ def create_call():
 
 
 @bp.get("/v1/calls")
-@documented("The calls log", call_list, errors=(401, 404, 422))
+@documented("The calls log", call_list, errors=(401, 404, 422), query=(
+    ("keyword", "only calls whose recording's analysis spotted this keyword", {"type": "string"}),
+    ("tag", "only calls where a keyword with this tag was spotted", {"type": "string"})))
 def list_calls():
     query = scoped(select(Call).order_by(Call.started_at.desc(), Call.id.desc())
                    .limit(limit_arg()), Call.publisher)
@@ -115,6 +128,12 @@ def list_calls():
         query = query.where(Call.site_id == get_site(request.args["site"], lookup_only=True).id)
     if "qualified" in request.args:
         query = query.where(Call.qualified.is_(request.args["qualified"] in ("1", "true")))
+    if "review" in request.args:  # fraud review queue (attribution.fraud): ?review=pending
+        if request.args["review"] not in ("pending", "approved", "rejected"):
+            raise Invalid("review must be pending, approved or rejected",
+                          fields={"review": ["unknown review state"]})
+        query = query.where(Call.review_state == request.args["review"])
+    query = insight_filters(query, heard_word=text_arg("keyword"), tag=text_arg("tag"))
     rows = db.session.scalars(query).all()
     first_touches = shown_first_touches(db.session, rows)
     return jsonify(call_list.dump({"calls": [With(c, first_touch=first_touches[c.id])
@@ -136,6 +155,10 @@ def set_disposition(call_ref: str):
     call = get_call(call_ref)
     data = disposition_request.load(json_object())
     call.disposition, call.disposition_value = data["disposition"], data["value"]
+    if call.disposition == "spam":  # the caller joins the site's block list (issue 16)
+        from dni_server.api.fraud import spam_disposition
+
+        spam_disposition(call)
     requalify(db.session, call)
     db.session.commit()
     return jsonify(call_detail(call))

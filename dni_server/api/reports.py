@@ -68,6 +68,8 @@ def report_query(args: Mapping | None = None) -> reports.ReportQuery:
         filters["caller"] = args["caller"]
     if "publisher" in args:
         filters["publisher"] = args["publisher"]
+    for name in reports.INSIGHT_FILTERS & set(args):  # conversation insight: heard, tag
+        filters[name] = args[name]
     if (scope := publisher_scope()) is not None:
         filters["publisher"] = scope  # a publisher sees its own calls, whatever it asks
     # Pay-per-call: by buyer and target, and what buyers paid (of its own plans, for a
@@ -199,6 +201,7 @@ REPORT_PARAMETERS = tuple((name, text, {"type": "string"}) for name, text in (
                 "avg_ring_seconds..., which are asked for by name)"),
     ("site", "site id or key"), ("pool", "pool id"), ("qualified", "true or false"),
     ("caller", "first_time or repeat"), ("publisher", "publisher label"),
+    ("heard", "a keyword spotted in the call's recording"), ("tag", "a spotted keyword's tag"),
     ("format", "json (default) or csv"),
     ("limit", "rows per page (default and maximum: DNI_REPORT_MAX_ROWS)"),
     ("offset", "rows to skip (page.next_offset of the page before)"),

@@ -10,7 +10,10 @@ from werkzeug.exceptions import HTTPException
 
 from attribution import call_log, pool_health, reports, sessions, zones
 from attribution.calls import shown_first_touches
+from attribution.insight.queries import MAX_TEXT
 from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber, Visit
+from attribution.numbers import autoscale_policies
+from dni_server.api import calls as api_calls
 from dni_server.api.auth import publisher_scope, scoped, visible
 from dni_server.api.reports import limit_report_rate, report_query, run_report
 from dni_server.converters import date_arg, parse_id
@@ -24,7 +27,8 @@ SECURITY_HEADERS = {
     # All script comes from the bundle in /static; data travels in JSON islands.
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+        "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
@@ -195,7 +199,8 @@ def calls():
     method = args.get("method") if args.get("method") in call_log.METHODS else None
     wanted = call_log.CallFilter(
         start=_date_arg(args, "start"), end=_date_arg(args, "end"), qualified=qualified,
-        method=method, source=args.get("source"), publisher=publisher_scope())
+        method=method, source=args.get("source"), publisher=publisher_scope(),
+        keyword=_text_arg(args, "keyword"), tag=_text_arg(args, "tag"))
     page = parse_id(args.get("page", "")) or 1  # junk, 0 or a page past any offset: page 1
     rows, total = call_log.page_of_calls(db.session, wanted, page, PER_PAGE)
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
@@ -218,7 +223,47 @@ def call(call_id: int):
     return render_template("dashboard/call.html", call=row, visit=visit, journey=journey,
                            attribution=attribution, explanation=row.explanation or {},
                            first_touch=shown_first_touches(db.session, [row])[row.id],
-                           routing=routing_pages.routing_log(row))
+                           routing=routing_pages.routing_log(row),
+                           insight=insight_timeline(row.insight))
+
+
+@bp.get("/calls/<int:call_id>/recording")
+def call_recording(call_id: int):
+    """The call's kept recording for the page's player: the API's own endpoint, answered
+    for the signed-in principal (the same visibility as the call; ranges for seeking)."""
+    return api_calls.get_recording(str(call_id))
+
+
+def _text_arg(args: dict, name: str) -> str | None:
+    """A short text filter (spoken keyword, tag); longer than any keyword: ignored."""
+    value = args.get(name, "").strip()
+    return value if 0 < len(value) <= MAX_TEXT else None
+
+
+TIMELINE_WIDTH = 1000  # the timeline's SVG units across the whole call
+LANES = ("caller", "agent", "mixed")
+
+
+def insight_timeline(insight: dict | None) -> dict | None:
+    """A call's analysis laid out for the page: each side's talk as spans and each spotted
+    keyword as a marker, in SVG units (0 to TIMELINE_WIDTH across the call)."""
+    if not insight or insight.get("status") != "ok" or not insight.get("duration"):
+        return None
+    duration = float(insight["duration"])
+
+    def x(seconds: float) -> float:
+        return round(min(max(seconds, 0.0), duration) / duration * TIMELINE_WIDTH, 1)
+
+    timeline = insight.get("timeline") or {}
+    lanes = [{"side": side, "spans": [(x(start), max(round(x(end) - x(start), 1), 0.5))
+                                      for start, end in timeline[side]]}
+             for side in LANES if side in timeline]
+    row = {lane["side"]: n for n, lane in enumerate(lanes)}
+    markers = [{"word": hit["word"], "side": hit["side"], "at_seconds": hit["at_seconds"],
+                "score": hit.get("score"), "means": hit.get("means"), "x": x(hit["at_seconds"]),
+                "lane": row.get(hit["side"], 0)} for hit in insight.get("keywords") or []]
+    return {"duration": duration, "lanes": lanes, "markers": markers, "width": TIMELINE_WIDTH,
+            "data": insight}
 
 
 # -- pools and static numbers --------------------------------------------------------------
@@ -290,7 +335,9 @@ def pool(pool_id: int):
                            start=start, end=end, zone=local.key,
                            busiest=busiest and dt.datetime.fromisoformat(busiest),
                            accuracy=accuracy, curve=accuracy_chart(accuracy, result["numbers"]),
-                           change=size_change(accuracy, result["numbers"], end_at - start_at))
+                           change=size_change(accuracy, result["numbers"], end_at - start_at),
+                           autoscale=autoscale_policies.stored(db.session, row.id),
+                           decisions=autoscale_policies.decisions(db.session, row.id, 10))
 
 
 def accuracy_chart(accuracy: dict, current: int) -> dict | None:

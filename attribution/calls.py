@@ -13,15 +13,18 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import Select, bindparam, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from attribution import callers, qualification
 from attribution.conversions import outbox as conversion_outbox
+from attribution.fraud import assess as fraud_assess
 from attribution.matching import Match, match_call
 from attribution.models import ATTRIBUTION_FIELDS, Call, CallEvent, StaticNumber, Visit
+from attribution.webhooks import events as webhook_events
 from attribution.zones import local_day
 from pools.leases import PoolService
 from pools.models import Pool, Site
@@ -62,6 +65,7 @@ class CallEventIn:
     caller_region: str | None = None
     caller_city: str | None = None
     payload: dict = field(default_factory=dict)
+    fraud: dict | None = None  # the pre-ring screening (attribution.fraud.screen), if any
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,15 @@ class Route:
     plan: int | None = None  # a pay-per-call routing plan (routing/): replaces destination
 
 
-def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
-           ) -> tuple[Call, bool]:
-    """Store one event; returns the call and whether this event was new."""
+def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None,
+           match: Match | None = None) -> tuple[Call, bool]:
+    """Store one event; returns the call and whether this event was new. ``match``, when
+    given, is the new call's attribution, known without matching (a web callback)."""
     seen, known = _known(db, event)
     if seen is not None:
         return db.get(Call, seen), False
     if known is None:
-        call = _new_call(db, event, pools)
+        call = _new_call(db, event, pools, match)
         try:
             # The call is inserted complete (state and qualification applied), with its
             # first event, in one savepoint: no UPDATE of the row just written.
@@ -98,6 +103,8 @@ def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
                 raise
         else:
             conversion_outbox.on_qualification(db, call, first=True)
+            webhook_events.call_changed(db, call)
+            fraud_assess.after_insert(db, call)  # issue 16: holds and fraud.flagged
             db.flush()
             return call, True
     call = db.get(Call, known)
@@ -115,13 +122,19 @@ def ingest(db: Session, event: CallEventIn, *, pools: PoolService | None = None
 def _known(db: Session, event: CallEventIn) -> tuple[int | None, int | None]:
     """In one query: the call this event was already stored for, and the call with the
     event's provider call id (each unique, so at most one row of each kind)."""
-    found = dict(db.execute(union_all(
-        select(literal("event").label("kind"), CallEvent.call_id.label("call_id")).where(
-            CallEvent.provider == event.provider, CallEvent.event_key == event.event_key),
-        select(literal("call"), Call.id).where(
-            Call.provider == event.provider, Call.provider_call_id == event.provider_call_id),
-    )).all())
+    found = dict(db.execute(_KNOWN, {"provider": event.provider, "event_key": event.event_key,
+                                     "call_id": event.provider_call_id}).all())
     return found.get("event"), found.get("call")
+
+
+# Built once: it runs for every event, and building it cost more CPU than answering it.
+_KNOWN = union_all(
+    select(literal("event").label("kind"), CallEvent.call_id.label("call_id")).where(
+        CallEvent.provider == bindparam("provider"),
+        CallEvent.event_key == bindparam("event_key")),
+    select(literal("call"), Call.id).where(
+        Call.provider == bindparam("provider"), Call.provider_call_id == bindparam("call_id")),
+)
 
 
 def _event_row(call: Call, event: CallEventIn) -> CallEvent:
@@ -129,7 +142,8 @@ def _event_row(call: Call, event: CallEventIn) -> CallEvent:
                      kind=event.kind, occurred_at=event.occurred_at, payload=event.payload)
 
 
-def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Call:
+def _new_call(db: Session, event: CallEventIn, pools: PoolService | None,
+              known: Match | None = None) -> Call:
     """A call for the event's first sight, matched, with the event applied and qualified;
     not added to the session yet."""
     try:
@@ -143,10 +157,14 @@ def _new_call(db: Session, event: CallEventIn, pools: PoolService | None) -> Cal
                 started_at=event.occurred_at, status="ringing", status_rank=0,
                 caller_country=caller.country,
                 caller_region=caller.region, caller_city=caller.city, explanation={})
-    match = match_call(db, to_number, int(event.occurred_at.timestamp() * 1000), pools,
-                       caller=caller)
+    match = known or match_call(db, to_number, int(event.occurred_at.timestamp() * 1000),
+                                pools, caller=caller)
     owner = attribute(db, call, match)
-    timezone = zone_of(db, call)
+    fraud_assess.on_new_call(call, event.fraud, match.explanation, event.occurred_at)
+    site = db.get(Site, call.site_id) if call.site_id else None  # in the session already
+    timezone = site.timezone if site is not None else zone_of(db, call)
+    # Read now, while the site is at hand: announcing the call then needs no query.
+    call.site_webhooks = site.webhook_subscriptions if site is not None else 0
     call.local_day = local_day(call.started_at, timezone)
     previous_at = _link_previous_calls(db, call)
     apply_event(call, event)
@@ -243,10 +261,9 @@ def _link_previous_calls(db: Session, call: Call) -> dt.datetime | None:
     """
     if not call.from_valid:
         return None
-    latest = (select(func.max(EARLIER.started_at))
-              .where(*caller_history(EARLIER, call)).scalar_subquery())
-    row = db.execute(select(Call, latest).where(*caller_history(Call, call))
-                     .order_by(Call.started_at).limit(1)).first()
+    row = db.execute(_previous_calls_query(call), {
+        "from_number": call.from_number, "started_at": call.started_at,
+        "site_id": call.site_id, "publisher": call.publisher, "id": call.id}).first()
     if row is None:
         return None
     first, previous_at = row
@@ -255,6 +272,30 @@ def _link_previous_calls(db: Session, call: Call) -> dt.datetime | None:
     call.first_touch = {name: getattr(first, name) for name in FIRST_TOUCH_FIELDS} | {
         "call_id": first.id, "started_at": first.started_at.isoformat()}
     return previous_at
+
+
+# The query ``_link_previous_calls`` runs for every new call, built once per shape (site
+# or none, publisher or none, stored or not) with parameters: building it cost more CPU than
+# the database takes to answer it.
+_PREVIOUS_CALLS: dict[tuple[bool, bool, bool], Select] = {}
+
+
+def _previous_calls_query(call: Call) -> Select:
+    shape = (call.site_id is None, call.publisher is None, call.id is None)
+    query = _PREVIOUS_CALLS.get(shape)
+    if query is None:
+        # ``caller_history`` itself, over parameters that stand in for the call's values.
+        stand_in = SimpleNamespace(
+            from_number=bindparam("from_number"), started_at=bindparam("started_at"),
+            site_id=None if shape[0] else bindparam("site_id"),
+            publisher=None if shape[1] else bindparam("publisher"),
+            id=None if shape[2] else bindparam("id"))
+        latest = (select(func.max(EARLIER.started_at))
+                  .where(*caller_history(EARLIER, stand_in)).scalar_subquery())
+        query = _PREVIOUS_CALLS[shape] = (select(Call, latest)
+                                          .where(*caller_history(Call, stand_in))
+                                          .order_by(Call.started_at).limit(1))
+    return query
 
 
 def shown_first_touches(db: Session, calls: list[Call]) -> dict[int, dict | None]:
@@ -322,9 +363,12 @@ def requalify(db: Session, call: Call) -> None:
     if owner is not None and call.from_valid and (owner.qualification or {}).get("unique_days"):
         previous = db.scalar(select(Call.started_at).where(*caller_history(Call, call))
                              .order_by(Call.started_at.desc()).limit(1))
+    fraud_assess.after_call(db, call, [(owner.qualification or {}).get("min_duration") or 0]
+                            if owner is not None else [])
     _qualify(call, owner, timezone, previous)
     # Same session, same transaction: the conversion is queued exactly when this commits.
     conversion_outbox.on_qualification(db, call)
+    webhook_events.call_changed(db, call)
 
 
 def _qualify(call: Call, owner: StaticNumber | Pool | None, timezone: str,
@@ -338,7 +382,9 @@ def _qualify(call: Call, owner: StaticNumber | Pool | None, timezone: str,
         duration=call.duration, started_at=call.started_at, caller_country=call.caller_country,
         caller_region=call.caller_region,
         area_code=callers.area_code(call.from_number, call.from_valid),
-        previous_call_at=previous_at, timezone=timezone, disposition=call.disposition)
+        previous_call_at=previous_at, timezone=timezone, disposition=call.disposition,
+        insight=call.insight, recording_status=call.recording_status,
+        review=call.review_state)
     call.qualified, call.qualification_failures = qualification.evaluate(
         owner.qualification or {}, facts)
     if call.qualified:

@@ -167,6 +167,10 @@ REPORT_COLUMNS = ("site_id", "pool_id", "qualified", "repeat_caller", "answered_
 class Call(VisitAttribution, Base):
     """One phone call to a tracking number, with how it was matched and whether it qualifies."""
 
+    # Not a column: set when a call is first built (calls._new_call), its site's count of
+    # enabled webhook subscriptions, so announcing the new call needs no query of its own.
+    site_webhooks = None
+
     __tablename__ = "calls"
     __table_args__ = (
         UniqueConstraint("provider", "provider_call_id", name="uq_calls_provider_id"),
@@ -185,6 +189,7 @@ class Call(VisitAttribution, Base):
               "qualified", "repeat_caller"),
         Index("ix_calls_session", "session_id"),  # ad ids learnt later reach matched calls
         Index("ix_calls_recording_due", "recording_status", "recording_next_try_at"),
+        Index("ix_calls_review", "review_state", "started_at"),  # the review queue
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -216,6 +221,15 @@ class Call(VisitAttribution, Base):
     recording_error: Mapped[str | None] = mapped_column(Text, default=None)
     recording_fetched_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     insight: Mapped[dict | None] = mapped_column(default=None)
+    # Fraud (attribution.fraud, migration 0013): the signals with the score's named
+    # contributions, what was done before ringing, and the review of a held call.
+    fraud_signals: Mapped[dict | None] = mapped_column(default=None)
+    risk_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    fraud_action: Mapped[str | None] = mapped_column(String(24), default=None)
+    review_state: Mapped[str | None] = mapped_column(String(16), default=None)
+    review_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), default=None)
@@ -277,3 +291,4 @@ class CallEvent(Base):
 
 # The conversion tables hang off calls: load them wherever these models are loaded.
 from attribution.conversions import models as _conversion_models  # noqa: E402, F401
+from attribution.fraud import models as _fraud_models  # noqa: E402, F401

@@ -21,6 +21,7 @@ from attribution import devices
 from attribution.geo import GeoLocator
 from attribution.models import PageView, Visit
 from attribution.visits import enriched, path_of, stored_url
+from attribution.webhooks import events as webhook_events
 from attribution.zones import local_day
 from pools.catalog import mark_retired
 from pools.events import BATCH
@@ -163,6 +164,7 @@ class Batch:
         exhaustions = sorted(self.exhaustions, key=lambda r: (r["session_id"], r["at_ms"]))
         insert_ignoring_duplicates(db, PoolExhaustion.__table__, exhaustions,
                                    ["pool_id", "session_id", "at_ms"])
+        webhook_events.pool_exhausted(db, self.pool_id, exhaustions)
         for number in self.retired:
             mark_retired(db, self.pool_id, number)
         # After the visits: an update may follow its visit's lease in one batch. Calls already

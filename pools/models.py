@@ -73,6 +73,9 @@ class Site(Base):
     # and how many days a recording is kept (None: until deleted through the API).
     insight_keywords: Mapped[list | None] = mapped_column(default=None)
     recording_retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Enabled outgoing-webhook subscriptions (kept by attribution.webhooks): read with the
+    # site a call already loads, so a site without any costs its calls no query.
+    webhook_subscriptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     pools: Mapped[list[Pool]] = relationship(back_populates="site", order_by="Pool.id")

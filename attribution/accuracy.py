@@ -415,9 +415,8 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                         None, None,
                         "No call in this period was credited to a visit of the pool, so "
                         "there is nothing to measure accuracy from.", traffic.span_ms)
-    lost_share = lost_calls / (calls + traffic.unmatched_calls) if lost_calls else 0.0
     model = Model(traffic, seed=seed, likelihood=likelihood, delays=delays,
-                  reuse_cooling=reuse_cooling, lost_share=min(lost_share, 1.0))
+                  reuse_cooling=reuse_cooling, lost_share=_lost_share(traffic, lost_calls))
     best = model.smallest(target)
     sizes = curve_sizes(current, best, model.free)
     curve = []
@@ -497,9 +496,9 @@ def with_refused(traffic: RecordedTraffic, refused_ms: list[int]) -> RecordedTra
     return dataclasses.replace(traffic, arrivals_ms=sorted(traffic.arrivals_ms + refused_ms))
 
 
-def pool_accuracy(db, pool, start_ms: int, end_ms: int, size: int,
-                  target: float = DEFAULT_TARGET) -> dict:
-    """The ``accuracy`` part of pool health: the model on the pool's traffic in the window."""
+def _pool_window(db, pool, start_ms: int, end_ms: int) -> tuple[RecordedTraffic, dict]:
+    """The pool's window as the model reads it: its traffic (refused visitors included) and
+    ``estimate``'s other arguments (the matcher's delays, calls lost, reuse on cooling)."""
     from attribution.simulation.replay import recorded_traffic
 
     traffic = with_refused(recorded_traffic(db, pool.id, start_ms, end_ms),
@@ -508,8 +507,31 @@ def pool_accuracy(db, pool, start_ms: int, end_ms: int, size: int,
     # The delays the matcher weighs this pool's calls with now.
     delays = call_delays.delays_for(db, pool.id, pool.site_id, end_ms) \
         if matching.LIKELIHOOD else None
-    return estimate(traffic, size, target, delays=delays, lost_calls=lost,
-                    reuse_cooling=pool.exhaustion_policy == "reuse_cooling").as_dict()
+    return traffic, {"delays": delays, "lost_calls": lost,
+                     "reuse_cooling": pool.exhaustion_policy == "reuse_cooling"}
+
+
+def pool_accuracy(db, pool, start_ms: int, end_ms: int, size: int,
+                  target: float = DEFAULT_TARGET) -> dict:
+    """The ``accuracy`` part of pool health: the model on the pool's traffic in the window."""
+    traffic, options = _pool_window(db, pool, start_ms, end_ms)
+    return estimate(traffic, size, target, **options).as_dict()
+
+
+def pool_model(db, pool, start_ms: int, end_ms: int) -> Model | None:
+    """The model of the pool's window, to ask at any size (``at``, ``smallest``: autoscale);
+    None when no call of the window was credited to a visit (nothing to learn from)."""
+    traffic, options = _pool_window(db, pool, start_ms, end_ms)
+    if not traffic.call_delays_ms:
+        return None
+    lost = options.pop("lost_calls")
+    return Model(traffic, lost_share=_lost_share(traffic, lost), **options)
+
+
+def _lost_share(traffic: RecordedTraffic, lost_calls: int) -> float:
+    """Of all the window's calls, the share no size can credit (past the window)."""
+    calls = len(traffic.call_delays_ms) + traffic.unmatched_calls
+    return min(lost_calls / calls, 1.0) if lost_calls and calls else 0.0
 
 
 def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> dict:

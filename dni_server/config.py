@@ -86,6 +86,7 @@ class Settings:
     telnyx_public_key: str | None = None
     telnyx_api_key: str | None = None
     telnyx_api_url: str = "https://api.telnyx.com/v2"
+    twilio_api_url: str = "https://api.twilio.com"  # buying numbers (attribution.numbers)
     carrier_queue: int = 200  # carrier commands waiting or being sent; more are dropped
     redis_prefix: str = "dni"
     redis_timeout_ms: int = 50
@@ -124,6 +125,17 @@ class Settings:
     transcriber_model_dir: str | None = None
     insight_max_attempts: int = 8
     insight_retry_seconds: int = 60
+    # Web callbacks (issue 18): the carrier that places them (default: whichever has
+    # credentials), the retry pace, how long each leg rings, when a silent attempt is
+    # ended, the per-site cap on callbacks in progress (0: none), Telnyx's connection.
+    callback_carrier: str | None = None
+    callback_retry_seconds: int = 600
+    callback_max_attempts: int = 3
+    callback_business_timeout: int = 25
+    callback_visitor_timeout: int = 25
+    callback_claim_seconds: int = 900
+    callback_site_in_progress: int = 50
+    telnyx_connection_id: str | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -181,6 +193,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if (raw := get("DNI_TELNYX_API_URL")) is not None:
         values["telnyx_api_url"] = parse_url("DNI_TELNYX_API_URL", raw,
                                              ("http://", "https://")).rstrip("/")
+    if (raw := get("DNI_TWILIO_API_URL")) is not None:
+        values["twilio_api_url"] = parse_url("DNI_TWILIO_API_URL", raw,
+                                             ("http://", "https://")).rstrip("/")
     if (raw := get("DNI_CARRIER_QUEUE")) is not None:
         values["carrier_queue"] = parse_int("DNI_CARRIER_QUEUE", raw, minimum=1, maximum=100_000)
     if (raw := get("DNI_REDIS_PREFIX")) is not None:
@@ -218,6 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values.update(_report_settings(get))
     values.update(_conversion_settings(get))
     values.update(_insight_settings(get))
+    values.update(_callback_settings(get))
     return Settings(**values)
 
 
@@ -303,4 +319,25 @@ def _insight_settings(get) -> dict:
                                  ("DNI_INSIGHT_RETRY_SECONDS", "insight_retry_seconds", 1, 86_400)):
         if (raw := get(name)) is not None:
             values[key] = parse_int(name, raw, minimum=low, maximum=high)
+    return values
+
+
+def _callback_settings(get) -> dict:
+    """Web callbacks: the carrier, attempts and their pace, ring times, the site cap."""
+    values: dict = {}
+    if (raw := get("DNI_CALLBACK_CARRIER")) is not None:
+        if raw.strip() not in ("twilio", "telnyx"):
+            raise ConfigError(f"DNI_CALLBACK_CARRIER must be twilio or telnyx, got {raw!r}")
+        values["callback_carrier"] = raw.strip()
+    for name, key, low, high in (
+            ("DNI_CALLBACK_RETRY_SECONDS", "callback_retry_seconds", 10, 86_400),
+            ("DNI_CALLBACK_MAX_ATTEMPTS", "callback_max_attempts", 1, 20),
+            ("DNI_CALLBACK_BUSINESS_TIMEOUT", "callback_business_timeout", 5, 120),
+            ("DNI_CALLBACK_VISITOR_TIMEOUT", "callback_visitor_timeout", 5, 120),
+            ("DNI_CALLBACK_CLAIM_SECONDS", "callback_claim_seconds", 60, 86_400),
+            ("DNI_CALLBACK_SITE_IN_PROGRESS", "callback_site_in_progress", 0, 1_000_000)):
+        if (raw := get(name)) is not None:
+            values[key] = parse_int(name, raw, minimum=low, maximum=high)
+    if (raw := get("DNI_TELNYX_CONNECTION_ID")) is not None:
+        values["telnyx_connection_id"] = raw.strip()
     return values

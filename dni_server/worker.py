@@ -16,7 +16,10 @@ from sqlalchemy import select
 
 from attribution.conversions.delivery import Deliverer
 from attribution.insight.jobs import InsightJobs
+from attribution.numbers.autoscale_step import Autoscaler, service_hooks
+from attribution.numbers.upkeep import NumberUpkeep
 from attribution.recorder import drain_pool
+from attribution.webhooks.delivery import WebhookDeliverer
 from dni_server import metrics
 from dni_server.timefmt import now_ms
 from pools import catalog
@@ -40,8 +43,20 @@ class Worker:
         self.conversions = Deliverer.from_settings(
             self.services.session_factory, self.services.redis_admin, self.services.settings,
             observe=metrics.observe_delivery)
+        from dni_server.api.webhook_subscriptions import call_renderer
+
+        self.webhooks = WebhookDeliverer.from_settings(
+            self.services.session_factory, self.services.settings, call_renderer(app))
         self.insight = InsightJobs.from_settings(
             self.services.session_factory, self.services.settings, app.instance_path)
+        self.numbers = NumberUpkeep.from_settings(
+            self.services.session_factory, self.services.pools, self.services.settings)
+        self.autoscale = Autoscaler(self.services.session_factory, self.services.pools,
+                                    self.numbers.api,
+                                    service_hooks(self.services.settings.public_url))
+        from dni_server.callback_worker import CallbackStep  # issue 18: web callbacks
+
+        self.callbacks = CallbackStep(app)
 
     def pool_ids(self, db) -> list[int]:
         if time.monotonic() - self._pools_read_at > self.pool_refresh:
@@ -52,6 +67,8 @@ class Worker:
     def run_once(self) -> int:
         """One pass of everything (conversions, then every pool); returns events recorded."""
         self.deliver_conversions()
+        self.deliver_webhooks()
+        self.place_callbacks()
         return self.record_once()
 
     def record_once(self) -> int:
@@ -85,6 +102,20 @@ class Worker:
         except Exception:
             log.exception("conversion delivery pass failed")
 
+    def deliver_webhooks(self) -> None:
+        """Send due outgoing webhooks; a slow receiver never stops the recorder."""
+        try:
+            self.webhooks.run_once()
+        except Exception:
+            log.exception("webhook delivery pass failed")
+
+    def place_callbacks(self) -> None:
+        """Place due web callbacks; a carrier's trouble stops nothing else."""
+        try:
+            self.callbacks.run_once()
+        except Exception:
+            log.exception("web callback pass failed")
+
     def analyse_recordings(self) -> None:
         """Fetch and analyse due call recordings; a carrier's trouble stops nothing else."""
         try:
@@ -92,14 +123,31 @@ class Worker:
         except Exception:
             log.exception("recording insight pass failed")
 
+    def manage_numbers(self) -> None:
+        """Finish interrupted number purchases and release numbers that are due (issue 19)."""
+        try:
+            self.numbers.run_once(now_ms())
+        except Exception:
+            log.exception("numbers upkeep pass failed")
+        try:
+            self.autoscale.run_if_due()  # grow or trim pools by their autoscale policy
+        except Exception:
+            log.exception("autoscale pass failed")
+
     def run_forever(self) -> None:
         # Conversions go out on a thread of their own: a platform answering slowly must
         # never hold back lease recording and reclaim. Recordings too: their analysis is
         # seconds of CPU per call.
         threading.Thread(target=self._repeat, args=(self.deliver_conversions,),
                          name="dni-conversions", daemon=True).start()
+        threading.Thread(target=self._repeat, args=(self.deliver_webhooks,),
+                         name="dni-webhooks", daemon=True).start()
         threading.Thread(target=self._repeat, args=(self.analyse_recordings,),
                          name="dni-insight", daemon=True).start()
+        threading.Thread(target=self._repeat, args=(self.manage_numbers,),
+                         name="dni-numbers", daemon=True).start()
+        threading.Thread(target=self._repeat, args=(self.place_callbacks,),
+                         name="dni-callbacks", daemon=True).start()
         self._repeat(self.record_once)
 
     def _repeat(self, step) -> None:

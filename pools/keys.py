@@ -177,6 +177,11 @@ def route_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:routes"
 
 
+def amp_client_key(site_key: str, client_digest: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """String: the session an AMP client id (hashed) holds on a site (attribution.amp)."""
+    return f"{prefix}:amp:{site_key}:{client_digest}"
+
+
 # -- pay-per-call routing (routing/) -----------------------------------------------------
 # Every key of buyer 7 carries the hash tag ``{b7}``: its caps, live calls and duplicates
 # sit in one Redis Cluster slot, so one script checks and reserves them all.
@@ -229,3 +234,18 @@ def routing_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
     """String: numbers' plans, the plans and their buyers mirrored from SQL, for SQL
     outages (routing.directory)."""
     return f"{prefix}:routing"
+
+
+# -- fraud signals (attribution/fraud/) ----------------------------------------------------
+# A caller's keys carry the hash tag ``{c+14155550100}``: one script reads and records them.
+
+
+def fraud_caller_calls_key(caller: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Sorted set: the caller's recent calls ("<publisher>|<call id>") -> when (ms)."""
+    return f"{prefix}:fraud:{{c{caller}}}:calls"
+
+
+def fraud_mirror_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """String: block list, fraud policies and numbers' owners mirrored from SQL, for SQL
+    outages (attribution.fraud.directory)."""
+    return f"{prefix}:fraud"

@@ -7,6 +7,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from attribution.models import StaticNumber, Visit
+from dni_server.api import autoscale as autoscale_api
 from dni_server.api.auth import (
     deny_publishers,
     publisher_scope,
@@ -180,7 +181,8 @@ def pool_view(pool: Pool) -> dict:
     except PoolUnavailable:
         live = None
     return pool_detail.dump(With(pool, live=live, numbers={
-        status: counts.get(status, 0) for status in ("active", "retiring", "retired")}))
+        status: counts.get(status, 0) for status in ("active", "retiring", "retired")},
+        autoscale=autoscale_api.policy_view(pool)))
 
 
 @bp.post("/v1/pools")
@@ -191,9 +193,11 @@ def create_pool():
     site = get_site(data.pop("site"))
     region = data.pop("region")
     numbers = data.pop("numbers")
+    autoscale = autoscale_api.policy_change(data)
     routed = check_routing_plan(data, data.get("publisher"))
     pool, _ = catalog_call(catalog.create_pool, db.session, services().pools, site,
                            numbers=numbers, region=region, now_ms=now_ms(), **data)
+    autoscale_api.save_change(pool, autoscale)
     services().sessions.sites.invalidate(site.key)
     if routed:
         routing_changed()
@@ -221,9 +225,11 @@ def show_pool(pool_id: int):
 def update_pool(pool_id: int):
     pool = get_pool(pool_id)
     changes = pool_update.load(json_object())
+    autoscale = autoscale_api.policy_change(changes, pool)
     routed = check_routing_plan(changes, changes.get("publisher", pool.publisher))
     catalog_call(catalog.update_pool, db.session, services().pools, pool, changes,
                  now_ms=now_ms())
+    autoscale_api.save_change(pool, autoscale)
     services().sessions.sites.invalidate(pool.site.key)
     if routed or "publisher" in changes:
         routing_changed()

@@ -40,6 +40,12 @@ def optional_text(max_length: int) -> fields.String:
 MONEY = {"type": "string", "pattern": r"^\d{1,8}(\.\d{1,2})?$", "example": "35.00"}
 
 
+AUTOSCALE = {"description": (
+    "Autoscale policy: enabled, mode (propose|apply), min, max, accuracy_target, step, "
+    "cooldown_minutes, trim_day, daily_limit, account, area_code; a change merges into the "
+    "stored policy, null removes it (not shown to publisher tokens)")}
+
+
 def iana_zone(value: str) -> None:
     """A time zone by its IANA name (Europe/London), as sites and buyers give theirs."""
     try:
@@ -223,6 +229,7 @@ class PoolSettingsSchema(MoneyRules):
     exhaustion_policy = fields.String(validate=validate.OneOf(["fallback", "reuse_cooling"]))
     priority = fields.Integer(strict=True, validate=validate.Range(-1000, 1000))
     rules = fields.Raw()
+    autoscale = fields.Dict(allow_none=True, metadata=AUTOSCALE)  # dni_server/api/autoscale.py
 
 
 class PoolCreateSchema(PoolSettingsSchema):
@@ -449,6 +456,7 @@ class PoolDetailSchema(PoolSchema):
 
     numbers = fields.Dict(keys=fields.String(), values=fields.Integer())
     live = fields.Dict(allow_none=True)
+    autoscale = fields.Dict(allow_none=True, metadata=AUTOSCALE)
 
 
 class RejectedNumberSchema(Reply):

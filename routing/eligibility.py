@@ -44,6 +44,7 @@ class CallFacts:
     keyword: str | None = None
     publisher: str | None = None
     repeat_caller: bool = False
+    risk_score: int | None = None  # the call's fraud risk (attribution.fraud), when known
     tags: dict = field(default_factory=dict)
 
     def value(self, name: str):
@@ -105,9 +106,17 @@ def minutes(hhmm: str) -> int:
 
 def static_refusal(buyer: dict, facts: CallFacts, now: dt.datetime) -> str | None:
     """Why ``buyer`` (its contract, with ``paused``) cannot take the call whatever its
-    capacity, or None: "paused", "closed" or "filter:<field>"."""
+    capacity, or None: "paused", "suppressed", "risk", "closed" or "filter:<field>"."""
     if buyer.get("paused"):
         return "paused"
+    # The buyer's suppression list (numbers or prefixes, attribution.fraud.lists): the
+    # caller is silently not offered to it.
+    if facts.caller and any(facts.caller.startswith(v) for v in buyer.get("suppress") or ()):
+        return "suppressed"
+    # The buyer's fraud policy: no call riskier than it takes (an unknown risk passes).
+    max_risk = (buyer.get("fraud") or {}).get("max_risk")
+    if max_risk is not None and facts.risk_score is not None and facts.risk_score > max_risk:
+        return "risk"
     if not is_open(buyer.get("hours"), buyer["timezone"], now):
         return "closed"
     missed = failed_filter(buyer.get("filters") or [], facts)

@@ -71,6 +71,27 @@ def test_twilio_vector_multi_valued_params():
     check_twilio_signature("12345", VECTOR_URL, params, "IK+Dwps556ElfBT0I3Rgjkr1wJU=")
 
 
+def test_caller_identity_fields_added_after_signing_are_tolerated():
+    """Twilio is reported to add StirVerstat (and CallToken) after signing: a request
+    signed without them still passes with them, and nothing else may be added."""
+    from twilio.request_validator import RequestValidator
+    from werkzeug.datastructures import MultiDict
+
+    signed = [("CallSid", "CA1"), ("From", "+14158675309"), ("Digits", "1"), ("Digits", "2")]
+    signature = RequestValidator("12345").compute_signature(VECTOR_URL, MultiDict(signed))
+    check_twilio_signature("12345", VECTOR_URL, MultiDict(
+        signed + [("StirVerstat", "TN-Validation-Passed-A"), ("CallToken", "%7B%7D")]),
+        signature)
+    with pytest.raises(SignatureError):  # any other field still breaks the signature
+        check_twilio_signature("12345", VECTOR_URL, MultiDict(
+            signed + [("StirVerstat", "TN-Validation-Passed-A"), ("To", "+19005550100")]),
+            signature)
+    with pytest.raises(SignatureError):  # and so does a changed repeated value
+        check_twilio_signature("12345", VECTOR_URL, MultiDict(
+            signed[:3] + [("Digits", "9"), ("StirVerstat", "TN-Validation-Passed-A")]),
+            signature)
+
+
 def test_twilio_vector_json_body_hash():
     url = VECTOR_URL + ("&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e"
                         "6620")

@@ -43,6 +43,8 @@ def counts(rule: ConversionRule, call, buyer_converted: bool = False) -> bool:
     buyer converted it (only a ``buyer_converted_only`` rule asks)."""
     if rule.buyer_converted_only and not buyer_converted:
         return False
+    if getattr(call, "review_state", None) in ("pending", "rejected"):
+        return False  # held for fraud review (attribution.fraud): not until approved
     # A buyer's conversion is settled when the buyer's leg ends, before the caller's does.
     if not settled(call) and not (rule.buyer_converted_only and buyer_converted):
         return False

@@ -122,6 +122,13 @@ class DuplicateSchema(Strict):
                           validate=validate.OneOf(["connected", "converted"]))
 
 
+class BuyerFraudSchema(Strict):
+    """The buyer's own fraud policy (issue 16): calls riskier than ``max_risk`` (the call's
+    risk score, 0-100) are not offered to it (skipped with reason ``risk``)."""
+
+    max_risk = fields.Integer(strict=True, required=True, validate=validate.Range(0, 100))
+
+
 class BuyerSchema(Loose):
     """A buyer, as created (POST) or changed (PATCH: the given fields, checked whole)."""
 
@@ -142,6 +149,19 @@ class BuyerSchema(Loose):
     duplicate = fields.Nested(DuplicateSchema, allow_none=True)
     whisper = fields.String(allow_none=True, validate=validate.Length(min=1, max=500))
     accept = fields.Boolean(load_default=False)
+    suppress = fields.List(fields.String(), validate=validate.Length(max=10_000), metadata={
+        "description": "callers this buyer never gets: numbers or prefixes (+1900)"})
+    fraud = fields.Nested(BuyerFraudSchema, allow_none=True)  # issue 16
+
+    @validates("suppress")
+    def _suppress(self, value, **_):
+        from attribution.fraud.lists import parse_value  # issue 16
+
+        for item in value:
+            try:
+                parse_value(item)
+            except ValueError as exc:
+                raise ValidationError(f"{item!r}: {exc}") from None
 
     @validates("filters")
     def _filters(self, value, **_):
@@ -162,6 +182,10 @@ class BuyerSchema(Loose):
             data["revenue"] = str(data["revenue"])
         if "filters" in data:
             data["filters"] = validate_filters(data["filters"])
+        if "suppress" in data:
+            from attribution.fraud.lists import parse_value
+
+            data["suppress"] = sorted({parse_value(v)[0] for v in data["suppress"]})
         return data
 
 
@@ -243,6 +267,8 @@ class BuyerOutSchema(Reply):
     duplicate = _spec("duplicate", _OBJECT)
     whisper = _spec("whisper", {"type": "string"})
     accept = _spec("accept", {"type": "boolean"})
+    suppress = _spec("suppress", {"type": "array", "items": {"type": "string"}})  # issue 16
+    fraud = _spec("fraud", _OBJECT)  # issue 16
     created_at = fields.Function(lambda row: iso_utc(row.created_at))
     updated_at = fields.Function(lambda row: iso_utc(row.updated_at))
 

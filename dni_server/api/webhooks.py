@@ -165,6 +165,10 @@ def twilio_voice():
         return twiml(forward(services().routes.route(event.to_raw), event))
     if event is None:
         raise ApiError("CallSid is required", status=422, code="invalid")
+    from dni_server.api import fraud  # issue 16: block or challenge before it rings
+
+    if (answer := fraud.twilio_pre_ring(event)) is not None:
+        return answer
     route = services().routes.route(event.to_raw)
     store(event)
     from dni_server.api import routing_calls  # pay-per-call: a plan replaces the destination
@@ -231,6 +235,10 @@ def telnyx():
     event = parse(carriers.telnyx_event, "telnyx", body, utcnow())
     if event is None:
         return Response(status=204)  # not a call event (or kept unparsed): acknowledged
+    from dni_server.api import fraud  # issue 16: a blocked call is rejected, not forwarded
+
+    if fraud.telnyx_pre_ring(event, body):
+        return Response(status=204)
     # Stored first: Telnyx delivers an event again and again until it is acknowledged, and
     # only the first sight of a call may send the transfer command.
     result = store(event)

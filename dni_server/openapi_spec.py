@@ -151,8 +151,21 @@ WEBHOOKS = [
      "Routed call: a buyer picked up (its <Number url>): the whisper", FORM, ("200", "TwiML")),
     ("/webhooks/twilio/route/{turn}/accept/{buyer_id}",
      "Routed call: the buyer's accept key", FORM, ("200", "TwiML")),
+    # Fraud (dni_server/api/fraud.py): the key of a caller challenged before routing.
+    ("/webhooks/twilio/challenge/{tries}", "Challenged caller's key (1: routed or forwarded)",
+     FORM, ("200", "TwiML")),
     ("/webhooks/telnyx", "Telnyx Call Control webhook (Ed25519 signed)",
      {"content": {"application/json": {"schema": {"type": "object"}}}}, ("204", "stored")),
+    # Web callbacks (dni_server/api/callback_legs.py): the legs of a callback the worker placed.
+    *[(f"/webhooks/callbacks/twilio/{step}", f"Web callback: {what}", FORM, answer)
+      for step, what, answer in (
+          ("business", "the business answered (prompt, asks for 1)", ("200", "TwiML")),
+          ("accept", "the business's key (1: dial the visitor)", ("200", "TwiML")),
+          ("screen", "the visitor's leg answered (person or machine)", ("200", "TwiML")),
+          ("dialed", "the visitor's leg ended (<Dial action>)", ("200", "TwiML")),
+          ("status", "the business's leg ended", ("204", "stored")))],
+    ("/webhooks/callbacks/telnyx", "Web callback legs' Telnyx Call Control events",
+     {"content": {"application/json": {"schema": {"type": "object"}}}}, ("204", "acted on")),
 ]
 
 

@@ -88,7 +88,8 @@ def test_no_module_outside_pools_reads_or_names_a_pool_key():
 def test_every_redis_key_string_is_written_in_pools_keys():
     written = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
                for path in product_modules(outside_pools=False)
-               if path != ROOT / "pools" / "keys.py"
+               if path not in (ROOT / "pools" / "keys.py",
+                               ROOT / "attribution" / "callbacks" / "keys.py")
                for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                if HAND_MADE_KEY.search(line)]
     assert written == []

@@ -14,7 +14,8 @@ from dni_server.tokens import digest
 from factories import ADMIN_TOKEN, AdminClient, make_pool, make_site, numbers
 
 PUBLIC = {"/v1/sessions": {"POST"}, "/v1/sessions/<session_id>/heartbeat": {"POST"},
-          "/v1/sessions/<session_id>/touch": {"POST"}}
+          "/v1/sessions/<session_id>/touch": {"POST"}, "/v1/amp/number": {"GET"},
+          "/v1/callbacks": {"POST"}, "/v1/callbacks/<callback_id>": {"GET"}}
 # GET routes a publisher token may not read at all; every other GET is scoped to its data.
 NOT_FOR_PUBLISHERS = re.compile(r"^/v1/(sites|sessions|tokens)")
 ADMIN_ONLY = re.compile(r"^/v1/tokens")  # read-only tokens may not even list tokens

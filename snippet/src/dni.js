@@ -376,6 +376,10 @@
         off = 0;
         scan(d.body);
       }
+      if (cmd == 'callback') {
+        api.c = a;
+        d.head.appendChild(d.createElement('script')).src = base + '/dni-callback.js';
+      }
       if (cmd == 'onNumber') {
         cbs.push(a);
         if (ready) guard(a)(entries);

@@ -60,13 +60,34 @@ class Services:
     worker: object | None = None
 
 
+class DniFlask(Flask):
+    """Flask, minus a per-call check: ``ensure_sync`` asks ``inspect`` whether each view and
+    hook is a coroutine function, eight times per heartbeat. The answer for a function never
+    changes, so it is kept."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync_callables: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            known = self._sync_callables.get(func)
+        except TypeError:  # an unhashable callable: asked every time
+            return super().ensure_sync(func)
+        if known is None:
+            if len(self._sync_callables) >= 4096:  # bound methods of short-lived objects
+                self._sync_callables.clear()
+            known = self._sync_callables[func] = super().ensure_sync(func)
+        return known
+
+
 def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | None = None
                ) -> Flask:
     """Build the app from ``config`` (default: the environment)."""
     settings = load_settings(config)
     env = os.environ if config is None else config
     instance_path = instance_path or env.get("DNI_INSTANCE_PATH") or None
-    app = Flask(__name__, instance_path=instance_path and os.path.abspath(instance_path))
+    app = DniFlask(__name__, instance_path=instance_path and os.path.abspath(instance_path))
     app.url_map.converters["int"] = IdConverter  # ids past any column's range are a 404
     secure_instance(app.instance_path)  # 0700, its files 0600: it holds tokens and keys
 
@@ -98,6 +119,9 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
 
     register_extensions(app, settings)
     register_blueprints(app)
+    from dni_server.api import callbacks  # issue 18: web callbacks (settings, blueprints)
+
+    callbacks.init_app(app, env)
     register_error_handlers(app)
     register_commands(app)
     register_observability(app)
@@ -185,10 +209,14 @@ def register_blueprints(app: Flask) -> None:
         snippet,
         static_numbers,
         touches,
+        webhook_subscriptions,
         webhooks,
     )
     from dni_server.api.body import refuse_nul_in_query
+    from dni_server.dashboard import callbacks as _callback_pages  # noqa: F401  (on dashboard.bp)
     from dni_server.dashboard import conversions as _conversion_pages  # noqa: F401  (on dashboard.bp)
+    from dni_server.dashboard import fraud as _fraud_pages  # noqa: F401  (on dashboard.bp; issue 16)
+    from dni_server.dashboard import webhooks as _webhook_pages  # noqa: F401  (on dashboard.bp)
     from dni_server.openapi import bp as openapi_bp
 
     app.before_request(refuse_nul_in_query)  # SQL text cannot hold NUL: 422, never a 500
@@ -200,11 +228,21 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(conversions.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(webhook_subscriptions.bp)
     app.register_blueprint(routing_admin.bp)
     app.register_blueprint(routing_calls.bp)
     app.register_blueprint(snippet.bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard.bp)
+    from dni_server.api import amp, autoscale, carrier_accounts  # issue 19
+
+    app.register_blueprint(amp.bp)
+    app.register_blueprint(carrier_accounts.bp)
+    app.register_blueprint(autoscale.bp)
+    from dni_server.api import fraud  # issue 16
+
+    app.register_blueprint(fraud.bp)
+    app.register_blueprint(fraud.admin)
 
 
 def register_observability(app: Flask) -> None:

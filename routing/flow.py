@@ -399,11 +399,13 @@ def dial_ended(ctx: Context, state: dict, status: str | None, duration: int | No
         return finish(state, "caller_hung_up", [Hangup()])
     # A buyer of a simultaneous offer picked up and declined: Twilio ended the other legs
     # when it answered, so those still unanswered are rung again (each decline is final,
-    # so this ends).
+    # so this ends). A leg whose own end was reported (``ended``: carriers that report
+    # legs one by one) rang out for real and is not offered again.
     if any(state["offers"][i]["outcome"] == "declined" for i in ringing):
         for index in ringing:
-            if state["offers"][index]["outcome"] == "no_answer":
-                state["tried"].remove(state["offers"][index]["buyer"])
+            entry = state["offers"][index]
+            if entry["outcome"] == "no_answer" and "ended" not in entry:
+                state["tried"].remove(entry["buyer"])
     return route(ctx, state)
 
 

@@ -257,6 +257,15 @@ def unanswered_offer(meta: dict, payload: dict) -> bool:
     return cause in ("timeout", "no_answer") or (meta.get("o") == 1 and cause in HANGUP_STATUS)
 
 
+def ended_from_our_side(payload: dict) -> bool:
+    """Whether a buyer leg's ``call.hangup`` says the calling side ended it: Telnyx's
+    ``hangup_source`` "caller" (on a leg we dialled, that is us: a hang-up we sent, or the
+    leg cancelled with the caller's) with a cause that is not the buyer's (busy, no
+    answer, the ring timeout, rejected, not found)."""
+    return (payload.get("hangup_source") == "caller"
+            and payload.get("hangup_cause") not in HANGUP_STATUS)
+
+
 def act(event: CallEventIn, payload: dict, meta: dict, control: str) -> None:
     calls, call_id, k = routed_calls(), event.provider_call_id, meta.get("k")
     commands = Commands(call_id, payload)
@@ -302,7 +311,8 @@ def leg_event(calls, commands, event, payload, meta, control) -> None:
         cause = payload.get("hangup_cause")
         status = HANGUP_STATUS.get(cause, "completed")
         done = calls.leg_ended(PROVIDER, call_id, turn, buyer, status,
-                               commands.caller_leg(meta["c"], meta.get("n")), moment(event))
+                               commands.caller_leg(meta["c"], meta.get("n")), moment(event),
+                               from_our_side=ended_from_our_side(payload))
         if done is not None:
             send(done.answer)
             keep_log_for(PROVIDER, call_id, done.state)

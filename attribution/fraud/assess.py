@@ -18,7 +18,7 @@ from attribution.fraud.score import score
 from attribution.webhooks import events as webhook_events
 
 MATCH_SIGNALS = ("scraped_number", "instant_call", "geo_mismatch")
-END_SIGNALS = ("threshold_hugging", "shared_lease")
+END_SIGNALS = ("threshold_hugging", "shared_lease", "one_sided", "voicemail", "fraud_keyword")
 KEPT = ("buyer",)  # facts given by routing, kept when the signals are evaluated again
 
 
@@ -134,7 +134,7 @@ def after_call(db, call, thresholds: list[int]) -> None:
         before = hugged_before(db, call, thresholds, policy)
         if before:
             hug = sig.Signal(hug.name, hug.value | {"hugged_before": before}, True)
-    found += [hug, sig.shared_lease(callers)]
+    found += [hug, sig.shared_lease(callers), *sig.from_recording(call.insight)]
     _store(call, found, policy)
     announce(db, call)
 

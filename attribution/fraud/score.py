@@ -17,7 +17,12 @@ from attribution.fraud.signals import Signal
 PRE_RING = ("listed", "stir_shaken", "caller_id_invalid", "repeat_burst", "cross_publisher")
 WEIGHTS = {"listed": 100, "caller_id_invalid": 45, "repeat_burst": 40, "cross_publisher": 50,
            "scraped_number": 30, "instant_call": 30, "geo_mismatch": 10,
-           "threshold_hugging": 30, "shared_lease": 45}
+           "threshold_hugging": 30, "shared_lease": 45,
+           # From the recording (attribution.insight): one side only is a sign of a parked
+           # or scripted call but also of a caller on hold, so alone it only adds up; a
+           # voicemail is a poor call more than a fraud; a keyword the site itself listed as
+           # fraud is its own judgement.
+           "one_sided": 40, "voicemail": 15, "fraud_keyword": 50}
 
 
 def weight(signal: Signal) -> int:
@@ -44,7 +49,7 @@ def weight(signal: Signal) -> int:
         return 30 if value.get("other_publishers", 0) <= 1 else 60
     if signal.name == "repeat_burst":
         return min(70, WEIGHTS["repeat_burst"] + 10 * max(0, value.get("calls", 0) - 3))
-    return WEIGHTS.get(signal.name, 20)  # a signal added later (recording analysis)
+    return WEIGHTS.get(signal.name, 20)  # a signal added later
 
 
 def score(signals: list[Signal], *, pre_ring_only: bool = False) -> tuple[int, list[dict]]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from attribution.insight import signals as recording
+
 # Twilio's StirVerstat values (voice webhook, the caller's leg): "TN-Validation-Passed-A",
 # "-B", "-C", "TN-Validation-Failed-A" (and -B, -C), "No-TN-Validation"; absent when the
 # caller's network sent no identity. Telnyx's Call Control ``call.initiated`` payload says
@@ -179,3 +181,17 @@ def shared_lease(callers_on_lease: int | None) -> Signal:
     if callers_on_lease is None:
         return Signal("shared_lease", None, False)
     return Signal("shared_lease", {"callers": callers_on_lease}, callers_on_lease >= 3)
+
+
+def from_recording(insight: dict | None) -> list[Signal]:
+    """What the recording's analysis (``attribution.insight``) says: only one side talked
+    (a parked or scripted call), a machine answered, and the site's ``fraud:`` keywords
+    heard. Nothing while the recording is not analysed: unknown is not "no"."""
+    one_sided = recording.one_sided(insight)
+    if one_sided is None and recording.voicemail(insight) is None:
+        return []
+    heard = [name for name in recording.fraud_signals(insight)
+             if name not in ("one_sided", "voicemail")]
+    return [Signal("one_sided", None, bool(one_sided)),
+            Signal("voicemail", None, bool(recording.voicemail(insight))),
+            Signal("fraud_keyword", heard or None, bool(heard))]

@@ -175,12 +175,13 @@ def twilio_challenge(tries: int):
     return webhooks.twiml(webhooks.forward(route, event))
 
 
-def store_outcome(event: CallEventIn, outcome: str) -> None:
-    """The challenge's outcome on the call (``challenge_passed`` / ``challenge_failed``)."""
+def store_outcome(event: CallEventIn, outcome: str, unless_decided: bool = False) -> None:
+    """The challenge's outcome on the call (``challenge_passed`` / ``challenge_failed``);
+    ``unless_decided``: only while the challenge is still open."""
     try:
         call = db.session.scalar(select(Call).where(Call.provider == event.provider,
                                                     Call.provider_call_id == event.provider_call_id))
-        if call is not None:
+        if call is not None and (not unless_decided or call.fraud_action == "challenge"):
             call.fraud_action = outcome
             # What a routed call's buyers filter on (its risk among them), as ``store`` keeps.
             g.webhook_call_facts = {name: getattr(call, name) for name in CALL_FACTS}

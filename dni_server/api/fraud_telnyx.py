@@ -50,6 +50,11 @@ def handles(event: CallEventIn, body: dict) -> bool:
     payload = body["data"]["payload"]
     meta = state_of(payload)
     step = meta.get("k")
+    if step in (ANSWERED, ASKED) and event.kind == "call.hangup" and event.leg == "call":
+        # Gone before pressing 1 (a caller who passed keeps its outcome); the hang-up
+        # itself goes on to be stored as usual.
+        fraud.store_outcome(event, "challenge_failed", unless_decided=True)
+        return False
     if not ((step == ANSWERED and event.kind == "call.answered")
             or (step == ASKED and event.kind == "call.gather.ended")):
         return False
@@ -65,7 +70,8 @@ def handles(event: CallEventIn, body: dict) -> bool:
     pressed = payload.get("digits") if payload.get("status") == "valid" else ""
     passed = (pressed or "").strip() == fraud.challenge_step("-")["digit"]
     tries = int(meta.get("t") or 0)
-    if not passed and tries < fraud.challenge_step("-")["retries"]:
+    gone = payload.get("status") == "call_hangup"  # the caller left during the question
+    if not passed and not gone and tries < fraud.challenge_step("-")["retries"]:
         ask(commands, control, text, tries + 1)
         return True
     outcome = "challenge_passed" if passed else "challenge_failed"
@@ -73,7 +79,7 @@ def handles(event: CallEventIn, body: dict) -> bool:
     g.webhook_result = outcome
     if passed:
         go_on(event, body, commands, control)
-    else:
+    elif not gone:
         send(commands.numbered([(action(control, "hangup"), {})], "challenge:hangup"))
     return True
 

@@ -79,11 +79,13 @@ def test_an_unchallenged_caller_is_transferred_at_once(carriers):  # noqa: F811
 
 
 def test_a_routed_caller_who_presses_1_goes_on_to_the_plan(carriers):  # noqa: F811
-    from carriers.test_routing_twilio import BUYER_1, FALLBACK, buyer
+    from carriers.test_routing_twilio import BUYER_1, BUYER_2, FALLBACK, buyer
 
+    picky = buyer(carriers, BUYER_2, fraud={"max_risk": 30})  # the caller scores 40
     first = buyer(carriers, BUYER_1)
     plan = carriers.admin.post("/v1/routing-plans", json={
-        "name": "Plan", "tiers": [{"buyers": [first], "mode": "weighted"}],
+        "name": "Plan", "tiers": [{"buyers": [picky], "mode": "weighted"},
+                                  {"buyers": [first], "mode": "weighted"}],
         "fallback": {"number": FALLBACK}})
     assert plan.status_code == 201, plan.get_json()
     pool = carriers.make_pool(routing_plan=plan.get_json()["id"])
@@ -101,3 +103,12 @@ def test_a_routed_caller_who_presses_1_goes_on_to_the_plan(carriers):  # noqa: F
     assert outcome(carriers, call.session_id) == "challenge_passed"
     routing = carriers.call_detail(call.session_id)["routing"]
     assert routing["buyer"] == first
+    assert routing["skipped"] == [{"buyer": picky, "reason": "risk"}]
+
+
+def test_a_caller_who_leaves_during_the_question_is_not_asked_again(carriers):  # noqa: F811
+    number = challenging(carriers)
+    call = carriers.telnyx.call(number, Caller(number="+14158675313", hangup_at=2.0))
+    assert carriers.telnyx.errors == []
+    assert [c["name"] for c in call.acted()] == ["answer", "gather_using_speak"]
+    assert outcome(carriers, call.session_id) == "challenge_failed"

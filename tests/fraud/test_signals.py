@@ -183,3 +183,52 @@ def test_strong_signals_hold_a_call_alone():
               sig.stir_shaken({"level": "A", "verified": False, "raw": "TN-Validation-Failed-A"}),
               sig.repeat_burst(5, 4, 10)]
     assert all(score([s])[0] >= effective({})["flag"] for s in strong)
+
+
+def test_the_recordings_analysis_adds_its_signals_once_known():
+    assert sig.from_recording(None) == []
+    assert sig.from_recording({"status": "queued"}) == []  # not analysed: unknown, not "no"
+    quiet = sig.from_recording({"status": "ok", "one_sided": False, "voicemail": False,
+                                "fraud_signals": []})
+    assert [(s.name, s.fired) for s in quiet] == [
+        ("one_sided", False), ("voicemail", False), ("fraud_keyword", False)]
+    heard = {s.name: s for s in sig.from_recording({
+        "status": "ok", "one_sided": True, "voicemail": False,
+        "fraud_signals": ["one_sided", "robocall"]})}
+    assert heard["one_sided"].fired and not heard["voicemail"].fired
+    assert heard["fraud_keyword"].fired and heard["fraud_keyword"].value == ["robocall"]
+    # One side alone only adds up; with a keyword the site listed as fraud, the call is held.
+    assert score([heard["one_sided"]])[0] < effective({})["flag"]
+    assert score(list(heard.values()))[0] >= effective({})["flag"]
+
+
+def test_insight_arriving_after_the_call_is_weighed_with_its_other_signals():
+    """The worker writes the analysis, then qualifies the call again: ``after_call`` adds
+    the recording's signals to those stored before ringing, and holds the call."""
+    from types import SimpleNamespace
+
+    from attribution.fraud import assess
+
+    call = SimpleNamespace(
+        id=1, site_id=None, publisher=None, session_id=None, repeat_caller=False,
+        duration=95, ended_at=dt.datetime(2026, 5, 1, 10, 2, tzinfo=dt.UTC),
+        started_at=dt.datetime(2026, 5, 1, 10, 0, tzinfo=dt.UTC), from_valid=True,
+        review_state=None, risk_score=0, fraud_action=None,
+        fraud_signals={"signals": [sig.geo_mismatch("US", "CA", "US", "NY").as_dict()],
+                       "policy": {"enforce": True}},
+        insight={"status": "ok", "one_sided": True, "voicemail": False,
+                 "fraud_signals": ["one_sided"]})
+    assess.after_call(None, call, [60])
+    names = {s["name"]: s["fired"] for s in call.fraud_signals["signals"]}
+    assert names["one_sided"] and not names["voicemail"] and not names["fraud_keyword"]
+    assert names["geo_mismatch"]  # what was known before ringing is kept
+    assert {p["signal"] for p in call.fraud_signals["contributions"]} == {
+        "geo_mismatch", "one_sided"}
+    assert call.risk_score == 50 and call.review_state == "pending"  # 40 + 10: two signals
+    call.review_state = "approved"  # a person looked: a later analysis does not undo it
+    call.insight = {"status": "ok", "one_sided": True, "voicemail": False,
+                    "fraud_signals": ["one_sided", "robocall"]}  # analysed again
+    assess.after_call(None, call, [60])
+    assert call.risk_score == 100 and call.review_state == "approved"
+    assert {p["signal"] for p in call.fraud_signals["contributions"]} == {
+        "geo_mismatch", "one_sided", "fraud_keyword"}

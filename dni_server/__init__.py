@@ -121,7 +121,7 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
     register_blueprints(app)
     from dni_server.api import callbacks  # issue 18: web callbacks (settings, blueprints)
 
-    callbacks.init_app(app, env)
+    callbacks.init_app(app)
     register_error_handlers(app)
     register_commands(app)
     register_observability(app)

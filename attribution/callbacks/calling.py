@@ -122,6 +122,7 @@ def place(db: Session, callback: Callback, dialer, settings: CallbackSettings,
     pool = db.get(Pool, callback.pool_id) if callback.pool_id else None
     caller_id = tracking_number(db, callback)
     business = router.business(db, callback, pool, now) if pool and caller_id else None
+    callback.business_call_id = callback.visitor_call_id = callback.last_outcome = None
     if business is None and pool is not None and pool.routing_plan_id and caller_id:
         finish_attempt(db, callback, "no_buyer", now, settings, limits, router=router)
         db.commit()
@@ -134,7 +135,6 @@ def place(db: Session, callback: Callback, dialer, settings: CallbackSettings,
         db.commit()
         return
     callback.carrier = dialer.carrier
-    callback.business_call_id = callback.visitor_call_id = callback.last_outcome = None
     try:
         callback.business_call_id = dialer.call_business(BusinessLeg(
             callback.id, business, caller_id, settings.business_timeout))

@@ -68,9 +68,9 @@ def callback_settings(settings: Settings) -> CallbackSettings:
         telnyx_connection_id=settings.telnyx_connection_id)
 
 
-def init_app(app: Flask, env=None) -> None:
-    """Build the callback settings and limits, and register the blueprints. ``env`` is
-    not read: the settings come from ``dni_server.config`` like every other."""
+def init_app(app: Flask) -> None:
+    """Build the callback settings (from ``dni_server.config``) and limits, and register
+    the blueprints."""
     svc = app.extensions["dni"]
     settings = callback_settings(svc.settings)
     app.extensions["dni_callbacks"] = CallbackServices(

@@ -170,7 +170,7 @@
   // Call f(node, group) for each text node outside scripts and editors and for the href of each
   // tel: link, then f() once at the end.
   function walk(root, f) {
-    var tw = d.createTreeWalker(root, 4, null, false);
+    var tw = d.createTreeWalker(root, 4);
     var n, p, i;
     while ((n = tw.nextNode())) {
       p = n.parentNode;
@@ -212,7 +212,7 @@
       }
     }
     // Capped: a delay past 2^31 ms fires at once, which would spin.
-    expT = setTimeout(guard(apply), Math.min(soon - Date.now() + 50, 864e5));
+    expT = setTimeout(guard(apply), Math.min(soon - Date.now() + 50, 2e9));
     mark('swapped');
     if (notify) {
       ready = 1;

@@ -26,7 +26,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -95,6 +95,17 @@ def backoff(attempt: int, policy: Policy, retry_after: float | None = None,
     delay = min(policy.max_delay, policy.base_delay * 2 ** max(0, attempt - 1))
     delay = delay / 2 + rng() * delay / 2  # "equal jitter": spread retries, keep the trend
     return max(delay, retry_after or 0.0)
+
+
+def run_within(budget_seconds: float, ids: Iterable[int], run: Callable[[int], int]) -> int:
+    """``run(id)`` for each id in turn until ``budget_seconds`` have passed; the sum of what
+    they return. The worker has other work: an id not reached waits for the next pass."""
+    done, started = 0, time.monotonic()
+    for item_id in ids:
+        if time.monotonic() - started > budget_seconds:
+            break
+        done += run(item_id)
+    return done
 
 
 class RateLimiter:
@@ -197,13 +208,8 @@ class Deliverer:
                 select(ConversionDelivery.destination_id).where(self._due(now)).distinct()))
         if destination_ids:
             self._ready()
-        done = 0
-        started = time.monotonic()
-        for destination_id in destination_ids:
-            if time.monotonic() - started > self.policy.pass_budget_seconds:
-                break  # the rest waits for the next pass
-            done += self._run_destination(destination_id, now)
-        return done
+        return run_within(self.policy.pass_budget_seconds, destination_ids,
+                          lambda destination_id: self._run_destination(destination_id, now))
 
     def _run_destination(self, destination_id: int, now: dt.datetime) -> int:
         with self.session_factory() as db:

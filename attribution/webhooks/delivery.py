@@ -33,7 +33,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from attribution.conversions.credentials import CredentialBox
-from attribution.conversions.delivery import backoff, mask_library_logs
+from attribution.conversions.delivery import backoff, mask_library_logs, run_within
 from attribution.conversions.destination import retry_after
 from attribution.conversions.outbound import ForbiddenAddress, guarded_session, masked_url
 from attribution.webhooks import signing
@@ -141,12 +141,8 @@ class WebhookDeliverer:
         if self.http_session is None:
             self.http_session = guarded_session(self.allow_hosts)
             mask_library_logs()
-        done, started = 0, time.monotonic()
-        for subscription_id in subscription_ids:
-            if time.monotonic() - started > self.policy.pass_budget_seconds:
-                break  # the rest waits for the next pass
-            done += self.run_subscription(subscription_id, now)
-        return done
+        return run_within(self.policy.pass_budget_seconds, subscription_ids,
+                          lambda subscription_id: self.run_subscription(subscription_id, now))
 
     def run_subscription(self, subscription_id: int, now: dt.datetime) -> int:
         with self.session_factory() as db:

@@ -214,6 +214,17 @@ def changed(fn, *args, **kwargs):
     return call_service(fn, *args, commit=True, **kwargs)
 
 
+def listed(query_for_site):
+    """The rows of a list view (admin tokens only): ``?site=`` filters, ``?limit=`` bounds.
+
+    ``query_for_site(site_id)`` builds the service's query, ``site_id`` None for every site.
+    """
+    deny_publishers()
+    limit = limit_arg()
+    site_id = get_site(request.args["site"]).id if "site" in request.args else None
+    return db.session.scalars(query_for_site(site_id).limit(limit))
+
+
 # -- destinations ----------------------------------------------------------------------------
 
 
@@ -239,11 +250,7 @@ def create_destination():
 @documented("List conversion destinations (query: site); credentials masked", ConversionDestinationListSchema,
             errors=(401, 403, 404))
 def list_destinations():
-    deny_publishers()
-    limit = limit_arg()
-    site_id = get_site(request.args["site"]).id if "site" in request.args else None
-    rows = db.session.scalars(service.destinations_query(site_id).limit(limit))
-    return jsonify(destinations=[destination_view(r) for r in rows])
+    return jsonify(destinations=[destination_view(r) for r in listed(service.destinations_query)])
 
 
 @bp.get("/v1/conversions/destinations/<int:destination_id>")
@@ -301,11 +308,7 @@ def create_rule():
 @documented("List conversion rules (query: site)", ConversionRuleListSchema,
             errors=(401, 403, 404))
 def list_rules():
-    deny_publishers()
-    limit = limit_arg()
-    site_id = get_site(request.args["site"]).id if "site" in request.args else None
-    rows = db.session.scalars(service.rules_query(site_id).limit(limit))
-    return jsonify(rules=[rule_view(r) for r in rows])
+    return jsonify(rules=[rule_view(r) for r in listed(service.rules_query)])
 
 
 @bp.get("/v1/conversions/rules/<int:rule_id>")

@@ -37,7 +37,7 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 
-from werkzeug.serving import make_server
+from fake_server import ThreadedServer
 from werkzeug.wrappers import Request, Response
 
 STATIC_TOKEN = "static-access-token-0123456789"
@@ -62,7 +62,7 @@ def parse_rfc3339(text: str) -> dt.datetime | None:
         return None
 
 
-class Receiver:
+class Receiver(ThreadedServer):
     """A threaded werkzeug server; subclasses implement ``handle``."""
 
     kind = ""
@@ -76,32 +76,10 @@ class Receiver:
         self.valid_tokens = {STATIC_TOKEN}
         self._script: list[tuple[int, dict, bytes | None]] = []
         self._lock = threading.Lock()
-        self._server = None
-        self._thread = None
-
-    # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> Receiver:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self.base
 
     # -- scripting ---------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 503, headers: dict | None = None,

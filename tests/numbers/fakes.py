@@ -23,7 +23,7 @@ import time
 import uuid
 from urllib.parse import parse_qs
 
-from werkzeug.serving import make_server
+from fake_server import ThreadedServer
 from werkzeug.wrappers import Request, Response
 
 from factories import numbers
@@ -38,7 +38,7 @@ TELNYX_CONNECTION = "1684641123236054244"
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class Fake:
+class Fake(ThreadedServer):
     """A threaded werkzeug server with fault injection and a request log."""
 
     def __init__(self, available: list[str]):
@@ -48,33 +48,6 @@ class Fake:
         self.violations: list[str] = []
         self._faults: dict[str, list[tuple[int, float]]] = {}
         self._lock = threading.Lock()
-        self._server = None
-
-    # -- lifecycle ----------------------------------------------------------------------
-
-    def start(self):
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     # -- faults -------------------------------------------------------------------------
 

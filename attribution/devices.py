@@ -54,6 +54,12 @@ def _known(family: str) -> str | None:
     return None if family in ("Other", "") else family
 
 
+def warm_up() -> None:
+    """Build ua-parser's matchers now (about 0.1 s): a web worker calls this before it
+    serves, else its first new visitor waits for them."""
+    ua_parser.parse("Mozilla/5.0")
+
+
 def describe(user_agent: str) -> Device:
     """Classify a user agent; an empty one counts as a bot (browsers always send one)."""
     return parsed((user_agent or "")[:MAX_UA_LENGTH])

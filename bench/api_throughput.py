@@ -60,6 +60,10 @@ from bench.harness import (  # noqa: E402
 TARGETS = {"heartbeat": 0.7, "new_session": 0.5}
 # Issue 14: the floor (bare + one EVALSHA, --floor) is the right yardstick for the service.
 FLOOR_TARGETS = {"heartbeat": 0.9, "new_session": 0.8}
+# The pool counter each endpoint must move once per answer with a number.
+COUNTS = {"heartbeat": "renewals", "floor_renew": "renewals",
+          "new_session": "leases", "floor_lease": "leases"}
+KINDS = ("bare", "floor", "floor_renew", "floor_lease", "heartbeat", "new_session")
 
 
 @dataclass
@@ -108,10 +112,11 @@ def measure(kind: str, server: Gunicorn, prepare: Callable[[], Path], args, pool
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("renewals", "leases", "exhausted")}
     # The pool's own counters must move once per answer with a number (up to one more per
     # connection: wrk does not count the requests still in flight when it stops).
-    check = {"heartbeat": f"renewals +{delta['renewals']:,}",
-             "new_session": f"leases +{delta['leases']:,}, exhausted +{delta['exhausted']}",
-             }.get(kind, "")
-    moved = {"heartbeat": delta["renewals"], "new_session": delta["leases"]}.get(kind)
+    counter = COUNTS.get(kind)
+    check = {"renewals": f"renewals +{delta['renewals']:,}",
+             "leases": f"leases +{delta['leases']:,}, exhausted +{delta['exhausted']}",
+             }.get(counter, "")
+    moved = delta[counter] if counter else None
     leased = answered - fallbacks
     if moved is not None and not leased <= moved <= leased + 2 * args.connections:
         check += f" (MISMATCH: {leased:,} answers with a number)"
@@ -169,7 +174,7 @@ def summarise(runs: list[Run]) -> list[Summary]:
     """Medians per endpoint; ratios against the median of the bare runs and, when it was
     measured, of the floor runs."""
     out = []
-    for kind in ("bare", "floor", "heartbeat", "new_session"):
+    for kind in KINDS:
         mine = [r for r in runs if r.kind == kind]
         if not mine:
             continue
@@ -232,27 +237,38 @@ def benchmark(args) -> Results:
         new_lua = write_lua(lua / "new_session.lua", [
             ("/v1/sessions", visit, ua) for ua in USER_AGENTS])
 
-        def heartbeat_run() -> Path:
-            # Fresh sessions for every heartbeat run: waiting for a quiet machine can take
-            # longer than the 300 s lease, and a lapsed lease is answered with a fallback.
-            sessions = start_sessions(service.port, pool.site_key, args.sessions)
-            return write_lua(lua / "heartbeat.lua", [
-                (f"/v1/sessions/{sid}/heartbeat", small, USER_AGENTS[i % len(USER_AGENTS)])
-                for i, sid in enumerate(sessions)])
+        def renewals(name: str, path: str) -> Callable[[], Path]:
+            def run() -> Path:
+                # Fresh sessions for every run: waiting for a quiet machine can take longer
+                # than the 300 s lease, and a lapsed lease is answered with a fallback.
+                sessions = start_sessions(service.port, pool.site_key, args.sessions)
+                return write_lua(lua / f"{name}.lua", [
+                    (path.format(sid), small, USER_AGENTS[i % len(USER_AGENTS)])
+                    for i, sid in enumerate(sessions)])
+            return run
 
-        def new_session_run() -> Path:
-            # Each new session keeps its number for the lease (300 s): make sure enough are
-            # idle for a run as fast as the fastest bare run, plus 50%.
-            fastest = max(r.rps for r in results.runs if r.kind == "bare")
-            pool.ensure_idle(int(fastest * (args.seconds + args.warmup) * 1.5))
-            return new_lua
+        def leases(script: Path) -> Callable[[], Path]:
+            def run() -> Path:
+                # Each new session keeps its number for the lease (300 s): make sure enough
+                # are idle for a run as fast as the fastest bare run, plus 50%.
+                fastest = max(r.rps for r in results.runs if r.kind == "bare")
+                pool.ensure_idle(int(fastest * (args.seconds + args.warmup) * 1.5))
+                return script
+            return run
 
+        floor_lease_lua = write_lua(lua / "floor_lease.lua", [
+            (f"/floor/lease/{pool.id}", visit, ua) for ua in USER_AGENTS])
         prepare = {"bare": lambda: bare_lua, "floor": lambda: floor_lua,
-                   "heartbeat": heartbeat_run, "new_session": new_session_run}
-        servers = {"bare": bare, "floor": bare, "heartbeat": service, "new_session": service}
+                   "floor_renew": renewals("floor_renew", "/floor/renew/{}"),
+                   "floor_lease": leases(floor_lease_lua),
+                   "heartbeat": renewals("heartbeat", "/v1/sessions/{}/heartbeat"),
+                   "new_session": leases(new_lua)}
+        servers = {kind: bare for kind in ("bare", "floor", "floor_renew", "floor_lease")}
+        servers.update(heartbeat=service, new_session=service)
 
         cpu = CpuMeter([service.proc.pid, bare.proc.pid])
-        order = ["bare"] + (["floor"] if args.floor else []) + ["heartbeat", "new_session"]
+        floors = ["floor"] + (["floor_renew", "floor_lease"] if args.script_floors else [])
+        order = ["bare"] + (floors if args.floor else []) + ["heartbeat", "new_session"]
         plan = order * args.rounds + ["bare"]
         log(f"measuring {len(plan)} runs of {args.seconds:g}s (+{args.warmup:g}s warm-up), "
             f"{args.connections} connections: {', '.join(plan)}")
@@ -303,6 +319,9 @@ def print_table(res: Results) -> None:
           "median (the target\napplies to it); x floor divides it by the floor's (bare + one EVALSHA, "
           "--floor),\nthe yardstick of issue 14; the last divides bare CPU us by this one's, "
           "which other load disturbs less.")
+    print("floor_renew, floor_lease: the bare endpoint plus the service's own renewal or lease "
+          "(its pool client,\nthe real scripts and arguments) and nothing else; their x floor is "
+          "the most a heartbeat or a\nnew session could reach with today's scripts.")
     print("other CPU: the most cores used by processes outside the benchmark during a run "
           "of that endpoint;")
     print("above ~0.2 the machine was shared and the figures understate the service.")
@@ -343,6 +362,10 @@ def main(argv=None) -> int:
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure the bare endpoint plus one lease-like EVALSHA, and "
                              "print each endpoint's ratio to it (issue 14)")
+    parser.add_argument("--script-floors", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --floor, also measure the bare endpoint plus the service's "
+                             "own renew.lua (floor_renew) and lease.lua (floor_lease): the most "
+                             "a heartbeat and a new session could reach with today's scripts")
     parser.add_argument("--recorder", action="store_true",
                         help="run the recorder thread in each web worker (DNI_WORKER=true)")
     parser.add_argument("--quiet-wait", type=float, default=20.0,

@@ -40,6 +40,7 @@ from attribution.simulation import (  # noqa: E402
     TrafficModel,
     format_phases,
     format_table,
+    format_weighed,
     simulate,
     write_chart,
 )
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> None:
     print(format_table(report))
     print(format_check(check))
     print(format_phases(report))
+    print(format_weighed(report))
     print(f"took {time.monotonic() - started:.0f}s")
     chart = write_chart(report, args.out)
     print(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")

@@ -347,6 +347,7 @@ def simulate(days, seed, sizes, arrivals_per_hour, lease_seconds, out):
         TrafficModel,
         format_phases,
         format_table,
+        format_weighed,
         simulate_in_scratch_database,
         write_chart,
     )
@@ -360,6 +361,7 @@ def simulate(days, seed, sizes, arrivals_per_hour, lease_seconds, out):
                                                    err=True))
     click.echo(format_table(report))
     click.echo(format_phases(report))
+    click.echo(format_weighed(report))
     chart = write_chart(report, out)
     click.echo(f"chart: {chart}" if chart else "chart: skipped (matplotlib is not installed)")
 

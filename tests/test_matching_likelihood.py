@@ -27,7 +27,7 @@ from attribution.likelihood import (
 )
 from attribution.matching import candidate_leases_query, match_call
 from attribution.models import Call
-from attribution.simulation import PoolSettings, TrafficModel, simulate
+from attribution.simulation import PoolSettings, TrafficModel, format_weighed, simulate
 from dni_server.extensions import db
 from factories import make_pool, make_site, numbers, record
 from pools.leases import LeaseRequest
@@ -532,7 +532,11 @@ def test_before_and_after_on_the_simulator(redis_client, app, monkeypatch, capsy
         print(f"weighed calls: {len(weighed)}; reliability (bin, calls, mean confidence, right):")
         for row in reliability(weighed):
             print(f"  {row[0]}  {row[1]:>4}  {row[2]:.2f}  {row[3]:.2f}")
+        print(format_weighed(after))
     assert len(weighed) > 100  # the late-caller case is common here, and weighed
+    # Each weighed call keeps its candidates, the possession rule's answer first.
+    assert all(len(c.weighed) >= 2 for c in weighed)
+    assert all(c.credited_session in {s for s, _ in c.weighed} for c in weighed)
     for old, new in zip(before.sizes, after.sizes, strict=True):
         # Never worse by more than a call or two of noise at any size.
         assert new.count("right") >= old.count("right") - 2

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
 from attribution.simulation import (
+    CallResult,
     PoolSettings,
+    SizeResult,
     TrafficModel,
     format_phases,
     format_table,
+    format_weighed,
     plan,
     simulate,
     sizes_for,
@@ -139,3 +143,19 @@ def test_the_cli_refuses_bad_sizes(app):
 
     assert result.exit_code == 2
     assert "comma-separated list" in result.output
+
+
+def test_weighed_calls_are_counted_by_who_made_them():
+    def call(true, weighed):
+        return CallResult(0, "later", 0, "+1", true, weighed[0][0] if weighed else true, None,
+                          "session", 0.7, "right", 0.0, weighed=weighed)
+
+    size = SizeResult(10, calls=[
+        call("a", (("a", 0.5), ("b", 0.3), ("c", 0.2))),  # the possession answer
+        call("b", (("a", 0.5), ("b", 0.3), ("c", 0.2))),  # the likeliest other
+        call("c", (("a", 0.5), ("b", 0.3), ("c", 0.2))),  # another candidate
+        call("z", (("a", 0.6), ("b", 0.4))),  # none of them
+        call("a", ()),  # not weighed
+    ])
+    lines = format_weighed(SimpleNamespace(sizes=[size])).splitlines()
+    assert lines[-1].split() == ["10", "4", "1", "1", "1", "1"]

@@ -25,7 +25,12 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from attribution.simulation.model import PoolSettings, Schedule, TrafficModel, plan
-from attribution.simulation.report import format_phases, format_table, write_chart
+from attribution.simulation.report import (
+    format_phases,
+    format_table,
+    format_weighed,
+    write_chart,
+)
 from attribution.simulation.runner import OUTCOMES, CallResult, SizeResult, pool_numbers, run_size
 from pools.models import Base, PoolNumber
 
@@ -125,4 +130,4 @@ def forget(redis, prefix: str) -> None:
 
 __all__ = ["DEFAULT_MULTIPLES", "OUTCOMES", "CallResult", "PoolSettings", "Schedule",
            "SimulationReport", "SizeResult", "TrafficModel", "format_phases", "format_table",
-           "plan", "simulate", "simulate_in_scratch_database", "sizes_for", "write_chart"]
+           "format_weighed", "plan", "simulate", "simulate_in_scratch_database", "sizes_for", "write_chart"]

@@ -82,3 +82,30 @@ def format_phases(report) -> str:
             cells.append(f"{f'{right}/{len(calls)}':>12}")
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+def format_weighed(report) -> str:
+    """Per size, who made the calls the matcher weighed between candidates: the possession
+    rule's answer, the likeliest other candidate, another one, or none of them. Where the
+    first two are close, no rule that picks one candidate can do much better than
+    possession, whatever its weights: the candidates' timing does not tell them apart."""
+    lines = ["calls weighed between candidates, by who made them:",
+             "  ".join(f"{c:>12}" for c in ("numbers", "weighed", "possession", "likeliest",
+                                               "other", "none"))]
+    for size in report.sizes:
+        counts = [0, 0, 0, 0]
+        weighed = [c for c in size.calls if c.weighed]
+        for call in weighed:
+            first, *others = call.weighed
+            best = max(others, key=lambda pair: pair[1])[0] if others else None
+            sessions = {session for session, _ in call.weighed}
+            if call.true_session == first[0]:
+                counts[0] += 1
+            elif call.true_session == best:
+                counts[1] += 1
+            elif call.true_session in sessions:
+                counts[2] += 1
+            else:
+                counts[3] += 1
+        lines.append("  ".join(f"{v:>12}" for v in (size.numbers, len(weighed), *counts)))
+    return "\n".join(lines)

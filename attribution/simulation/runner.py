@@ -57,6 +57,9 @@ class CallResult:
     outcome: str  # right, wrong, unattributed or exhausted
     seconds_after_visit: float  # 0 for calls during the visit
     touch: str | None = None  # click or copy, when the caller's session reported one
+    # When the matcher weighed candidates: each session with its posterior, the possession
+    # rule's answer first (empty when one plausible lease left nothing to weigh).
+    weighed: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -196,7 +199,10 @@ class PoolRun:
         self.result.calls.append(CallResult(
             visit.index, visit.call.phase, at_ms, dialled, state.session_id, match.session_id,
             self.visit_of.get(match.session_id), match.method, match.confidence, outcome,
-            max(0.0, (at_ms - visit.end_ms) / 1000), self.touched.get(visit.index)))
+            max(0.0, (at_ms - visit.end_ms) / 1000), self.touched.get(visit.index),
+            tuple((lease["session_id"], lease["posterior"])
+                  for lease in (match.explanation or {}).get("leases", ())
+                  if "posterior" in lease)))
 
     def store_call(self, visit: PlannedVisit, caller: str, dialled: str, at_ms: int,
                    match) -> None:

@@ -448,12 +448,15 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
                                  headers={"User-Agent": "Mozilla/5.0 Chrome/124",
                                           "X-Request-Id": f"gunicorn-{n}"}).status_code
 
+        # Both workers must take part. Which one accepts a connection is the kernel's choice
+        # (a worker already warm can take them all), so send batches until both have.
+        sent, served_by = 0, set()
         with ThreadPoolExecutor(4) as threads:
-            assert list(threads.map(start_session, range(40))) == [200] * 40
-
-        lines = read_json_log(stderr)
-        served_by = {line["process"] for line in lines
-                     if str(line.get("request_id", "")).startswith("gunicorn-")}
+            while len(served_by) < 2 and sent < 400:
+                assert list(threads.map(start_session, range(sent, sent + 40))) == [200] * 40
+                sent += 40
+                served_by = {line["process"] for line in read_json_log(stderr)
+                             if str(line.get("request_id", "")).startswith("gunicorn-")}
         assert len(served_by) == 2, "both workers should have served sessions"
 
         # Kill one worker: its counts stay in the shared directory, a new one replaces it.
@@ -463,10 +466,10 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
             samples = parse(requests.get(f"{base}/metrics", timeout=30, headers={
                 "Authorization": f"Bearer {METRICS_TOKEN}"}).text)
             assert value(samples, "dni_request_duration_seconds_count",
-                         endpoint="sessions.create_session", status="2xx") == 40
+                         endpoint="sessions.create_session", status="2xx") == sent
             answered = value(samples, "dni_leases_total") + sum(
                 value(samples, "dni_fallbacks_total", reason=r) for r in metrics.FALLBACK_REASONS)
-            assert answered == 40
+            assert answered == sent
             assert value(samples, "dni_pool_numbers", pool_id=str(pool["id"]),
                          site_id=str(site["id"])) == 5
     finally:

@@ -108,8 +108,13 @@ def test_the_next_page_resumes_without_sending_what_the_service_knows(fake, page
     resumed = fake.posts("lease")[-1].body
     assert resumed["session_id"] and ad_part(first) == {"ga_client_id": GA, "fbp": FBP}
     assert ad_part(resumed) == {}
+    sent = len(fake.posts())
     set_cookies(page, pages.url, _ga_ABC123=GS1)  # a GA4 session started meanwhile
     page.goto(pages.page("plain.html"))
     wait_responses(page)
-    assert ad_part(fake.posts("lease")[-1].body) == {"ga_client_id": GA, "ga_session_id": GS1,
-                                                     "fbp": FBP}
+    # The service hears of the new id from the renewal other.html sends as it hides, when
+    # that answer lands before the page goes, or else (or also) with the next page's lease:
+    # whichever carries it carries all three.
+    told = [ad_part(c.body) for c in fake.posts()[sent:] if ad_part(c.body)]
+    assert told and all(t == {"ga_client_id": GA, "ga_session_id": GS1, "fbp": FBP}
+                        for t in told)

@@ -259,7 +259,7 @@ def benchmark(args) -> Results:
         floor_lease_lua = write_lua(lua / "floor_lease.lua", [
             (f"/floor/lease/{pool.id}", visit, ua) for ua in USER_AGENTS])
         prepare = {"bare": lambda: bare_lua, "floor": lambda: floor_lua,
-                   "floor_renew": renewals("floor_renew", "/floor/renew/{}"),
+                   "floor_renew": renewals("floor_renew", f"/floor/renew/{pool.id}/{{}}"),
                    "floor_lease": leases(floor_lease_lua),
                    "heartbeat": renewals("heartbeat", "/v1/sessions/{}/heartbeat"),
                    "new_session": leases(new_lua)}

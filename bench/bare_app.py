@@ -9,7 +9,7 @@ its default JSON provider, no extensions, no database, no Redis.
 endpoint that touches Redis can cost, so a gap between it and the heartbeat is our code,
 and a gap between it and ``/bare`` is the round trip.
 
-``POST /floor/renew/<session id>`` and ``POST /floor/lease/<pool id>`` (``--script-floors``)
+``POST /floor/renew/<pool id>/<session id>`` and ``POST /floor/lease/<pool id>`` (``--script-floors``)
 are the bare endpoint plus the service's own renewal or lease, through the service's own
 pool client (``pools.leases.PoolService``: the real ``renew.lua`` and ``lease.lua`` with
 the arguments the service passes in the benchmark, a visit's JSON included) and nothing
@@ -101,13 +101,12 @@ def _body_or_400():
     return body if isinstance(body, dict) else None
 
 
-@app.post("/floor/renew/<session_id>")
-def floor_renew(session_id: str):
+@app.post("/floor/renew/<int:pool_id>/<session_id>")
+def floor_renew(pool_id: int, session_id: str):
     """The bare endpoint plus the service's renewal of this session's lease."""
     body = _body_or_400()
     if body is None:
         return jsonify(error="send a JSON object"), 400
-    pool_id = int(session_id.split(".")[1].split("-")[0])  # the id names its pools
     renewed = pools().renew_many([pool_id], session_id, str(body.get("site")),
                                  time.time_ns() // 1_000_000)[0]
     return jsonify(ok=True, number=getattr(renewed, "number", None), renew_in=100)

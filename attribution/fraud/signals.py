@@ -187,11 +187,11 @@ def from_recording(insight: dict | None) -> list[Signal]:
     """What the recording's analysis (``attribution.insight``) says: only one side talked
     (a parked or scripted call), a machine answered, and the site's ``fraud:`` keywords
     heard. Nothing while the recording is not analysed: unknown is not "no"."""
-    one_sided = recording.one_sided(insight)
-    if one_sided is None and recording.voicemail(insight) is None:
+    one_sided, voicemail = recording.one_sided(insight), recording.voicemail(insight)
+    if one_sided is None and voicemail is None:
         return []
     heard = [name for name in recording.fraud_signals(insight)
              if name not in ("one_sided", "voicemail")]
     return [Signal("one_sided", None, bool(one_sided)),
-            Signal("voicemail", None, bool(recording.voicemail(insight))),
+            Signal("voicemail", None, bool(voicemail)),
             Signal("fraud_keyword", heard or None, bool(heard))]

@@ -201,7 +201,7 @@ class PoolRun:
             self.visit_of.get(match.session_id), match.method, match.confidence, outcome,
             max(0.0, (at_ms - visit.end_ms) / 1000), self.touched.get(visit.index),
             tuple((lease["session_id"], lease["posterior"])
-                  for lease in (match.explanation or {}).get("leases", ())
+                  for lease in match.explanation.get("leases", ())
                   if "posterior" in lease)))
 
     def store_call(self, visit: PlannedVisit, caller: str, dialled: str, at_ms: int,

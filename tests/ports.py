@@ -1,4 +1,5 @@
-"""Free ports for the servers the tests start, from a range of each test process's own.
+"""Free ports for the servers the tests start, from a range of each test process's own,
+and a wait until such a server answers.
 
 A test that kills a Redis and starts it again on the same port must find that port still
 free. Ports the OS hands out (its ephemeral range) can go to anyone in between, such as a
@@ -13,6 +14,10 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
+import time
+
+import requests
 
 BLOCK = 1500
 FIRST = 20000
@@ -42,3 +47,21 @@ def free_port() -> int:
         if port not in RESERVED and _bindable(port) and _bindable(port + 10000):
             return port
     raise RuntimeError(f"no free port between {low} and {low + BLOCK}")
+
+
+def wait_until_up(base: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    """Wait until the server at `base` answers its health check; fail if it exits first.
+
+    A listening socket is not enough: gunicorn binds before its workers have booted, so a
+    request can connect and then wait, and a busy machine stretches that wait.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited"
+        try:
+            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or no worker has finished booting
+        time.sleep(0.2)
+    raise AssertionError(f"{base} did not come up within {seconds:.0f} s")

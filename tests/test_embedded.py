@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from ports import free_port
+from ports import free_port, wait_until_up
 
 from dni_server import create_app
 from dni_server.demo import DEMO_TARGET
@@ -55,13 +55,7 @@ def test_gunicorn_on_embedded_defaults(tmp_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        output = ""
-        for _ in range(200):
-            try:
-                requests.get(base + "/openapi.json", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        wait_until_up(base, proc)
         token = (tmp_path / "admin_token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
         demo = requests.get(base + "/v1/sites", headers=headers, timeout=5).json()["sites"][0]

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from flask import request_finished
+from ports import free_port, wait_until_up
 from prometheus_client.parser import text_string_to_metric_families
 from test_call_failures import sql_outage_app
-from test_durability import free_port, start_redis
+from test_durability import start_redis
 from test_webhooks import TELNYX_PUBLIC, telnyx_event, telnyx_post
 
 from dni_server import metrics
@@ -484,19 +485,6 @@ def test_gunicorn_workers_share_their_counts_and_log_json(make_app, database_url
     assert all(line.startswith("{") for line in text.splitlines() if line.strip()), text[-2000:]
     loggers = {line["logger"] for line in json_lines(text)}
     assert {"gunicorn.error", "dni_server.requests"} <= loggers
-
-
-def wait_until_up(base: str, server: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "gunicorn exited"
-        try:
-            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or no worker has finished booting
-        time.sleep(0.2)
-    raise AssertionError("gunicorn did not come up")
 
 
 def read_json_log(stream) -> list[dict]:

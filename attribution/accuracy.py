@@ -57,6 +57,11 @@ MIN_REPS, MAX_REPS = 6, 40
 PLAYED_REPS = 3  # repetitions played visit by visit for a size where some visitor is refused
 WORK = 600_000  # visits played over all repetitions, at most
 COOLDOWN_SHARE = 0.9  # of calls after a visit, the share the recommended cool-down covers
+# Of the calls a target allows to miss, the share the recommended attribution window may
+# leave past it (the rest is for numbers reused before their late callers ring).
+WINDOW_MISS_SHARE = 0.25
+MAX_WINDOW_S = 30 * 86_400  # the longest window a pool takes (the API's limit)
+MAX_LATE_CALLS = 5_000  # late calls looked up one by one, at most
 INF = math.inf
 
 
@@ -91,9 +96,13 @@ class Estimate:
     reasoning: str
     span_ms: int
     model: str = MODEL
+    window_seconds: int = 0  # the attribution window the curve assumes
+    recommended_window_seconds: int | None = None  # None: the pool's own loses no call
 
     def as_dict(self) -> dict:
         return {"accuracy_target": self.target,
+                "attribution_window_seconds": self.window_seconds,
+                "recommended_attribution_window_seconds": self.recommended_window_seconds,
                 "expected_at_current_size": self.expected_at_current,
                 "recommended_numbers": self.recommended, "curve": self.curve,
                 "calls": self.calls, "visits": self.visits,
@@ -401,22 +410,92 @@ def recommended_cooldown(traffic: RecordedTraffic) -> tuple[int | None, str]:
         f"{cooldown} s cool-down keeps their numbers unused until they call.")
 
 
+@dataclass
+class Widened:
+    """The window's traffic with its late callers, at the attribution window they need."""
+
+    traffic: RecordedTraffic  # the late calls tied to their visits, the window widened
+    window_seconds: int
+    attached: int  # late calls tied to a visit of the window
+    longest_s: float  # the longest wait after a lease ended that the window covers
+
+
+def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int,
+          target: float) -> Widened | None:
+    """The attribution window the traffic's calls need, and the traffic at it; None when
+    the pool's own window already loses no more calls than ``target`` allows it to.
+
+    ``late``: (session, call ms) of each call that came past the window to a number nobody
+    had leased since that session's lease (``late_calls``): by possession its caller, had
+    the window been longer. Each is tied to its visit (one call per visit, as recorded), so
+    the model learns how long after a visit such callers ring. The window then covers every
+    wait after a lease ended but the longest few, as many as ``WINDOW_MISS_SHARE`` of the
+    misses the target allows."""
+    index = {session: i for i, session in enumerate(traffic.sessions)}
+    delays = list(traffic.delays_ms)
+    attached = 0
+    for session, call_ms in sorted(late, key=lambda pair: pair[1]):
+        i = index.get(session)
+        if i is None or delays[i] is not None:
+            continue
+        delays[i] = call_ms - (traffic.start_ms + traffic.arrivals_ms[i] + traffic.durations_ms[i])
+        attached += 1
+    lease_ms = traffic.settings.lease_seconds * 1000
+    waits = sorted((d - lease_ms for d in delays if d is not None and d > lease_ms),
+                   reverse=True)
+    calls = sum(d is not None for d in delays) + max(0, lost_calls - attached)
+    allowed = int((1 - target) * calls * WINDOW_MISS_SHARE)
+    if len(waits) <= allowed:
+        return None
+    needed_s = math.ceil(waits[allowed] / 1000)
+    step = 3600 if needed_s > 3600 else 60  # a whole hour, or a whole minute
+    window_s = min(MAX_WINDOW_S, math.ceil(needed_s / step) * step)
+    if window_s <= traffic.settings.attribution_window_seconds:
+        return None
+    settings = dataclasses.replace(traffic.settings, attribution_window_seconds=window_s)
+    return Widened(dataclasses.replace(traffic, delays_ms=delays, settings=settings),
+                   window_s, attached, waits[allowed] / 1000)
+
+
+def _duration(seconds: float) -> str:
+    """A window or a wait, in the largest unit that keeps it readable."""
+    for unit, size in (("days", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TARGET, *,
              seed: int = SEED, likelihood: bool | None = None, delays: Delays | None = None,
-             reuse_cooling: bool = False, lost_calls: int = 0) -> Estimate:
+             reuse_cooling: bool = False, lost_calls: int = 0,
+             late: list[tuple[str, int]] = ()) -> Estimate:
     """Expected accuracy against pool size for ``traffic``, and the size for ``target``.
 
     ``lost_calls``: calls to the pool's numbers that no visit could be credited with (past
-    the attribution window): wrong at every size, so they count against accuracy."""
-    calls = len(traffic.call_delays_ms)
-    cooldown, why_cooldown = recommended_cooldown(traffic)
-    if not calls:
+    the attribution window): wrong at every size at the pool's window. ``late``: those of
+    them whose number nobody had leased since (``late_calls``). When they need a longer
+    window (``widen``), the curve and the recommended size assume it, and the answer
+    recommends it; the accuracy expected now stays the pool's, at its own window."""
+    window_s = traffic.settings.attribution_window_seconds
+    if not traffic.call_delays_ms:
         return Estimate(target, current, 0, traffic.visits, traffic.unmatched_calls, [], None,
                         None, None,
                         "No call in this period was credited to a visit of the pool, so "
-                        "there is nothing to measure accuracy from.", traffic.span_ms)
-    model = Model(traffic, seed=seed, likelihood=likelihood, delays=delays,
-                  reuse_cooling=reuse_cooling, lost_share=_lost_share(traffic, lost_calls))
+                        "there is nothing to measure accuracy from.", traffic.span_ms,
+                        window_seconds=window_s)
+    options = {"seed": seed, "likelihood": likelihood, "delays": delays,
+               "reuse_cooling": reuse_cooling}
+    now = Model(traffic, lost_share=_lost_share(traffic, lost_calls), **options)
+    wide = widen(traffic, list(late), lost_calls, target)
+    if wide is None:
+        model, modelled = now, traffic
+    else:
+        modelled = wide.traffic
+        model = Model(modelled, lost_share=_lost_share(modelled, lost_calls - wide.attached),
+                      **options)
+        window_s = wide.window_seconds
+    calls = len(modelled.call_delays_ms)
+    cooldown, why_cooldown = recommended_cooldown(modelled)
     best = model.smallest(target)
     sizes = curve_sizes(current, best, model.free)
     curve = []
@@ -424,20 +503,20 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
         accuracy, exhausted = model.at(size)
         curve.append({"numbers": size, "expected_accuracy": round(accuracy, 4),
                       "exhausted_share": round(exhausted, 4)})
-    at_current = next(p["expected_accuracy"] for p in curve if p["numbers"] == current) \
-        if current else None
+    at_current = round(now.at(current)[0], 4) if current else None
     matcher = "weighing late callers by likelihood" if model.delays else "by possession"
     if best is None:
         ceiling = model.ceiling()
         verdict = (f"No pool size reaches {target:.1%}: even with a number per visit about "
                    f"{ceiling:.1%} of calls are credited right (the rest came after the "
-                   f"{traffic.settings.attribution_window_seconds} s attribution window; "
-                   "a longer window would let them count).")
+                   f"{window_s} s attribution window, to numbers leased since, or to none "
+                   "the pool can tell).")
     else:
         verdict = (f"Playing the {traffic.visits} visits and {calls} calls of this period "
                    f"{len(model.draws)} times through pools of each size ({matcher}), "
-                   f"{best} numbers credit {target:.1%} of calls to the visit that made them; "
-                   f"the pool has {current}"
+                   f"{best} numbers credit {target:.1%} of calls to the visit that made them"
+                   + (f" with a {_duration(window_s)} attribution window" if wide else "")
+                   + f"; the pool has {current}"
                    + (f", which credits about {at_current:.1%}." if at_current is not None
                       else "."))
     if best is not None and at_current is not None and at_current < target:
@@ -448,11 +527,21 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     if refused:
         verdict += (f" The {refused} visitors the pool refused (shown the fallback) are "
                     "counted among the visits, with the lengths and calls of the others.")
-    if lost_calls:
+    if wide is not None:
+        verdict += (f" {lost_calls} calls came after the pool's "
+                    f"{_duration(traffic.settings.attribution_window_seconds)} attribution "
+                    f"window, {wide.attached} of them to a number nobody had leased since a "
+                    "visit of this period: a window of "
+                    f"{_duration(window_s)} (recommended) covers all but the latest few "
+                    f"(up to {_duration(wide.longest_s)} after the lease ended), and the "
+                    "curve assumes it.")
+    elif lost_calls:
         verdict += (f" {lost_calls} calls came after the attribution window and count as "
                     "missed at every size.")
     return Estimate(target, current, calls, traffic.visits, traffic.unmatched_calls, curve,
-                    at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms)
+                    at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms,
+                    window_seconds=window_s,
+                    recommended_window_seconds=window_s if wide else None)
 
 
 def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
@@ -472,20 +561,37 @@ def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
     return sorted(at - start_ms for (at,) in rows)
 
 
-def lost_calls(db, pool_id: int, start_ms: int, end_ms: int, window_ms: int) -> int:
+def late_calls(db, pool_id: int, start_ms: int, end_ms: int,
+               window_ms: int) -> tuple[int, list[tuple[str, int]]]:
     """Calls to the pool's numbers credited to no visit because they came past the
-    attribution window: those of the window's visits come from ``window_ms`` after it
-    began to as long after it ended (the time a call carries, not its visit, says which)."""
+    attribution window: how many, and for those to a number nobody had leased since, the
+    session of its last lease and the call's time (``widen`` ties them to their visits).
+
+    Those of the window's visits come from ``window_ms`` after it began to as long after it
+    ended (the time a call carries, not its visit, says which)."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import func, select
+    from sqlalchemy import bindparam, select
 
     from attribution.models import Call
+    from pools.models import Lease
 
-    return db.scalar(select(func.count(Call.id)).where(
+    lost = db.execute(select(Call.to_number, Call.started_at).where(
         Call.pool_id == pool_id, Call.session_id.is_(None), Call.method == "unattributed",
         Call.started_at >= datetime.fromtimestamp((start_ms + window_ms) / 1000, UTC),
-        Call.started_at < datetime.fromtimestamp((end_ms + window_ms) / 1000, UTC))) or 0
+        Call.started_at < datetime.fromtimestamp((end_ms + window_ms) / 1000, UTC))
+        .order_by(Call.started_at)).all()
+    last_lease = select(Lease.session_id).where(
+        Lease.pool_id == pool_id, Lease.number == bindparam("number"),
+        Lease.started_at_ms <= bindparam("at")).order_by(
+        Lease.started_at_ms.desc()).limit(1)  # the matcher's own index serves it
+    late = []
+    for number, started_at in lost[:MAX_LATE_CALLS]:
+        at_ms = int(started_at.timestamp() * 1000)
+        session = db.scalar(last_lease, {"number": number, "at": at_ms})
+        if session is not None:
+            late.append((session, at_ms))
+    return len(lost), late
 
 
 def with_refused(traffic: RecordedTraffic, refused_ms: list[int]) -> RecordedTraffic:
@@ -503,11 +609,12 @@ def _pool_window(db, pool, start_ms: int, end_ms: int) -> tuple[RecordedTraffic,
 
     traffic = with_refused(recorded_traffic(db, pool.id, start_ms, end_ms),
                            refused_arrivals(db, pool.id, start_ms, end_ms))
-    lost = lost_calls(db, pool.id, start_ms, end_ms, pool.attribution_window_seconds * 1000)
+    lost, late = late_calls(db, pool.id, start_ms, end_ms,
+                            pool.attribution_window_seconds * 1000)
     # The delays the matcher weighs this pool's calls with now.
     delays = call_delays.delays_for(db, pool.id, pool.site_id, end_ms) \
         if matching.LIKELIHOOD else None
-    return traffic, {"delays": delays, "lost_calls": lost,
+    return traffic, {"delays": delays, "lost_calls": lost, "late": late,
                      "reuse_cooling": pool.exhaustion_policy == "reuse_cooling"}
 
 
@@ -525,6 +632,7 @@ def pool_model(db, pool, start_ms: int, end_ms: int) -> Model | None:
     if not traffic.call_delays_ms:
         return None
     lost = options.pop("lost_calls")
+    options.pop("late")  # autoscale sizes the pool at the window it has
     return Model(traffic, lost_share=_lost_share(traffic, lost), **options)
 
 
@@ -534,22 +642,27 @@ def _lost_share(traffic: RecordedTraffic, lost_calls: int) -> float:
     return min(lost_calls / calls, 1.0) if lost_calls and calls else 0.0
 
 
+CHECK_ROUNDS = 3  # times the check grows the pool to the answer and asks again, at most
+
+
 def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> dict:
     """The service's recommendation for a simulation (``simulation.simulate``'s report),
     checked against the simulator itself (issue 13's criteria).
 
-    The calls of a pool that credited them right (the largest simulated one if it reached
-    ``target``, else one three times its size: a pool crediting late callers to the next
-    holder teaches the model too few late calls) are stored as ingest would store them, the
-    service answers ``pool_accuracy`` on that pool's window, and the simulator plays the
-    same traffic at the recommended size and at the largest size the criteria rule out (the
-    recommendation must be at most 1.15x the smallest size measuring ``target``)."""
+    The service answers ``pool_accuracy`` on the window of a pool that credited most calls
+    right (the largest simulated one if it reached ``target``, else one three times its
+    size: a pool crediting late callers to the next holder teaches the model too few late
+    calls; the runner stores each call as ingest would). As the answer advises an operator,
+    the pool is then set to the recommended size and attribution window and asked again,
+    until the answer moves by less than 5% (``CHECK_ROUNDS`` at most). The simulator plays
+    the same traffic at the final recommendation and at the largest size the criteria rule
+    out (the recommendation must be at most 1.15x the smallest size measuring
+    ``target``), both at the recommended window."""
+    import dataclasses
     import secrets
-    from datetime import UTC, datetime
 
     from sqlalchemy import select
 
-    from attribution.models import Call
     from attribution.simulation import START_MS, forget, free_block
     from attribution.simulation.model import plan
     from attribution.simulation.runner import run_size
@@ -557,54 +670,74 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
 
     schedule = plan(report.model, report.settings, days=report.days, seed=report.seed,
                     start_ms=START_MS)
-    largest = report.sizes[-1]
+    window = report.settings.attribution_window_seconds
+    measured = {(r.numbers, window): r.accuracy for r in report.sizes}
     prefix = f"dnisim-{secrets.token_hex(4)}"
-    if largest.accuracy < target:
-        try:
-            largest = run_size(redis, db, schedule, report.settings, 3 * largest.numbers,
-                               prefix=prefix, number_block=free_block(db))
-        finally:
-            forget(redis, prefix)
-    pool = db.scalars(select(Pool).where(Pool.name == f"simulated {largest.numbers}")
-                      .order_by(Pool.id.desc())).first()
-    for i, call in enumerate(largest.calls):
-        db.add(Call(provider="simulator", provider_call_id=f"sim-{pool.id}-{i}",
-                    from_number="+14158675309", to_number=call.dialled, site_id=pool.site_id,
-                    pool_id=pool.id, session_id=call.credited_session, method=call.method,
-                    confidence=call.confidence,
-                    started_at=datetime.fromtimestamp(call.at_ms / 1000, UTC)))
-    db.commit()
-    answer = pool_accuracy(db, pool, START_MS, START_MS + schedule.span_ms, largest.numbers,
-                           target)
-    recommended = answer["recommended_numbers"]
-    measured = {r.numbers: r.accuracy for r in report.sizes + [largest]}
-    below = math.ceil(recommended / 1.15) - 1 if recommended else None
+
+    def play(size: int, window_s: int):
+        settings = dataclasses.replace(report.settings, attribution_window_seconds=window_s)
+        result = run_size(redis, db, schedule, settings, size, prefix=prefix,
+                          number_block=free_block(db))
+        measured[(size, window_s)] = result.accuracy
+        return result
+
+    rounds = []
     try:
+        learned = report.sizes[-1]
+        if learned.accuracy < target:
+            learned = play(3 * learned.numbers, window)
+        answer = recommended = None
+        for _ in range(CHECK_ROUNDS):
+            pool = db.scalars(select(Pool).where(Pool.name == f"simulated {learned.numbers}")
+                              .order_by(Pool.id.desc())).first()
+            answer = pool_accuracy(db, pool, START_MS, START_MS + schedule.span_ms,
+                                   learned.numbers, target)
+            previous, recommended = recommended, answer["recommended_numbers"]
+            rounds.append({"numbers": learned.numbers, "window": window,
+                           "accuracy": learned.accuracy, "recommended": recommended,
+                           "recommended_window": answer["attribution_window_seconds"]})
+            if recommended is None or (
+                    previous and abs(recommended - previous) <= 0.05 * previous
+                    and answer["attribution_window_seconds"] == window):
+                break
+            window = answer["attribution_window_seconds"]
+            learned = play(recommended, window)
+        below = math.ceil(recommended / 1.15) - 1 if recommended else None
         for size in (recommended, below):
-            if size and size not in measured:
-                measured[size] = run_size(redis, db, schedule, report.settings, size,
-                                          prefix=prefix, number_block=free_block(db)).accuracy
+            if size and (size, window) not in measured:
+                play(size, window)
     finally:
         forget(redis, prefix)
-    holds = recommended is not None and measured[recommended] >= target and (
-        not below or measured[below] < target)
-    return {"target": target, "learned_from": largest.numbers,
-            "learned_accuracy": largest.accuracy, "recommended": recommended, "expected": next(
-        (p["expected_accuracy"] for p in answer["curve"] if p["numbers"] == recommended), None),
-        "measured": measured.get(recommended), "below": below,
-        "measured_below": measured.get(below), "holds": holds, "answer": answer}
+    at = measured.get((recommended, window))
+    at_below = measured.get((below, window))
+    holds = recommended is not None and at >= target and (not below or at_below < target)
+    return {"target": target, "learned_from": rounds[0]["numbers"],
+            "learned_accuracy": rounds[0]["accuracy"], "rounds": rounds,
+            "recommended": recommended, "window": window, "expected": next(
+                (p["expected_accuracy"] for p in answer["curve"]
+                 if p["numbers"] == recommended), None),
+            "measured": at, "below": below, "measured_below": at_below, "holds": holds,
+            "answer": answer}
 
 
 def format_check(check: dict) -> str:
-    """``check_on_simulation``'s answer in three lines."""
-    source = (f"the service's size, learned from the {check['learned_from']}-number pool's "
-              f"traffic (it credited {check['learned_accuracy']:.1%} of calls right)\n")
+    """``check_on_simulation``'s answer: each round asked, then the criteria."""
+    lines = []
+    for r in check["rounds"]:
+        answer = (f"{r['recommended']} numbers, a {r['recommended_window']} s window"
+                  if r["recommended"] is not None else "none")
+        lines.append(f"asked on the {r['numbers']}-number pool ({r['window']} s window, it "
+                     f"credited {r['accuracy']:.1%} of calls right): {answer}")
     if check["recommended"] is None:
-        return (f"{source}recommended for {check['target']:.0%}: none "
-                f"({check['answer']['reasoning']})")
+        lines.append(f"recommended for {check['target']:.0%}: none "
+                     f"({check['answer']['reasoning']})")
+        return "\n".join(lines)
     below = (f"; at {check['below']} numbers (the recommendation / 1.15) it measures "
              f"{check['measured_below']:.1%}" if check["below"] else "")
-    return (f"{source}recommended for {check['target']:.0%}: {check['recommended']} numbers (model "
-            f"{check['expected']:.1%}), measured {check['measured']:.1%}{below}\n"
-            f"criteria (>= {check['target']:.0%} at the recommendation, at most 1.15x the "
-            f"smallest size measuring it): {'hold' if check['holds'] else 'DO NOT HOLD'}")
+    lines.append(f"recommended for {check['target']:.0%}: {check['recommended']} numbers with "
+                 f"a {check['window']} s attribution window (model {check['expected']:.1%}), "
+                 f"measured {check['measured']:.1%}{below}")
+    lines.append(f"criteria (>= {check['target']:.0%} at the recommendation, at most 1.15x "
+                 "the smallest size measuring it): "
+                 + ("hold" if check["holds"] else "DO NOT HOLD"))
+    return "\n".join(lines)

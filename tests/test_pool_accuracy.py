@@ -233,12 +233,69 @@ def test_no_calls_means_no_figures_and_says_so():
     assert estimate(empty, 10).as_dict()["recommended_numbers"] is None
 
 
-def test_calls_past_the_window_cap_what_any_size_reaches():
+def test_calls_past_the_window_cap_accuracy_until_the_window_grows():
     late = traffic()
     late = dataclasses.replace(late, settings=dataclasses.replace(
         late.settings, attribution_window_seconds=20))
+    capped = accuracy.Model(late, likelihood=False)
+    assert capped.smallest(0.99) is None  # at its own window no size reaches the target
     answer = estimate(late, 80, 0.99, likelihood=False)
-    assert answer.recommended is None and "No pool size reaches" in answer.reasoning
+    assert answer.recommended_window_seconds == answer.window_seconds > 20
+    assert answer.window_seconds % 60 == 0 and answer.recommended is not None
+    assert answer.expected_at_current == pytest.approx(capped.at(80)[0], abs=1e-4)
+    assert "(recommended)" in answer.reasoning
+
+
+def late_callers(recorded: RecordedTraffic, count: int, rng: random.Random):
+    """``count`` visits without a call made one past the window: (traffic with sessions,
+    [(session, call ms)]), each 2 to 3 times the window after its lease ended."""
+    recorded = dataclasses.replace(recorded, sessions=[f"s{i}" for i in range(recorded.visits)])
+    window_ms = recorded.settings.attribution_window_seconds * 1000
+    lease_ms = recorded.settings.lease_seconds * 1000
+    silent = [i for i, d in enumerate(recorded.delays_ms) if d is None]
+    late = []
+    for i in rng.sample(silent, count):
+        ended = recorded.start_ms + recorded.arrivals_ms[i] + recorded.durations_ms[i] + lease_ms
+        late.append((f"s{i}", ended + int(window_ms * rng.uniform(2, 3))))
+    return recorded, late
+
+
+def test_late_callers_ask_for_a_window_that_counts_them():
+    recorded, late = late_callers(traffic(), 60, random.Random(5))
+    lost = len(late) + 3  # three more to numbers leased since: missed at every window
+    plain = estimate(recorded, 80, 0.9, likelihood=False, lost_calls=lost)
+    assert plain.recommended_window_seconds is None and plain.window_seconds == 600
+    answer = estimate(recorded, 80, 0.9, likelihood=False, lost_calls=lost, late=late)
+    window_ms = SETTINGS.attribution_window_seconds * 1000
+    assert 2 * 600 < answer.window_seconds <= 3 * 600 + 60  # covers them, a whole minute
+    assert answer.recommended_window_seconds == answer.window_seconds
+    assert answer.calls == len(recorded.call_delays_ms) + len(late)
+    # Now, at the pool's window, they are missed; at the recommended one a roomy pool
+    # credits them.
+    assert answer.expected_at_current == plain.expected_at_current
+    # At 90% the window may leave the latest few past it; at 99% it covers all but three.
+    calls = len(recorded.call_delays_ms)
+    wide = accuracy.widen(recorded, late, lost, 0.99)
+    lease_ms = SETTINGS.lease_seconds * 1000
+    ended = {f"s{i}": recorded.start_ms + a + d + lease_ms for i, (a, d) in enumerate(
+        zip(recorded.arrivals_ms, recorded.durations_ms, strict=True))}
+    covered = sum(at - ended[s] <= wide.window_seconds * 1000 for s, at in late)
+    assert covered >= len(late) - int(0.01 * (calls + lost) * accuracy.WINDOW_MISS_SHARE)
+    now = accuracy.Model(recorded, likelihood=False, lost_share=lost / (calls + lost))
+    then = accuracy.Model(wide.traffic, likelihood=False, lost_share=3 / (calls + lost))
+    every = recorded.visits  # a number per visit: nobody's number is taken from them
+    assert then.at(every)[0] - now.at(every)[0] == pytest.approx(covered / (calls + lost),
+                                                                 abs=0.01)
+    assert f"{lost} calls came after the pool's" in answer.reasoning
+    assert f"{len(late)} of them to a number nobody had leased since" in answer.reasoning
+    # A late call tied to a visit that called already, or to a session of another window,
+    # is not tied again.
+    first_caller = next(i for i, d in enumerate(recorded.delays_ms) if d is not None)
+    doubled = late + [(f"s{first_caller}", late[0][1]), ("elsewhere", late[0][1])]
+    wide = accuracy.widen(recorded, doubled, lost + 2, 0.9)
+    assert wide.attached == len(late) and wide.window_seconds == answer.window_seconds
+    assert wide.traffic.delays_ms[first_caller] == recorded.delays_ms[first_caller]
+    assert window_ms < wide.longest_s * 1000 <= 3 * window_ms
 
 
 def test_calls_lost_past_the_window_count_against_every_size():
@@ -288,12 +345,13 @@ MODEL = TrafficModel(arrivals_per_hour=1500, hourly_weights=(1.0,) * 24,
 START_MS = 1_767_600_000_000
 
 
-def played_pool(redis_client, session, size: int = 200) -> tuple[int, int]:
+def played_pool(redis_client, session, size: int = 200,
+                settings: PoolSettings = FAST) -> tuple[int, int]:
     """Five minutes of traffic on a simulated pool, its calls stored as ingest would."""
-    schedule = plan(MODEL, FAST, days=5 / 1440, seed=3, start_ms=START_MS)
+    schedule = plan(MODEL, settings, days=5 / 1440, seed=3, start_ms=START_MS)
     prefix = f"dnisim-{secrets.token_hex(4)}"
     try:
-        run = PoolRun(redis_client, session, schedule, FAST, size, prefix=prefix,
+        run = PoolRun(redis_client, session, schedule, settings, size, prefix=prefix,
                       number_block=free_block(session))
         result = run.run()
     finally:
@@ -317,7 +375,10 @@ def test_health_answers_accuracy_for_the_window(redis_client, app, admin):
     acc = body["accuracy"]
     assert set(acc) == {"accuracy_target", "expected_at_current_size", "recommended_numbers",
                         "curve", "calls", "visits", "recommended_cooldown_seconds",
-                        "reasoning", "model"}
+                        "attribution_window_seconds",
+                        "recommended_attribution_window_seconds", "reasoning", "model"}
+    assert acc["attribution_window_seconds"] == FAST.attribution_window_seconds
+    assert acc["recommended_attribution_window_seconds"] is None  # no call came past it
     assert acc["accuracy_target"] == 0.99 and acc["model"] == accuracy.MODEL
     assert acc["calls"] > 20 and acc["visits"] > 50
     assert 0 < acc["recommended_numbers"] < 200 and acc["expected_at_current_size"] > 0.95
@@ -360,6 +421,24 @@ def test_a_pool_too_small_still_counts_the_visitors_it_refused(redis_client, app
     assert seeing.expected_at_current < blind.expected_at_current
 
 
+def test_calls_past_the_window_ask_for_a_longer_one(redis_client, app, admin):
+    short = dataclasses.replace(FAST, attribution_window_seconds=5)
+    with app.app_context():
+        pool_id, span_ms = played_pool(redis_client, db.session, settings=short)
+        lost, late = accuracy.late_calls(db.session, pool_id, START_MS, START_MS + span_ms,
+                                         5_000)
+    # In a roomy pool nobody took their numbers since: each is tied to its last holder.
+    assert lost >= 5 and len(late) == lost
+    assert all(session.startswith("sim") for session, _ in late)
+    window = {"start": iso(START_MS), "end": iso(START_MS + span_ms)}
+    acc = admin.get(f"/v1/pools/{pool_id}/health", query_string=window).json["accuracy"]
+    assert acc["recommended_attribution_window_seconds"] == acc["attribution_window_seconds"]
+    assert acc["attribution_window_seconds"] > 5 and acc["recommended_numbers"] is not None
+    at = {p["numbers"]: p["expected_accuracy"] for p in acc["curve"]}
+    assert acc["expected_at_current_size"] < at[200]  # the pool's window misses them now
+    assert "attribution window" in acc["reasoning"]
+
+
 def test_health_of_a_window_without_calls_says_so(app, admin):
     site = make_site(admin)
     pool = make_pool(admin, site, numbers=numbers(3))
@@ -377,7 +456,8 @@ def test_openapi_documents_the_accuracy(client):
     assert "accuracy" in health["properties"]
     accuracy_schema = next(s for name, s in schemas.items() if name.startswith("PoolAccuracy"))
     assert {"recommended_numbers", "curve", "expected_at_current_size",
-            "recommended_cooldown_seconds"} <= set(accuracy_schema["properties"])
+            "recommended_cooldown_seconds", "attribution_window_seconds",
+            "recommended_attribution_window_seconds"} <= set(accuracy_schema["properties"])
     parameters = spec["paths"]["/v1/pools/{pool_id}/health"]["get"]
     assert "accuracy_target" in str(parameters)
 

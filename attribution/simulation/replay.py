@@ -16,7 +16,7 @@ import datetime as dt
 import random
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -47,6 +47,7 @@ class RecordedTraffic:
     delays_ms: list[int | None]  # call start minus visit end (<= 0: during); None: no call
     visitors: list[str]  # visitor id of each visit ("" when the visit row is missing)
     unmatched_calls: int = 0  # calls to the pool credited to no visit (fallback, unknown)
+    sessions: list[str] = field(default_factory=list)  # session id of each visit
 
     @property
     def visits(self) -> int:
@@ -110,7 +111,8 @@ def recorded_traffic(db: Session, pool_id: int, start_ms: int, end_ms: int) -> R
         arrivals_ms=[span[s][0] - start_ms for s in order],
         durations_ms=[span[s][1] - span[s][0] for s in order],
         delays_ms=[first_call[s] - span[s][1] if s in first_call else None for s in order],
-        visitors=[visitor_of.get(s, "") for s in order], unmatched_calls=unmatched)
+        visitors=[visitor_of.get(s, "") for s in order], unmatched_calls=unmatched,
+        sessions=order)
 
 
 def replay_schedule(traffic: RecordedTraffic, seed: int) -> Schedule:

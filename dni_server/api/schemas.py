@@ -650,6 +650,12 @@ class PoolAccuracySchema(Reply):
     calls = fields.Integer(metadata={"description": "calls credited to the window's visits"})
     visits = fields.Integer()
     recommended_cooldown_seconds = fields.Integer(allow_none=True)
+    attribution_window_seconds = fields.Integer(metadata={
+        "description": "the attribution window the curve and recommended_numbers assume: the "
+                       "pool's own, or the recommended one when calls came after it"})
+    recommended_attribution_window_seconds = fields.Integer(allow_none=True, metadata={
+        "description": "a longer attribution window, when calls to numbers nobody had "
+                       "leased since came after the pool's; null: the pool's loses none"})
     reasoning = fields.String()
     model = fields.String()
 

@@ -62,6 +62,7 @@ COOLDOWN_SHARE = 0.9  # of calls after a visit, the share the recommended cool-d
 WINDOW_MISS_SHARE = 0.25
 MAX_WINDOW_S = 30 * 86_400  # the longest window a pool takes (the API's limit)
 MAX_LATE_CALLS = 5_000  # late calls looked up one by one, at most
+MAX_CENSOR_WEIGHT = 10.0  # a late call seen stands for at most this many (``uncensored``)
 INF = math.inf
 
 
@@ -412,39 +413,91 @@ def recommended_cooldown(traffic: RecordedTraffic) -> tuple[int | None, str]:
 
 @dataclass
 class Widened:
-    """The window's traffic with its late callers, at the attribution window they need."""
+    """The window's traffic as the model plays it: its late callers tied to their visits,
+    the callers it could not see added back, at the attribution window they need."""
 
-    traffic: RecordedTraffic  # the late calls tied to their visits, the window widened
+    traffic: RecordedTraffic  # at ``window_seconds``
     window_seconds: int
+    recommended: bool  # the pool's own window loses more calls than the target allows
     attached: int  # late calls tied to a visit of the window
+    missed: int  # callers added back whose numbers went to others before they called
     longest_s: float  # the longest wait after a lease ended that the window covers
 
 
-def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int,
-          target: float) -> Widened | None:
-    """The attribution window the traffic's calls need, and the traffic at it; None when
-    the pool's own window already loses no more calls than ``target`` allows it to.
+def visit_ends(traffic: RecordedTraffic) -> list[int]:
+    """When each recorded visit ended, in the order of its lengths and delays."""
+    if traffic.ends_ms:
+        return traffic.ends_ms
+    return [traffic.start_ms + a + d for a, d in zip(traffic.arrivals_ms, traffic.durations_ms,
+                                                     strict=True)]
 
-    ``late``: (session, call ms) of each call that came past the window to a number nobody
-    had leased since that session's lease (``late_calls``): by possession its caller, had
-    the window been longer. Each is tied to its visit (one call per visit, as recorded), so
-    the model learns how long after a visit such callers ring. The window then covers every
-    wait after a lease ended but the longest few, as many as ``WINDOW_MISS_SHARE`` of the
-    misses the target allows."""
+
+def tie_late_calls(traffic: RecordedTraffic,
+                   late: list[tuple[str, int]]) -> tuple[RecordedTraffic, int]:
+    """``late``: (session, call ms) of calls that came past the window to a number nobody
+    had leased since (``late_calls``): by possession its caller, had the window been
+    longer. Each is tied to its visit, one call per visit as recorded; how many were."""
     index = {session: i for i, session in enumerate(traffic.sessions)}
     delays = list(traffic.delays_ms)
+    ends = visit_ends(traffic)
     attached = 0
     for session, call_ms in sorted(late, key=lambda pair: pair[1]):
         i = index.get(session)
         if i is None or delays[i] is not None:
             continue
-        delays[i] = call_ms - (traffic.start_ms + traffic.arrivals_ms[i] + traffic.durations_ms[i])
+        delays[i] = call_ms - ends[i]
         attached += 1
+    return dataclasses.replace(traffic, delays_ms=delays), attached
+
+
+def uncensored(traffic: RecordedTraffic, seed: int = SEED) -> tuple[RecordedTraffic, int]:
+    """The traffic with the late callers a pool cannot see added back, and how many.
+
+    A pool sees a call made ``d`` after a visit only if the visit's number was not leased
+    again by then (else the call went to the next holder, or past its window), and only if
+    ``d`` has passed by the pool's latest call (``observed_until_ms``). So
+    each call seen at ``d`` stands for 1 / (share of visits still observable at ``d``) calls
+    (inverse probability weighting, at most ``MAX_CENSOR_WEIGHT``): the missing ones are
+    given to silent visits whose numbers went to someone else before ``d``, the callers it
+    missed. Unchanged when the reuse times are not known."""
+    if not traffic.reused_after_ms:
+        return traffic, 0
+    horizon = traffic.observed_until_ms or (
+        traffic.start_ms + traffic.span_ms + traffic.settings.attribution_window_seconds * 1000)
+    ends = visit_ends(traffic)
+    seen_for = [min(r, horizon - e) for r, e in zip(traffic.reused_after_ms, ends, strict=True)]
+    observable = sorted(seen_for)
+    total = len(observable)
+    delays = list(traffic.delays_ms)
+    silent = sorted((i for i, d in enumerate(delays) if d is None), key=seen_for.__getitem__)
+    silent_seen = [seen_for[i] for i in silent]
+    rng = random.Random(seed)
+    added = 0
+    for d in sorted(d for d in traffic.delays_ms if d is not None and d > 0):
+        still = (total - bisect.bisect_right(observable, d)) / total
+        extra = min(1 / max(still, 1 / total), MAX_CENSOR_WEIGHT) - 1
+        count = int(extra) + (rng.random() < extra - int(extra))
+        for _ in range(count):
+            blind = bisect.bisect_left(silent_seen, d)  # silent visits not observable at d
+            if not blind:
+                break
+            j = rng.randrange(blind)
+            delays[silent.pop(j)] = d
+            silent_seen.pop(j)
+            added += 1
+    return dataclasses.replace(traffic, delays_ms=delays), added
+
+
+def needed_window(traffic: RecordedTraffic, unattached: int,
+                  target: float) -> tuple[int, float] | None:
+    """The attribution window the traffic's calls need and the longest wait after a lease
+    it covers; None when the traffic's own loses no more calls than ``target`` allows it
+    to: every wait after a lease ended but the longest few, as many as
+    ``WINDOW_MISS_SHARE`` of the misses the target allows."""
     lease_ms = traffic.settings.lease_seconds * 1000
-    waits = sorted((d - lease_ms for d in delays if d is not None and d > lease_ms),
+    waits = sorted((d - lease_ms for d in traffic.delays_ms if d is not None and d > lease_ms),
                    reverse=True)
-    calls = sum(d is not None for d in delays) + max(0, lost_calls - attached)
-    allowed = int((1 - target) * calls * WINDOW_MISS_SHARE)
+    allowed = int((1 - target) * (len(traffic.call_delays_ms) + unattached) * WINDOW_MISS_SHARE)
     if len(waits) <= allowed:
         return None
     needed_s = math.ceil(waits[allowed] / 1000)
@@ -452,9 +505,22 @@ def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int
     window_s = min(MAX_WINDOW_S, math.ceil(needed_s / step) * step)
     if window_s <= traffic.settings.attribution_window_seconds:
         return None
-    settings = dataclasses.replace(traffic.settings, attribution_window_seconds=window_s)
-    return Widened(dataclasses.replace(traffic, delays_ms=delays, settings=settings),
-                   window_s, attached, waits[allowed] / 1000)
+    return window_s, waits[allowed] / 1000
+
+
+def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int,
+          target: float, seed: int = SEED) -> Widened:
+    """``traffic`` as the model plays it (``tie_late_calls``, ``uncensored``), at the
+    attribution window it needs (``needed_window``), or at its own."""
+    tied, attached = tie_late_calls(traffic, late)
+    corrected, missed = uncensored(tied, seed)
+    need = needed_window(corrected, max(0, lost_calls - attached), target)
+    if need is None:
+        return Widened(corrected, traffic.settings.attribution_window_seconds, False,
+                       attached, missed, 0.0)
+    settings = dataclasses.replace(traffic.settings, attribution_window_seconds=need[0])
+    return Widened(dataclasses.replace(corrected, settings=settings), need[0], True,
+                   attached, missed, need[1])
 
 
 def _duration(seconds: float) -> str:
@@ -485,15 +551,14 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                         window_seconds=window_s)
     options = {"seed": seed, "likelihood": likelihood, "delays": delays,
                "reuse_cooling": reuse_cooling}
-    now = Model(traffic, lost_share=_lost_share(traffic, lost_calls), **options)
-    wide = widen(traffic, list(late), lost_calls, target)
-    if wide is None:
-        model, modelled = now, traffic
-    else:
-        modelled = wide.traffic
-        model = Model(modelled, lost_share=_lost_share(modelled, lost_calls - wide.attached),
-                      **options)
-        window_s = wide.window_seconds
+    wide = widen(traffic, list(late), lost_calls, target, seed)
+    modelled = wide.traffic
+    lost_share = _lost_share(modelled, max(0, lost_calls - wide.attached))
+    # Now: the pool's own window; the curve: the window the calls need.
+    now = Model(dataclasses.replace(modelled, settings=traffic.settings),
+                lost_share=lost_share, **options)
+    model = Model(modelled, lost_share=lost_share, **options) if wide.recommended else now
+    window_s = wide.window_seconds
     calls = len(modelled.call_delays_ms)
     cooldown, why_cooldown = recommended_cooldown(modelled)
     best = model.smallest(target)
@@ -515,7 +580,8 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
         verdict = (f"Playing the {traffic.visits} visits and {calls} calls of this period "
                    f"{len(model.draws)} times through pools of each size ({matcher}), "
                    f"{best} numbers credit {target:.1%} of calls to the visit that made them"
-                   + (f" with a {_duration(window_s)} attribution window" if wide else "")
+                   + (f" with a {_duration(window_s)} attribution window"
+                      if wide.recommended else "")
                    + f"; the pool has {current}"
                    + (f", which credits about {at_current:.1%}." if at_current is not None
                       else "."))
@@ -527,7 +593,10 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     if refused:
         verdict += (f" The {refused} visitors the pool refused (shown the fallback) are "
                     "counted among the visits, with the lengths and calls of the others.")
-    if wide is not None:
+    if wide.missed:
+        verdict += (f" {wide.missed} more late callers are counted than the pool saw: their "
+                    "numbers went to other visitors before they called.")
+    if wide.recommended:
         verdict += (f" {lost_calls} calls came after the pool's "
                     f"{_duration(traffic.settings.attribution_window_seconds)} attribution "
                     f"window, {wide.attached} of them to a number nobody had leased since a "
@@ -541,7 +610,7 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     return Estimate(target, current, calls, traffic.visits, traffic.unmatched_calls, curve,
                     at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms,
                     window_seconds=window_s,
-                    recommended_window_seconds=window_s if wide else None)
+                    recommended_window_seconds=window_s if wide.recommended else None)
 
 
 def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
@@ -564,11 +633,13 @@ def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
 def late_calls(db, pool_id: int, start_ms: int, end_ms: int,
                window_ms: int) -> tuple[int, list[tuple[str, int]]]:
     """Calls to the pool's numbers credited to no visit because they came past the
-    attribution window: how many, and for those to a number nobody had leased since, the
-    session of its last lease and the call's time (``widen`` ties them to their visits).
+    attribution window: how many of the window's, and for every one to a number whose last
+    lease began in the window (nobody had leased it since), that lease's session and the
+    call's time (``widen`` ties them to their visits).
 
-    Those of the window's visits come from ``window_ms`` after it began to as long after it
-    ended (the time a call carries, not its visit, says which)."""
+    A lost call counts as the window's from ``window_ms`` after it began to as long after
+    it ended (the time a call carries, not its visit, says which); one tied to a visit of
+    the window counts whenever it came."""
     from datetime import UTC, datetime
 
     from sqlalchemy import bindparam, select
@@ -578,20 +649,22 @@ def late_calls(db, pool_id: int, start_ms: int, end_ms: int,
 
     lost = db.execute(select(Call.to_number, Call.started_at).where(
         Call.pool_id == pool_id, Call.session_id.is_(None), Call.method == "unattributed",
-        Call.started_at >= datetime.fromtimestamp((start_ms + window_ms) / 1000, UTC),
-        Call.started_at < datetime.fromtimestamp((end_ms + window_ms) / 1000, UTC))
-        .order_by(Call.started_at)).all()
-    last_lease = select(Lease.session_id).where(
+        Call.started_at >= datetime.fromtimestamp((start_ms + window_ms) / 1000, UTC))
+        .order_by(Call.started_at).limit(MAX_LATE_CALLS)).all()
+    last_lease = select(Lease.session_id, Lease.started_at_ms).where(
         Lease.pool_id == pool_id, Lease.number == bindparam("number"),
         Lease.started_at_ms <= bindparam("at")).order_by(
         Lease.started_at_ms.desc()).limit(1)  # the matcher's own index serves it
-    late = []
-    for number, started_at in lost[:MAX_LATE_CALLS]:
+    counted, late = 0, []
+    for number, started_at in lost:
         at_ms = int(started_at.timestamp() * 1000)
-        session = db.scalar(last_lease, {"number": number, "at": at_ms})
-        if session is not None:
-            late.append((session, at_ms))
-    return len(lost), late
+        lease = db.execute(last_lease, {"number": number, "at": at_ms}).first()
+        if lease is not None and start_ms <= lease.started_at_ms < end_ms:
+            late.append((lease.session_id, at_ms))
+            counted += 1
+        elif at_ms < end_ms + window_ms:
+            counted += 1
+    return counted, late
 
 
 def with_refused(traffic: RecordedTraffic, refused_ms: list[int]) -> RecordedTraffic:
@@ -642,7 +715,7 @@ def _lost_share(traffic: RecordedTraffic, lost_calls: int) -> float:
     return min(lost_calls / calls, 1.0) if lost_calls and calls else 0.0
 
 
-CHECK_ROUNDS = 3  # times the check grows the pool to the answer and asks again, at most
+CHECK_ROUNDS = 6  # times the check grows the pool to the answer and asks again, at most
 
 
 def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> dict:
@@ -654,7 +727,8 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
     size: a pool crediting late callers to the next holder teaches the model too few late
     calls; the runner stores each call as ingest would). As the answer advises an operator,
     the pool is then set to the recommended size and attribution window and asked again,
-    until the answer moves by less than 5% (``CHECK_ROUNDS`` at most). The simulator plays
+    until the answer grows by no more than 5% (``CHECK_ROUNDS`` at most): a pool too small
+    hides the late callers whose numbers it reused, a larger one shows more of them. The simulator plays
     the same traffic at the final recommendation and at the largest size the criteria rule
     out (the recommendation must be at most 1.15x the smallest size measuring
     ``target``), both at the recommended window."""
@@ -697,9 +771,9 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
                            "accuracy": learned.accuracy, "recommended": recommended,
                            "recommended_window": answer["attribution_window_seconds"]})
             if recommended is None or (
-                    previous and abs(recommended - previous) <= 0.05 * previous
-                    and answer["attribution_window_seconds"] == window):
-                break
+                    previous and recommended <= 1.05 * previous
+                    and answer["attribution_window_seconds"] <= window):
+                break  # the answer no longer grows: the pool has shown what it hides
             window = answer["attribution_window_seconds"]
             learned = play(recommended, window)
         below = math.ceil(recommended / 1.15) - 1 if recommended else None

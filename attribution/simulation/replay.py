@@ -12,7 +12,9 @@ the number's next holder shows up here as that holder's in-visit call.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import math
 import random
 import secrets
 from collections.abc import Sequence
@@ -48,6 +50,15 @@ class RecordedTraffic:
     visitors: list[str]  # visitor id of each visit ("" when the visit row is missing)
     unmatched_calls: int = 0  # calls to the pool credited to no visit (fallback, unknown)
     sessions: list[str] = field(default_factory=list)  # session id of each visit
+    # How long after each visit's end its number went to another visit (inf: not in the
+    # data); empty when not known. Says whose late calls the pool could have seen.
+    reused_after_ms: list[float] = field(default_factory=list)
+    # When each visit ended (ms, on the window's clock), in the order of ``durations_ms``:
+    # ``accuracy.with_refused`` adds arrivals without a visit, so arrivals stop lining up.
+    ends_ms: list[int] = field(default_factory=list)
+    # The pool's latest call (ms): calls are known up to then. None: the window's end plus
+    # the attribution window.
+    observed_until_ms: int | None = None
 
     @property
     def visits(self) -> int:
@@ -84,13 +95,17 @@ def recorded_traffic(db: Session, pool_id: int, start_ms: int, end_ms: int) -> R
     in_window = select(Lease.session_id).where(
         Lease.pool_id == pool_id, Lease.started_at_ms >= start_ms, Lease.started_at_ms < end_ms)
     span: dict[str, list[int]] = {}  # session -> [first start, last renewal]
+    last: dict[str, tuple[int, str]] = {}  # session -> (start, number) of its latest lease
     # Every lease of a session seen in the window: one it took after a lapse, even past
     # end_ms, still lengthens its visit.
-    rows = db.execute(select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms)
+    rows = db.execute(select(Lease.session_id, Lease.started_at_ms, Lease.last_renewed_at_ms,
+                             Lease.number)
                       .where(Lease.pool_id == pool_id, Lease.session_id.in_(in_window)))
-    for session_id, started, renewed in rows:
+    for session_id, started, renewed, number in rows:
         seen = span.setdefault(session_id, [started, renewed])
         seen[0], seen[1] = min(seen[0], started), max(seen[1], renewed)
+        if started >= last.get(session_id, (started, ""))[0]:
+            last[session_id] = (started, number)
     # A session that began before the window belongs to the window before.
     span = {s: seen for s, seen in span.items() if seen[0] >= start_ms}
     visitor_of = dict(db.execute(select(Visit.session_id, Visit.visitor_id)
@@ -105,14 +120,36 @@ def recorded_traffic(db: Session, pool_id: int, start_ms: int, end_ms: int) -> R
     unmatched = db.scalar(select(func.count(Call.id)).where(
         Call.pool_id == pool_id, Call.session_id.is_(None),
         Call.started_at >= _moment(start_ms), Call.started_at < _moment(end_ms)))
+    latest = db.scalar(select(func.max(Call.started_at)).where(Call.pool_id == pool_id))
     order = sorted(span, key=lambda s: (span[s][0], s))
+    reused = _reused_after(db, pool_id, start_ms, {s: (*last[s], span[s][1]) for s in order})
     return RecordedTraffic(
         pool_id, start_ms, end_ms - start_ms, settings,
         arrivals_ms=[span[s][0] - start_ms for s in order],
         durations_ms=[span[s][1] - span[s][0] for s in order],
         delays_ms=[first_call[s] - span[s][1] if s in first_call else None for s in order],
         visitors=[visitor_of.get(s, "") for s in order], unmatched_calls=unmatched,
-        sessions=order)
+        sessions=order, reused_after_ms=[reused[s] for s in order],
+        ends_ms=[span[s][1] for s in order],
+        observed_until_ms=_ms(latest) if latest is not None else None)
+
+
+def _reused_after(db: Session, pool_id: int, start_ms: int,
+                  visits: dict[str, tuple[int, str, int]]) -> dict[str, float]:
+    """Per session (its latest lease's start and number, its visit's end): how long after
+    the visit ended the next lease of that number began (inf: none so far)."""
+    starts: dict[str, list[int]] = {}
+    for number, started in db.execute(
+            select(Lease.number, Lease.started_at_ms).where(
+                Lease.pool_id == pool_id, Lease.started_at_ms >= start_ms)
+            .order_by(Lease.number, Lease.started_at_ms)):
+        starts.setdefault(number, []).append(started)
+    out = {}
+    for session, (started, number, ended) in visits.items():
+        later = starts.get(number, [])
+        following = bisect.bisect_right(later, started)
+        out[session] = later[following] - ended if following < len(later) else math.inf
+    return out
 
 
 def replay_schedule(traffic: RecordedTraffic, seed: int) -> Schedule:

@@ -3,6 +3,7 @@ test client and in real Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_data import log_in, with_dashboard
-from test_pool_accuracy import START_MS, played_pool
+from test_pool_accuracy import FAST, START_MS, played_pool
 
 from dni_server.extensions import db
 from factories import ADMIN_TOKEN, AdminClient, make_pool, make_site, numbers
@@ -65,6 +66,19 @@ def test_the_pool_page_draws_the_curve_and_says_what_more_numbers_would_change(
     html = client.get(f"/dashboard/pools/{large}", query_string=WINDOW).text
     fewer = expected_accuracy(dash_app, large)["recommended_numbers"]
     assert f"With {200 - fewer} fewer numbers the pool would still credit 99% of calls" in html
+
+
+def test_the_pool_page_recommends_the_window_late_callers_need(dash_app, redis_client):
+    short = dataclasses.replace(FAST, attribution_window_seconds=5)
+    with dash_app.app_context():
+        pool, _ = played_pool(redis_client, db.session, size=200, settings=short)
+    accuracy = expected_accuracy(dash_app, pool)
+    window = accuracy["recommended_attribution_window_seconds"]
+    assert window is not None and window > 5
+    html = log_in(dash_app.test_client()).get(f"/dashboard/pools/{pool}",
+                                              query_string=WINDOW).text
+    assert (f'<span id="accuracy-window">Recommended attribution window: '
+            f'{window // 60}:{window % 60:02d} (now 0:05); the curve assumes it.</span>') in html
 
 
 def test_a_pool_without_calls_has_no_curve(dash_app, admin):

@@ -45,15 +45,22 @@ TOUCH_EARLIER_LR = 1.5  # a number copied earlier in the visit, kept for later p
 TOUCH_EXPECTED = {"mobile": 0.6, "tablet": 0.4, "desktop": 0.1}
 TOUCH_EXPECTED_UNKNOWN = 0.3
 CALLER_KNOWN_LR = 100.0  # this phone already called from this visitor's visits
-AREA_MATCH_LR = 1.5  # the caller's area code region matches the visit's location: weak
+# The caller's area against the visit's location: learned per site (``attribution.call_areas``,
+# the candidate's ``area_ratio``), within these bounds; these weak constants before a site
+# has enough calls, or when only the countries are known (and differ).
+AREA_MATCH_LR = 1.5
 AREA_MISMATCH_LR = 0.6
+AREA_LR_MIN, AREA_LR_MAX = 0.05, 50.0
+NO_TOUCH_MIN = 0.05  # a holder who would have touched the number 95% of the time, at most
 
 # Calibration, fitted on the simulator's calls: a grid search for the best log-likelihood of
 # the true caller over some 2,300 weighed calls of two traffic models (the default one, and
 # the compressed one of tests/test_matching_likelihood.py, whose slow test prints the
 # reliability table by confidence bin). It holds on the default model's fit (calls given 0.8
-# to 0.9 right 85%, 0.9 and up 97%), not yet on every run of the compressed one, where the
-# delays barely tell the candidates apart (an xfail test there says so).
+# to 0.9 right 85%, 0.9 and up 97%). On the compressed one the delays barely tell the
+# candidates apart; since the simulator has geography and the area ratios are learned
+# (``attribution.call_areas``), its weighed calls are calibrated too in bins of 50 calls or
+# more (a slow test there checks it; calls given 0.5 to 0.6, fewer, are still overconfident).
 # A candidate's weight is (LIVE_ODDS if it held the number at the call else 1) times its
 # delay density ** CALIBRATION times its evidence ratios. Raw densities (1.0, 1.0) were
 # overconfident (calls given 0.9 were right about 60% of the time): a delay histogram
@@ -65,8 +72,8 @@ LIVE_ODDS = 2.0
 # Another candidate takes the call from the possession rule's answer only when at least this
 # likely (``choose``): on the project's simulator, switching on a closer call was wrong more
 # often than right (delays alone separate a young holder from a late caller poorly; strong
-# evidence, a touch or a known caller, or a site whose calls never come seconds after
-# landing, does).
+# evidence, a touch, a known caller or the caller's area on a site that has learned it, or a
+# site whose calls never come seconds after landing, does).
 SWITCH_AT = 0.8
 
 
@@ -108,6 +115,9 @@ class Candidate:
     # holding the number (the site's snippet sends them; a phone taps links more than a
     # desktop copies); None: unknown, so a missing touch says nothing.
     touch_expected: float | None = None
+    # The likelihood ratio of that match or mismatch learned for the site
+    # (``call_areas.Areas.ratio``); None: the constants ``AREA_MATCH_LR``, ``AREA_MISMATCH_LR``.
+    area_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,16 +225,24 @@ def explain(candidate: Candidate, call_ms: int, delays: Delays, window_ms: int) 
         evidence["touch"] = TOUCH_SOON_LR if soon else TOUCH_EARLIER_LR
     elif covered and candidate.touch_expected is not None:
         # No click or copy from a holder who would often have sent one: less likely theirs.
-        evidence["no_touch"] = round(1 - min(candidate.touch_expected, 0.95), 3)
+        evidence["no_touch"] = round(1 - min(candidate.touch_expected, 1 - NO_TOUCH_MIN), 3)
     if candidate.caller_known:
         evidence["caller_known"] = CALLER_KNOWN_LR
     if candidate.area_match is not None:
-        evidence["area_match"] = AREA_MATCH_LR if candidate.area_match else AREA_MISMATCH_LR
+        evidence["area_match" if candidate.area_match else "area_mismatch"] = _area_ratio(
+            candidate)
     for value in evidence.values():
         ratio *= value
     # The calibrated weight: what posteriors are made of (see CALIBRATION).
     weight = base ** CALIBRATION * ratio if base > 0 else 0.0
     return {"likelihood": weight, **terms, "evidence": evidence}
+
+
+def _area_ratio(candidate: Candidate) -> float:
+    """The learned ratio of the candidate's area evidence, within bounds; else a constant."""
+    if candidate.area_ratio is None:
+        return AREA_MATCH_LR if candidate.area_match else AREA_MISMATCH_LR
+    return round(min(max(candidate.area_ratio, AREA_LR_MIN), AREA_LR_MAX), 4)
 
 
 def weigh(candidates: list[Candidate], call_ms: int, delays: Delays,
@@ -271,9 +289,13 @@ def survival_of(lengths_s: list[float]) -> tuple[float, ...] | None:
 # Earlier leases whose share of the likelihood is below PLAUSIBLE are no plausible
 # candidates: the possession rule's answer stands, exactly as before (confidence included).
 # Below PRESCREEN from call delays alone, not even the strongest evidence could lift them
-# that far, so none is looked up.
+# that far, so none is looked up. The strongest: every ratio for the others at its cap (a
+# touch, a known caller, an area match) and every one against the possession rule's answer
+# at its floor (a missing touch, an area mismatch), which multiplies their odds by MAX_LIFT.
 PLAUSIBLE = 0.05
-PRESCREEN = 1e-3
+MAX_LIFT = TOUCH_SOON_LR * CALLER_KNOWN_LR * AREA_LR_MAX / (NO_TOUCH_MIN * AREA_LR_MIN)
+_PRESCREEN_ODDS = PLAUSIBLE / (1 - PLAUSIBLE) / MAX_LIFT
+PRESCREEN = _PRESCREEN_ODDS / (1 + _PRESCREEN_ODDS)  # about 7e-10
 
 
 def rivals(first: Candidate, earlier: list[Candidate], call_ms: int,

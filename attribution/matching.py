@@ -17,7 +17,8 @@ When step 2's holder got N shortly before the call while an earlier lease of N l
 shortly before that (a late caller whose number went to the next visitor), possession is
 not enough: the candidates are weighed by likelihood (``attribution.likelihood``: how long
 each had the number before the call, the pool's learned call delays, a tel: click or copy,
-a caller already tied to a visitor, the caller's area). With one plausible candidate the
+a caller already tied to a visitor, the caller's area against the visit's location as the
+site's calls taught it, ``attribution.call_areas``). With one plausible candidate the
 answer is exactly the possession rule's. With several, ``confidence`` is the calibrated
 posterior of the lease credited, which stays the rule's unless another reaches
 ``likelihood.SWITCH_AT``; the explanation lists each lease once, with its likelihood, posterior and
@@ -35,7 +36,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import Select, bindparam, exists, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from attribution import call_delays
+from attribution import call_areas, call_delays
+from attribution.call_areas import Areas, region_key
 from attribution.callers import Caller
 from attribution.likelihood import (
     TOUCH_EXPECTED,
@@ -322,17 +324,40 @@ def _with_evidence(db: Session, pool: PoolRef, number: str, at_ms: int,
     visits = {}
     if caller is not None or beacons:  # else nothing the visits say would count
         visits = _visits(db, pool, at_ms, caller, [c.session_id for c in contenders])
+    areas = _site_areas(db, pool, at_ms, caller, visits)
     out = []
     for c in contenders:
         known, country, region, device = visits.get(c.session_id, (False, None, None, None))
         expected = TOUCH_EXPECTED.get(device, TOUCH_EXPECTED_UNKNOWN) if beacons else None
+        match, ratio = _area(caller, country, region, areas)
         out.append(Candidate(c.session_id, c.started_at_ms, c.ended_at_ms, c.live,
-                             touched.get(c.session_id), bool(known),
-                             _area_match(caller, country, region), expected))
+                             touched_at_ms=touched.get(c.session_id), caller_known=bool(known),
+                             area_match=match, touch_expected=expected, area_ratio=ratio))
     return out
 
 
+def _site_areas(db: Session, pool: PoolRef, at_ms: int, caller: Caller | None,
+                visits: dict) -> Areas | None:
+    """What the pool's site has learned of its callers' areas (``call_areas``, cached), asked
+    only when it could count: the caller's region and some candidate's are known."""
+    if caller is None or not caller.valid or pool.site_id is None \
+            or region_key(caller.country, caller.region) is None:
+        return None
+    if not any(region_key(country, region) for _, country, region, _ in visits.values()):
+        return None
+    return call_areas.areas_for(db, pool.site_id, pool.publisher, at_ms)
+
+
 _beacon_cache: dict[int, tuple[float, int, bool]] = {}  # pool -> (clock, call ms, seen)
+
+
+def forget(pool_id: int | None = None) -> None:
+    """Drop what this process cached of one pool's snippet beacons, or of all (tests, a new
+    simulated pool that reuses the id of another database's)."""
+    if pool_id is None:
+        _beacon_cache.clear()
+    else:
+        _beacon_cache.pop(pool_id, None)
 
 
 def _beacons(pools: PoolService, pool_id: int, at_ms: int) -> bool:
@@ -382,6 +407,20 @@ def _visits_query(publisher: bool):
 
 _VISITS = _visits_query(publisher=False)
 _VISITS_OF_PUBLISHER = _visits_query(publisher=True)
+
+
+def _area(caller: Caller | None, country: str | None, region: str | None,
+          areas: Areas | None) -> tuple[bool | None, float | None]:
+    """The caller's area against the visit's location: match or mismatch (None: unknown),
+    and the site's learned likelihood ratio for it (None: the weak constants apply, before
+    the site has taught any, or when only the countries are known)."""
+    match = _area_match(caller, country, region)
+    if match is None or areas is None:
+        return match, None
+    theirs, visit = region_key(caller.country, caller.region), region_key(country, region)
+    if theirs is None or visit is None:
+        return match, None
+    return theirs == visit, areas.ratio(theirs, visit)
 
 
 def _area_match(caller: Caller | None, country: str | None, region: str | None) -> bool | None:

@@ -3,14 +3,21 @@
 Everything here is pure: a seed and a model give the same schedule of visits, heartbeats and
 calls every time, before any pool is involved. The runner (``attribution.simulation.runner``)
 then plays that one schedule against pools of several sizes.
+
+Geography: each visitor lives in a US state and calls from one phone; a visit is located
+(as IP geolocation would place it) in the visitor's state or, now and then, elsewhere, and
+the phone's area code is of the visitor's state unless they moved and kept their number.
+That is what the matcher's area evidence (``attribution.call_areas``) has to work with.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field
 
+from attribution import callers
 from attribution.sessions import NumberEntry, renew_in_seconds
 
 HOUR_MS = 3_600_000
@@ -94,6 +101,18 @@ class TrafficModel:
     """Spread of later call delays (lognormal sigma)."""
     later_max_seconds: float = 3 * 86400.0
     """No call comes later than this after its visit."""
+    home_state: str | None = None
+    """The site's own state (two-letter code) when it is a local business; None: a national
+    site. Visitors not from it live in a state drawn in proportion to its area codes (a
+    rough stand-in for its population)."""
+    home_share: float = 0.0
+    """Share of visitors who live in ``home_state`` (1.0: a purely local business)."""
+    geo_miss_share: float = 0.1
+    """Share of visits that IP geolocation places in another state than the visitor's (a
+    mobile carrier's gateway, a VPN, an office network routed elsewhere)."""
+    phone_home_share: float = 0.75
+    """Share of visitors whose phone has an area code of the state they live in; the others
+    moved and kept their number (its state drawn like a visitor's)."""
 
     def __post_init__(self):
         if len(self.hourly_weights) != 24 or min(self.hourly_weights) < 0 \
@@ -101,9 +120,12 @@ class TrafficModel:
             raise ValueError("hourly_weights needs 24 non-negative values, not all zero")
         for name in ("returning_share", "call_share", "mobile_share", "mobile_tel_link_share",
                      "desktop_during_share", "right_after_share", "desktop_copy_share",
-                     "touch_reported_share"):
+                     "touch_reported_share", "home_share", "geo_miss_share",
+                     "phone_home_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if (self.home_share or self.home_state) and self.home_state not in area_codes():
+            raise ValueError("home_share needs home_state, a US state's two-letter code")
         if self.arrivals_per_hour < 0 or self.pages_mean < 1:
             raise ValueError("arrivals_per_hour must be >= 0 and pages_mean >= 1")
 
@@ -134,10 +156,24 @@ class PlannedVisit:
     pages_ms: list[int]  # page views, the first at start_ms
     beats: list[tuple[int, bool]] = field(default_factory=list)  # (ms, is a page view)
     call: PlannedCall | None = None
+    # Geography (``plan`` places every visit; a replayed one may have none): the visitor's
+    # state, the state the visit is located in (its Visit.region), the area code of the
+    # visitor's phone.
+    state: str | None = None
+    located: str | None = None
+    phone_area_code: int | None = None
 
     @property
     def visitor_id(self) -> str:
         return f"v_sim{self.visitor:07d}"
+
+    @property
+    def phone(self) -> str | None:
+        """The visitor's phone: made of the visitor's number, so a runner that renumbers
+        visitors (to keep them apart across schedules) keeps their phones apart too."""
+        if self.phone_area_code is None:
+            return None
+        return phone_number(self.phone_area_code, self.visitor)
 
 
 @dataclass
@@ -300,6 +336,7 @@ def plan(model: TrafficModel, pool: PoolSettings, *, days: float, seed: int,
     touch_rng = random.Random(f"touches:{seed}")
     for visit in visits:
         _plan_touch(touch_rng, model, visit)
+    _place(random.Random(f"geography:{seed}"), model, visits)  # so does geography
     return Schedule(visits, start_ms, span_ms, lease_ms)
 
 
@@ -313,3 +350,70 @@ def _insort(queue: list, item: tuple, lo: int) -> None:
         else:
             hi = mid
     queue.insert(lo, item)
+
+
+# -- geography -------------------------------------------------------------------------------
+
+# The exchanges simulated phones use. An area code counts for a state only when each of them
+# gives a valid number the geocoder places in that state: validity and the geocoder's places
+# go by exchange (most are known by city, "Newark, NJ", a few across a state line, the rest
+# by a state name ``callers`` may not map to a code), so only exchanges checked are used.
+EXCHANGES = tuple(range(200, 210))
+LINES = 7000  # lines 3000-9999 of each exchange
+PHONES_PER_AREA_CODE = len(EXCHANGES) * LINES
+
+
+@functools.cache
+def area_codes() -> dict[str, tuple[int, ...]]:
+    """US state (two-letter code, DC included) -> its geographic area codes, as the caller
+    identification the matcher uses (``callers.identify``) reads them: derived once from the
+    phone number metadata rather than typed in, so a simulated phone's state is exactly
+    the region the service sees. Area codes it cannot place in a state are left out (among
+    them Washington's, which the geocoder names "Washington State", a name ``callers`` keeps
+    as it is)."""
+    states: dict[str, list[int]] = {}
+    codes = set(callers.NANP_REGIONS.values())
+    for code in range(201, 990):
+        state = _us_state(phone_number(code, 0))
+        if state in codes and all(_us_state(phone_number(code, i * LINES)) == state
+                                  for i in range(1, len(EXCHANGES))):
+            states.setdefault(state, []).append(code)
+    return {state: tuple(found) for state, found in sorted(states.items())}
+
+
+def _us_state(number: str) -> str | None:
+    caller = callers.identify(number)
+    return caller.region if caller.valid and caller.country == "US" else None
+
+
+def phone_number(area_code: int, serial: int) -> str:
+    """The ``serial``-th simulated phone of ``area_code`` (they repeat after
+    ``PHONES_PER_AREA_CODE``, far more visitors than a run has)."""
+    serial %= PHONES_PER_AREA_CODE
+    return f"+1{area_code}{EXCHANGES[serial // LINES]}{3000 + serial % LINES:04d}"
+
+
+def _weighted_state(rng: random.Random, but: str | None = None) -> str:
+    """A state drawn in proportion to its area codes (``but``: any other state)."""
+    states = [(state, len(codes)) for state, codes in area_codes().items() if state != but]
+    return rng.choices([s for s, _ in states], weights=[w for _, w in states])[0]
+
+
+def _home(rng: random.Random, model: TrafficModel) -> str:
+    if model.home_state and rng.random() < model.home_share:
+        return model.home_state
+    return _weighted_state(rng)
+
+
+def _place(rng: random.Random, model: TrafficModel, visits: list[PlannedVisit]) -> None:
+    """Give every visitor a state and a phone, and every visit its located state."""
+    people: dict[int, tuple[str, int]] = {}  # visitor -> (state, their phone's area code)
+    for visit in visits:
+        if visit.visitor not in people:
+            state = _home(rng, model)
+            phone_state = state if rng.random() < model.phone_home_share \
+                else _weighted_state(rng)
+            people[visit.visitor] = (state, rng.choice(area_codes()[phone_state]))
+        visit.state, visit.phone_area_code = people[visit.visitor]
+        visit.located = _weighted_state(rng, but=visit.state) \
+            if rng.random() < model.geo_miss_share else visit.state

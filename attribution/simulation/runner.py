@@ -6,6 +6,11 @@ time order (arrivals, then heartbeats, then calls at the same millisecond). Befo
 matched the pool is reclaimed and its events recorded into SQL, as the worker does every
 half second in production.
 
+Each lease carries where the model located its visit (the Visit row's country and region,
+as the recorder keeps what it located from the IP), and each call comes from the visitor's
+own phone, stored with the caller's area as ingest stores it: what the matcher learns its
+area evidence from (``attribution.call_areas``).
+
 A caller who tapped the ``tel:`` link or copied the number (the model's ``touch``) reports it
 through ``PoolService.touch``, as the snippet's beacon does through the API, a second or two
 before the call, while the visit still holds the number.
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.orm import Session
 
-from attribution import callers
+from attribution import call_areas, call_delays, callers, matching
 from attribution.matching import match_call
 from attribution.models import Call
 from attribution.recorder import drain_pool
@@ -105,6 +110,12 @@ class PoolRun:
             attribution_window_seconds=settings.attribution_window_seconds,
             max_lease_seconds=settings.max_lease_seconds)
         db.commit()
+        # A new pool on a new site has learned nothing: whatever the process cached under
+        # their ids came from another database (tests empty theirs and ids start over), and
+        # reusing it would make the same seed give another run.
+        call_delays.forget(self.pool.id)
+        call_areas.forget(self.site.id)
+        matching.forget(self.pool.id)
         self.result = SizeResult(size, visits=len(schedule.visits))
         self.states: dict[int, _VisitState] = {}
         self.visit_of: dict[str, int] = {}  # session id -> visit index
@@ -163,10 +174,15 @@ class PoolRun:
         return session_id
 
     def visit_payload(self, visit: PlannedVisit, session_id: str, at_ms: int) -> str:
-        """The visit row the service would record with a new lease (device and visitor)."""
-        return orjson.dumps({"session_id": session_id, "visitor_id": visit.visitor_id,
-                             "site_id": self.site.id, "created_at_ms": at_ms,
-                             "device_type": "mobile" if visit.mobile else "desktop"}).decode()
+        """The visit row the service would record with a new lease (device, visitor, and
+        where geolocation placed the visit: the recorder keeps it, as it keeps what it
+        located from the IP)."""
+        row = {"session_id": session_id, "visitor_id": visit.visitor_id,
+               "site_id": self.site.id, "created_at_ms": at_ms,
+               "device_type": "mobile" if visit.mobile else "desktop"}
+        if visit.located:
+            row.update(country="US", region=visit.located)
+        return orjson.dumps(row).decode()
 
     def touch(self, visit: PlannedVisit, at_ms: int) -> None:
         """The caller taps the tel: link or copies the number the page shows: the snippet's
@@ -188,7 +204,7 @@ class PoolRun:
         self.record()
         caller = callers.identify(caller_number(visit))
         match = match_call(self.db, dialled, at_ms, self.pools, caller=caller)
-        self.store_call(visit, caller.number, dialled, at_ms, match)
+        self.store_call(visit, caller, dialled, at_ms, match)
         self.db.commit()
         if state.number is None:
             outcome = "exhausted"
@@ -204,12 +220,15 @@ class PoolRun:
                   for lease in match.explanation.get("leases", ())
                   if "posterior" in lease)))
 
-    def store_call(self, visit: PlannedVisit, caller: str, dialled: str, at_ms: int,
-                   match) -> None:
-        """Keep the call as ingest would (its match, its site): the pool's matcher learns its
-        call delays from the calls it has stored, and a returning caller is known by them."""
+    def store_call(self, visit: PlannedVisit, caller: callers.Caller, dialled: str,
+                   at_ms: int, match) -> None:
+        """Keep the call as ingest would (its match, its site, the caller's area): the pool's
+        matcher learns its call delays and its callers' areas from the calls it has stored,
+        and a returning caller is known by them."""
         self.db.add(Call(provider="sim", provider_call_id=f"sim{self.pool.id}-{visit.index}",
-                         from_number=caller, to_number=dialled,
+                         from_number=caller.number, from_valid=caller.valid,
+                         caller_country=caller.country, caller_region=caller.region,
+                         to_number=dialled,
                          started_at=dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC),
                          site_id=self.site.id, pool_id=match.pool_id,
                          session_id=match.session_id, method=match.method,
@@ -238,7 +257,11 @@ def events(schedule: Schedule):
 
 def caller_number(visit: PlannedVisit) -> str:
     """The phone a visitor calls from: one per visitor, so a returning visitor's second
-    call comes from the number of the first."""
+    call comes from the number of the first. The model gives each visitor one in an area
+    code of some state (``model.phone_number``); a visit planned without geography (a
+    replay) calls from San Francisco."""
+    if visit.phone:
+        return visit.phone
     return f"+1415{2_000_000 + visit.visitor % 8_000_000:07d}"
 
 

@@ -17,7 +17,7 @@ NANP_REGIONS = dict(pair.split(":") for pair in (
     "New Hampshire:NH;New Jersey:NJ;New Mexico:NM;New York:NY;North Carolina:NC;"
     "North Dakota:ND;Ohio:OH;Oklahoma:OK;Oregon:OR;Pennsylvania:PA;Rhode Island:RI;"
     "South Carolina:SC;South Dakota:SD;Tennessee:TN;Texas:TX;Utah:UT;Vermont:VT;Virginia:VA;"
-    "Washington:WA;West Virginia:WV;Wisconsin:WI;Wyoming:WY;Washington D.C.:DC;"
+    "Washington:WA;Washington State:WA;West Virginia:WV;Wisconsin:WI;Wyoming:WY;Washington D.C.:DC;"
     "Puerto Rico:PR;Alberta:AB;British Columbia:BC;Manitoba:MB;New Brunswick:NB;"
     "Newfoundland and Labrador:NL;Nova Scotia:NS;Ontario:ON;Prince Edward Island:PE;"
     "Quebec:QC;Saskatchewan:SK").split(";"))

@@ -67,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--later-median-seconds", type=float,
                         default=defaults_model.later_median_seconds)
     parser.add_argument("--mobile-share", type=float, default=defaults_model.mobile_share)
+    parser.add_argument("--home-state", default=defaults_model.home_state,
+                        help="a local site's state (two letters); with --home-share")
+    parser.add_argument("--home-share", type=float, default=defaults_model.home_share,
+                        help="share of visitors from --home-state (1: a local business)")
+    parser.add_argument("--geo-miss-share", type=float, default=defaults_model.geo_miss_share)
+    parser.add_argument("--phone-home-share", type=float,
+                        default=defaults_model.phone_home_share)
     parser.add_argument("--lease-seconds", type=int, default=defaults_pool.lease_seconds)
     parser.add_argument("--cooldown-seconds", type=int, default=defaults_pool.cooldown_seconds)
     parser.add_argument("--attribution-window-seconds", type=int,
@@ -82,7 +89,9 @@ def run(args: argparse.Namespace) -> None:
     model = TrafficModel(arrivals_per_hour=args.arrivals_per_hour, call_share=args.call_share,
                          visit_median_seconds=args.visit_median_seconds,
                          later_median_seconds=args.later_median_seconds,
-                         mobile_share=args.mobile_share)
+                         mobile_share=args.mobile_share, home_state=args.home_state,
+                         home_share=args.home_share, geo_miss_share=args.geo_miss_share,
+                         phone_home_share=args.phone_home_share)
     settings = PoolSettings(lease_seconds=args.lease_seconds,
                             cooldown_seconds=args.cooldown_seconds,
                             attribution_window_seconds=args.attribution_window_seconds)

@@ -33,10 +33,13 @@ from pools.models import Pool, PoolNumber, Site
 
 FAST = PoolSettings(lease_seconds=30, cooldown_seconds=5, attribution_window_seconds=300,
                     max_lease_seconds=3600)
+# A local business (every visitor in one state): the caller's area says nothing, so what
+# autoscale sees depends on the pool's size and the traffic alone.
 MODEL = TrafficModel(arrivals_per_hour=600, hourly_weights=(1.0,) * 24,
                      visit_median_seconds=40, visit_sigma=0.5, pages_mean=1.5,
                      returning_share=0.0, call_share=0.5, right_after_mean_seconds=20,
-                     later_median_seconds=60, later_sigma=0.3, later_max_seconds=120)
+                     later_median_seconds=60, later_sigma=0.3, later_max_seconds=120,
+                     home_state="CA", home_share=1.0)
 START = dt.datetime(2026, 12, 18, tzinfo=dt.UTC)
 FOR_SALE = numbers(99, start=100, area="628")
 WINDOW = dt.timedelta(hours=24)  # two bursts

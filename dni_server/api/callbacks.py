@@ -166,7 +166,8 @@ def callback_addon():
 
 @bp.get("/v1/callbacks/<callback_id>")
 @documented("How a callback went (only for the session that asked)", CallbackStatusSchema,
-            errors=((404, "unknown callback, or another session's"),), public=True,
+            errors=((404, "unknown callback, or another session's"),
+                    (422, "a query parameter holding a NUL character")), public=True,
             query=(("session_id", "the session that asked", {"type": "string"}),))
 def callback_status(callback_id: str):
     callback = intake.session_callback(db.session, callback_id[:40],

@@ -110,3 +110,11 @@ def test_wrong_types_and_values_are_a_4xx_never_a_5xx(admin, client, clock, fiel
 def test_unknown_or_too_long_callback_ids_are_404(client):
     assert client.get("/v1/callbacks/cb_nope?session_id=x").status_code == 404
     assert client.get("/v1/callbacks/" + "x" * 500).status_code == 404
+
+
+def test_a_nul_in_the_status_query_is_a_documented_422(client):
+    answer = client.get("/v1/callbacks/cb_nope?session_id=a%00b")
+    assert answer.status_code == 422
+    assert answer.get_json()["error"]["fields"] == {"session_id": "must not contain NUL characters"}
+    spec = client.get("/openapi.json").get_json()
+    assert "422" in spec["paths"]["/v1/callbacks/{callback_id}"]["get"]["responses"]

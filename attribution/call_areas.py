@@ -32,7 +32,7 @@ constants (``likelihood.AREA_MATCH_LR``, ``AREA_MISMATCH_LR``), as it does befor
 
 Read from the existing tables (the site's latest ``RECENT_CALLS`` unambiguous calls with
 their visits, and the regions of its latest ``RECENT_VISITS`` visits: two indexed queries)
-and cached per site and publisher for ``call_delays.CACHE_SECONDS``, like the call delays.
+and cached per site and publisher for ``learned_cache.CACHE_SECONDS``, like the call delays.
 Calls count within the pool's site and publisher (docs/architecture.md, "Tenants"); visits
 within its site.
 """
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -49,7 +48,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from attribution import callers
-from attribution.call_delays import CACHE_SECONDS, UNWEIGHED
+from attribution.call_delays import UNWEIGHED
+from attribution.learned_cache import LearnedCache
 from attribution.likelihood import AREA_LR_MAX, AREA_LR_MIN
 from attribution.models import Call, Visit
 
@@ -91,32 +91,21 @@ class Areas:
         return min(1 + self.affinity * (1 - q) / q, AREA_LR_MAX)
 
 
-_cache: dict[tuple[int, str | None], tuple[float, int, Areas | None]] = {}
-_lock = threading.Lock()
+_learned = LearnedCache()
+_cache = _learned.entries  # (site, publisher) -> (clock, call ms, Areas or None)
 
 
 def areas_for(db: Session, site_id: int, publisher: str | None, at_ms: int, *,
               clock=time.monotonic) -> Areas | None:
-    """The site's areas as of a call at ``at_ms`` (None: too little known yet), from the
-    cache when learned less than ``CACHE_SECONDS`` ago by the process's clock and by the
-    calls' own (as ``call_delays.delays_for``)."""
-    now = clock()
-    key = (site_id, publisher)
-    cached = _cache.get(key)
-    if cached is not None and now - cached[0] < CACHE_SECONDS \
-            and at_ms - cached[1] < CACHE_SECONDS * 1000:
-        return cached[2]
-    areas = learn(db, site_id, publisher, at_ms)
-    with _lock:
-        _cache[key] = (now, max(at_ms, cached[1]) if cached else at_ms, areas)
-    return areas
+    """The site's areas as of a call at ``at_ms`` (None: too little known yet), learned at
+    most once a minute, like the call delays (``learned_cache``)."""
+    return _learned.get((site_id, publisher), at_ms,
+                        lambda: learn(db, site_id, publisher, at_ms), clock=clock)
 
 
 def forget(site_id: int | None = None) -> None:
     """Drop what was learned of one site, or of all (tests, a new simulation)."""
-    with _lock:
-        for key in [k for k in _cache if site_id is None or k[0] == site_id]:
-            del _cache[key]
+    _learned.forget(lambda key: site_id is None or key[0] == site_id)
 
 
 def learn(db: Session, site_id: int, publisher: str | None, at_ms: int) -> Areas | None:

@@ -11,56 +11,39 @@ it, how long after it ended they call later, and how many call later.
 
 Read from the existing tables (the pool's latest ``RECENT_CALLS`` calls of its site, and
 their sessions' leases: two indexed queries) and cached per pool in the process for
-``CACHE_SECONDS``, so matching pays for it once a minute at most.
+``learned_cache.CACHE_SECONDS``, so matching pays for it once a minute at most.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attribution.learned_cache import LearnedCache
 from attribution.likelihood import DEFAULT_DELAYS, Delays
 from attribution.models import Call
 from pools.models import Lease
 
 RECENT_CALLS = 500
 MIN_CALLS = 20  # fewer usable calls than this: the defaults
-CACHE_SECONDS = 60.0
 UNWEIGHED = {"session": 1.0, "session_expired": 0.6}  # matching.CONFIDENCE of a plain match
 
-_cache: dict[int, tuple[float, int, Delays]] = {}  # pool -> (clock, call ms, delays)
-_lock = threading.Lock()
+_cache = LearnedCache()  # per pool
 
 
 def delays_for(db: Session, pool_id: int, site_id: int | None, at_ms: int, *,
                clock=time.monotonic) -> Delays:
-    """The pool's delays as of a call at ``at_ms``: from the cache when learned less than
-    ``CACHE_SECONDS`` ago, by the process's clock and by the calls' own (a simulation on a
-    virtual clock learns as its calls' time moves on)."""
-    now = clock()
-    cached = _cache.get(pool_id)
-    # Calls out of order (an import, a replay) reuse what was learned; only time moving on
-    # by a minute past the latest call learned from, or a minute of the process, relearns.
-    if cached is not None and now - cached[0] < CACHE_SECONDS \
-            and at_ms - cached[1] < CACHE_SECONDS * 1000:
-        return cached[2]
-    delays = learn(db, pool_id, site_id, at_ms)
-    with _lock:
-        _cache[pool_id] = (now, max(at_ms, cached[1]) if cached else at_ms, delays)
-    return delays
+    """The pool's delays as of a call at ``at_ms``, learned at most once a minute
+    (``learned_cache``)."""
+    return _cache.get(pool_id, at_ms, lambda: learn(db, pool_id, site_id, at_ms), clock=clock)
 
 
 def forget(pool_id: int | None = None) -> None:
     """Drop the cached delays of one pool, or of all (tests, a pool's settings changed)."""
-    with _lock:
-        if pool_id is None:
-            _cache.clear()
-        else:
-            _cache.pop(pool_id, None)
+    _cache.forget(lambda key: pool_id is None or key == pool_id)
 
 
 def learn(db: Session, pool_id: int, site_id: int | None, at_ms: int) -> Delays:

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 from sqlalchemy import Select, bindparam, exists, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from attribution import call_areas, call_delays
+from attribution import call_areas, call_delays, learned_cache
 from attribution.call_areas import Areas, region_key
 from attribution.callers import Caller
 from attribution.likelihood import (
@@ -348,29 +347,20 @@ def _site_areas(db: Session, pool: PoolRef, at_ms: int, caller: Caller | None,
     return call_areas.areas_for(db, pool.site_id, pool.publisher, at_ms)
 
 
-_beacon_cache: dict[int, tuple[float, int, bool]] = {}  # pool -> (clock, call ms, seen)
+_beacon_cache = learned_cache.LearnedCache()  # per pool: its snippets send touches
 
 
 def forget(pool_id: int | None = None) -> None:
     """Drop what this process cached of one pool's snippet beacons, or of all (tests, a new
     simulated pool that reuses the id of another database's)."""
-    if pool_id is None:
-        _beacon_cache.clear()
-    else:
-        _beacon_cache.pop(pool_id, None)
+    _beacon_cache.forget(lambda key: pool_id is None or key == pool_id)
 
 
 def _beacons(pools: PoolService, pool_id: int, at_ms: int) -> bool:
     """Whether the pool's visitors' snippets report touches at all (its touch counter), as of
-    a minute ago at most, by the process's clock and the calls' own (see call_delays)."""
-    now = time.monotonic()
-    cached = _beacon_cache.get(pool_id)
-    if cached is not None and now - cached[0] < call_delays.CACHE_SECONDS \
-            and at_ms - cached[1] < call_delays.CACHE_SECONDS * 1000:
-        return cached[2]
-    seen = pools.status(pool_id, at_ms)["counters"].get("touches", 0) > 0
-    _beacon_cache[pool_id] = (now, max(at_ms, cached[1]) if cached else at_ms, seen)
-    return seen
+    a minute ago at most (``learned_cache``)."""
+    return _beacon_cache.get(pool_id, at_ms, lambda: pools.status(pool_id, at_ms)[
+        "counters"].get("touches", 0) > 0)
 
 
 def _visits(db: Session, pool: PoolRef, at_ms: int, caller: Caller | None,

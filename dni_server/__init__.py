@@ -19,6 +19,7 @@ from attribution.inbox import CallInbox
 from attribution.recorder import use_geo
 from attribution.sessions import SessionContext, SessionIds
 from dni_server.api.body import BoundedRequest
+from dni_server.api.snippet_front import SnippetFront
 from dni_server.config import Settings, load_settings
 from dni_server.converters import IdConverter
 from dni_server.embedded import (
@@ -111,6 +112,9 @@ def create_app(config: Mapping[str, str] | None = None, *, instance_path: str | 
     )
     app.json = OrjsonProvider(app)
     app.request_class = BoundedRequest  # a chunked body over the limit is a 413, not cut short
+    # The snippet's page-view calls are answered ahead of Flask's request machinery; the
+    # proxy fix (below) goes outside it, so that it sees the client's address too.
+    app.wsgi_app = SnippetFront(app, app.wsgi_app)
     if settings.proxy_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

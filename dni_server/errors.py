@@ -56,11 +56,16 @@ class Invalid(ApiError):
     status, code = 422, "invalid"
 
 
-def error_response(status: int, code: str, message: str, fields: dict | None = None):
+def error_payload(code: str, message: str, fields: dict | None = None) -> dict:
+    """The one JSON error shape: ``{"error": {"code", "message"[, "fields"]}}``."""
     body: dict = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
-    response = jsonify(error=body)
+    return {"error": body}
+
+
+def error_response(status: int, code: str, message: str, fields: dict | None = None):
+    response = jsonify(error_payload(code, message, fields))
     response.status_code = status
     return response
 
@@ -85,19 +90,38 @@ def database_unreachable(exc: SQLAlchemyError) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlite_errorname", None) != "SQLITE_ERROR"
 
 
-def internal_error(exc: Exception):
-    # A bug, never the client's fault: log it whole, say little.
+def error_answer(exc: Exception) -> tuple[int, dict, dict]:
+    """What the app answers for ``exc`` (an ApiError, an SQL error or a bug): status, JSON
+    payload and extra headers. Flask's handlers and the snippet's front (snippet_front) both
+    answer with it."""
+    if isinstance(exc, ApiError):
+        headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return exc.status, error_payload(exc.code, exc.message, exc.fields), headers
+    if isinstance(exc, SQLAlchemyError) and database_unreachable(exc):
+        # The database is away (calls and leases have their own paths around this): say
+        # so and when to come back, rather than a bare 500. The snippet retries later and
+        # leaves the page's own numbers in place meanwhile.
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return 503, error_payload("unavailable", "the database is unavailable; try again "
+                                  "shortly"), {"Retry-After": "5"}
+    # A bug (a wrong SQL statement included: retrying will not help), never the client's
+    # fault: log it whole, say little.
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal", "internal error")
+    return 500, error_payload("internal", "internal error"), {}
+
+
+def answer_error(exc: Exception):
+    """``error_answer`` as a Flask response."""
+    status, payload, headers = error_answer(exc)
+    response = jsonify(payload)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        response = error_response(exc.status, exc.code, exc.message, exc.fields)
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+    app.register_error_handler(ApiError, answer_error)
+    app.register_error_handler(SQLAlchemyError, answer_error)
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):
@@ -113,17 +137,4 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
-    @app.errorhandler(SQLAlchemyError)
-    def database_error(exc: SQLAlchemyError):
-        if not database_unreachable(exc):
-            return internal_error(exc)  # a wrong statement: retrying will not help
-        # The database is away (calls and leases have their own paths around this): say
-        # so and when to come back, rather than a bare 500. The snippet retries later and
-        # leaves the page's own numbers in place meanwhile.
-        log.warning("database unavailable: %s", exc.__class__.__name__)
-        response = error_response(503, "unavailable",
-                                  "the database is unavailable; try again shortly")
-        response.headers["Retry-After"] = "5"
-        return response
-
-    app.register_error_handler(Exception, internal_error)
+    app.register_error_handler(Exception, answer_error)

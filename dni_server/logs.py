@@ -133,20 +133,26 @@ def _end_request(response: Response) -> Response:
     if request_id is None:
         return response
     response.headers[HEADER] = request_id
-    status = response.status_code
     req = request._get_current_object()
+    log_request(req.method, req.path, response.status_code, ctx.request_started,
+                req.endpoint, snippet=req.blueprint == "sessions")
+    return response
+
+
+def log_request(method: str, path: str, status: int, started: float, endpoint: str | None,
+                snippet: bool = False) -> None:
+    """The request's one closing line (``started``: its ``time.perf_counter``)."""
     # The snippet API answers every page view of every visitor: its successes are counted
     # in /metrics and logged only at DEBUG, which keeps a log write off the hottest path.
-    level = logging.DEBUG if status < 400 and req.blueprint == "sessions" else logging.INFO
+    level = logging.DEBUG if status < 400 and snippet else logging.INFO
     if not request_log.isEnabledFor(level):
-        return response
-    duration_ms = round((time.perf_counter() - ctx.request_started) * 1000, 2)
+        return
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
     # A decoded path may hold a newline (%0A): quoted, it cannot forge a text log line.
-    path = req.path if req.path.isprintable() else repr(req.path)
-    request_log.log(level, "%s %s %s %.1f ms", req.method, path, status, duration_ms,
-                    extra={"method": req.method, "path": path, "status": status,
-                           "duration_ms": duration_ms, "endpoint": req.endpoint})
-    return response
+    path = path if path.isprintable() else repr(path)
+    request_log.log(level, "%s %s %s %.1f ms", method, path, status, duration_ms,
+                    extra={"method": method, "path": path, "status": status,
+                           "duration_ms": duration_ms, "endpoint": endpoint})
 
 
 def _forget_request(_exc) -> None:

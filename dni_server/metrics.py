@@ -144,12 +144,16 @@ def _latency_child(endpoint: str | None, status: int) -> Histogram:
     return child
 
 
+def observe_latency(endpoint: str | None, status: int, started: float) -> None:
+    """One answered request of ``endpoint``, begun at ``started`` (``time.perf_counter``)."""
+    _latency_child(endpoint, status).observe(time.perf_counter() - started)
+
+
 def _observe_request(response: Response) -> Response:
     # dni_server.logs notes when the request began (one proxy lookup, no `g.get` call)
     started = getattr(g._get_current_object(), "request_started", None)
     if started is not None:
-        _latency_child(request._get_current_object().endpoint, response.status_code).observe(
-            time.perf_counter() - started)
+        observe_latency(request._get_current_object().endpoint, response.status_code, started)
     return response
 
 

@@ -22,7 +22,11 @@ def json_object() -> dict:
     The snippet sends JSON as ``text/plain`` so the browser needs no CORS preflight,
     so the content type is not checked, only the bytes.
     """
-    raw = request_body()  # raises 413 past MAX_CONTENT_LENGTH
+    return parse_json_object(request_body())  # request_body: a 413 past MAX_CONTENT_LENGTH
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """``raw`` as a JSON object; an ApiError (400, or 422 for a NUL) for anything else."""
     if not raw:
         raise ApiError("the request body is empty; send a JSON object", code="malformed_json")
     try:

@@ -66,13 +66,31 @@ def origin_allowed(origin: str | None, domains) -> bool:
     return False
 
 
-def check_origin(domains) -> None:
-    """Refuse a request from a page outside the site's domains (and withhold the CORS grant)."""
-    origin = request.environ.get("HTTP_ORIGIN")  # the header, without building Headers
+class ForeignOrigin(Forbidden):
+    """A page outside the site's domains: refused, and answered without the CORS grant."""
+
+
+def refuse_foreign_origin(domains, environ: dict) -> None:
+    """Raise ForeignOrigin for a request from a page outside the site's ``domains``."""
+    origin = environ.get("HTTP_ORIGIN")  # the header, without building Headers
     if not origin_allowed(origin, domains):
-        g.cors_refused = True
-        raise Forbidden(f"pages on {origin[:200]!r} may not use this site: add the domain to "
-                        "the site's domains", code="foreign_origin")
+        raise ForeignOrigin(f"pages on {origin[:200]!r} may not use this site: add the domain "
+                            "to the site's domains", code="foreign_origin")
+
+
+def withhold_grant() -> None:
+    """This request's answer goes without the CORS grant (see ``enable_cors``)."""
+    g.cors_refused = True
+
+
+def check_origin(domains) -> None:
+    """In a view: refuse a request from a page outside the site's domains, without the
+    CORS grant."""
+    try:
+        refuse_foreign_origin(domains, request.environ)
+    except ForeignOrigin:
+        withhold_grant()
+        raise
 
 
 def enable_cors(bp: Blueprint) -> None:

@@ -8,7 +8,13 @@ from attribution import sessions
 from attribution.visits import AdIds
 from dni_server import metrics
 from dni_server.api.body import json_object
-from dni_server.api.cors import check_origin, enable_cors, granted_json
+from dni_server.api.cors import (
+    ForeignOrigin,
+    enable_cors,
+    granted_json,
+    refuse_foreign_origin,
+    withhold_grant,
+)
 from dni_server.api.schemas import (
     HeartbeatRequestSchema,
     QuickLoader,
@@ -20,6 +26,7 @@ from dni_server.converters import count_arg
 from dni_server.errors import NotFound
 from dni_server.openapi import documented
 from dni_server.timefmt import now_ms
+from pools.directory import SiteConfig
 
 bp = Blueprint("sessions", __name__)
 enable_cors(bp)
@@ -45,21 +52,13 @@ SNIPPET_ERRORS = (400, (404, "unknown site or session"), 413, 422)
             body=SessionRequestSchema, errors=SNIPPET_ERRORS, public=True)
 def create_session():
     """Start or resume a visit's session and lease its numbers."""
-    body = session_request.load(json_object())
-    ctx = context()
-    site = ctx.sites.get(body["site"])
-    if site is None:
-        raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
-    check_origin(site.domains)
-    req = sessions.SessionRequest(
-        url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
-        session_id=body["session_id"], ga_client_id=body["ga_client_id"],
-        user_agent=request.environ.get("HTTP_USER_AGENT", ""), ip=request.remote_addr,
-        ga_session_id=body["ga_session_id"], fbp=body["fbp"], consent=body["consent"])
-    now = now_ms()
-    answer = sessions.start_session(ctx, site, req, now)
-    metrics.observe_numbers(answer.numbers)
-    return granted_json(session_answer(answer, now))
+    body, ctx = session_request.load(json_object()), context()
+    try:
+        site = session_site(ctx, body, request.environ)
+    except ForeignOrigin:
+        withhold_grant()
+        raise
+    return granted_json(new_session_answer(ctx, site, body, request.environ))
 
 
 @bp.post("/v1/sessions/<session_id>/heartbeat")
@@ -67,16 +66,49 @@ def create_session():
             errors=SNIPPET_ERRORS, public=True)
 def heartbeat(session_id: str):
     """Renew the session's leases; no SQL on this path."""
-    body = heartbeat_request.load(json_object())
+    return granted_json(heartbeat_answer(context(), session_id,
+                                         heartbeat_request.load(json_object())))
+
+
+# The two calls' work past parsing, shared by the views above and by the front that serves
+# their ordinary form ahead of Flask (snippet_front): plain values in, the answer out.
+
+
+def session_site(ctx: sessions.SessionContext, body: dict, environ: dict) -> SiteConfig:
+    """The site a session request names. Raises NotFound (unknown site) or ForeignOrigin."""
+    site = ctx.sites.get(body["site"])
+    if site is None:
+        raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
+    refuse_foreign_origin(site.domains, environ)
+    return site
+
+
+def new_session_answer(ctx: sessions.SessionContext, site: SiteConfig, body: dict,
+                       environ: dict) -> dict:
+    """A checked session request's answer (leases its numbers)."""
+    req = sessions.SessionRequest(
+        url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
+        session_id=body["session_id"], ga_client_id=body["ga_client_id"],
+        user_agent=environ.get("HTTP_USER_AGENT", ""), ip=environ.get("REMOTE_ADDR"),
+        ga_session_id=body["ga_session_id"], fbp=body["fbp"], consent=body["consent"])
+    now = now_ms()
+    answer = sessions.start_session(ctx, site, req, now)
+    metrics.observe_numbers(answer.numbers)
+    return session_answer(answer, now)
+
+
+def heartbeat_answer(ctx: sessions.SessionContext, session_id: str, body: dict) -> dict:
+    """A checked heartbeat's answer. Raises NotFound for an unknown session, found before
+    anything is renewed."""
     now = now_ms()
     ad = AdIds.parse(body["consent"], body["ga_client_id"], body["ga_session_id"], body["fbp"])
     try:
-        answer = sessions.heartbeat(context(), body["site"], session_id, now, body["url"], ad)
+        answer = sessions.heartbeat(ctx, body["site"], session_id, now, body["url"], ad)
     except sessions.UnknownSession:
         raise NotFound("unknown session", code="unknown_session") from None
     answer.visitor_id = body["visitor_id"] or ""
     metrics.observe_numbers(answer.numbers, renewal=True)
-    return granted_json(session_answer(answer, now))
+    return session_answer(answer, now)
 
 
 JOURNEY_PARAMETERS = (

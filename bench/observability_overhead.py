@@ -33,7 +33,8 @@ UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0 Safari/537.36"
 
 
 def hooks_off(app):
-    """Take the observability hooks off; returns a function that puts them back."""
+    """Take the observability hooks off (Flask's, and what the snippet's front does in their
+    place: a heartbeat is answered there); returns a function that puts them back."""
     saved = (list(app.before_request_funcs[None]), list(app.after_request_funcs[None]),
              list(app.teardown_request_funcs.get(None, [])))
     ours = {logs._begin_request, logs._end_request, logs._forget_request,
@@ -41,10 +42,14 @@ def hooks_off(app):
     app.before_request_funcs[None] = [f for f in saved[0] if f not in ours]
     app.after_request_funcs[None] = [f for f in saved[1] if f not in ours]
     app.teardown_request_funcs[None] = [f for f in saved[2] if f not in ours]
+    front = (logs.request_id_for, logs.log_request, metrics.observe_latency)
+    logs.request_id_for = lambda _incoming: "-"
+    logs.log_request = metrics.observe_latency = lambda *_args, **_kwargs: None
 
     def restore():
         app.before_request_funcs[None], app.after_request_funcs[None] = saved[0], saved[1]
         app.teardown_request_funcs[None] = saved[2]
+        logs.request_id_for, logs.log_request, metrics.observe_latency = front
 
     return restore
 

@@ -91,21 +91,20 @@ class Areas:
         return min(1 + self.affinity * (1 - q) / q, AREA_LR_MAX)
 
 
-_learned = LearnedCache()
-_cache = _learned.entries  # (site, publisher) -> (clock, call ms, Areas or None)
+_cache = LearnedCache()  # per (site, publisher): Areas, or None
 
 
 def areas_for(db: Session, site_id: int, publisher: str | None, at_ms: int, *,
               clock=time.monotonic) -> Areas | None:
     """The site's areas as of a call at ``at_ms`` (None: too little known yet), learned at
     most once a minute, like the call delays (``learned_cache``)."""
-    return _learned.get((site_id, publisher), at_ms,
+    return _cache.get((site_id, publisher), at_ms,
                         lambda: learn(db, site_id, publisher, at_ms), clock=clock)
 
 
 def forget(site_id: int | None = None) -> None:
     """Drop what was learned of one site, or of all (tests, a new simulation)."""
-    _learned.forget(lambda key: site_id is None or key[0] == site_id)
+    _cache.forget(lambda key: site_id is None or key[0] == site_id)
 
 
 def learn(db: Session, site_id: int, publisher: str | None, at_ms: int) -> Areas | None:

@@ -405,23 +405,24 @@ def _area(caller: Caller | None, country: str | None, region: str | None,
     and the site's learned likelihood ratio for it (None: the weak constants apply, before
     the site has taught any, or when only the countries are known)."""
     match = _area_match(caller, country, region)
-    if match is None or areas is None:
-        return match, None
-    theirs, visit = region_key(caller.country, caller.region), region_key(country, region)
+    theirs, visit = (region_key(caller.country, caller.region), region_key(country, region)) \
+        if match is not None and areas is not None else (None, None)
     if theirs is None or visit is None:
         return match, None
-    return theirs == visit, areas.ratio(theirs, visit)
+    return match, areas.ratio(theirs, visit)
 
 
 def _area_match(caller: Caller | None, country: str | None, region: str | None) -> bool | None:
-    """Whether the caller's number is from where the visit was; None when either is unknown."""
+    """Whether the caller's number is from where the visit was; None when either is unknown.
+    Regions compare as ``call_areas.region_key`` keys them (a carrier's "California" is CA)."""
     if caller is None or not caller.valid or not caller.country or not country:
         return None
     if caller.country != country:
         return False
-    if not caller.region or not region:
+    theirs, visit = region_key(caller.country, caller.region), region_key(country, region)
+    if theirs is None or visit is None:
         return None
-    return caller.region == region
+    return theirs == visit
 
 
 def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:

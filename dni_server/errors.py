@@ -65,8 +65,13 @@ def error_payload(code: str, message: str, fields: dict | None = None) -> dict:
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None):
-    response = jsonify(error_payload(code, message, fields))
+    return _json_answer(status, error_payload(code, message, fields))
+
+
+def _json_answer(status: int, payload: dict, headers: dict | None = None):
+    response = jsonify(payload)
     response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 
@@ -112,11 +117,7 @@ def error_answer(exc: Exception) -> tuple[int, dict, dict]:
 
 def answer_error(exc: Exception):
     """``error_answer`` as a Flask response."""
-    status, payload, headers = error_answer(exc)
-    response = jsonify(payload)
-    response.status_code = status
-    response.headers.update(headers)
-    return response
+    return _json_answer(*error_answer(exc))
 
 
 def register_error_handlers(app: Flask) -> None:

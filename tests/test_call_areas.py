@@ -209,7 +209,7 @@ def test_areas_are_cached_a_minute_by_both_clocks(app, site):
         assert areas_for(db.session, site["id"], None, T0 + 61_000,
                          clock=lambda: next(ticks)) is not None  # the process's clock
         call_areas.forget(site["id"])
-        assert call_areas._cache == {}
+        assert call_areas._cache.entries == {}
         db.session.rollback()
 
 

@@ -368,9 +368,7 @@ def area_codes() -> dict[str, tuple[int, ...]]:
     """US state (two-letter code, DC included) -> its geographic area codes, as the caller
     identification the matcher uses (``callers.identify``) reads them: derived once from the
     phone number metadata rather than typed in, so a simulated phone's state is exactly
-    the region the service sees. Area codes it cannot place in a state are left out (among
-    them Washington's, which the geocoder names "Washington State", a name ``callers`` keeps
-    as it is)."""
+    the region the service sees. Area codes it cannot place in one state are left out."""
     states: dict[str, list[int]] = {}
     codes = set(callers.NANP_REGIONS.values())
     for code in range(201, 990):

@@ -25,7 +25,7 @@ from dni_server.api.callback_schemas import (
     CallbackRequestSchema,
     CallbackStatusSchema,
 )
-from dni_server.api.cors import check_origin, enable_cors, granted_json
+from dni_server.api.cors import enable_cors, granted_json, page_site
 from dni_server.config import Settings
 from dni_server.converters import count_arg
 from dni_server.errors import ApiError, Invalid, NotFound
@@ -126,10 +126,7 @@ def create_callback():
     the worker calls the business, then the visitor."""
     body = callback_request.load(json_object())
     ctx = services().sessions
-    site = ctx.sites.get(body["site"])
-    if site is None:
-        raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
-    check_origin(site.domains)
+    site = page_site(ctx.sites, body["site"], request.environ)
     pools = ctx.ids.pools(body["session_id"])
     if pools is None:
         raise NotFound("unknown session", code="unknown_session")

@@ -15,7 +15,7 @@ import orjson
 from flask import Blueprint, Response, g, request
 from werkzeug.datastructures import Headers
 
-from dni_server.errors import Forbidden
+from dni_server.errors import Forbidden, NotFound, answer_error
 
 ALLOW_METHODS = "POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type"
@@ -31,13 +31,18 @@ class GrantedJSON(Response):
     default_mimetype = "application/json"
 
 
+def answer_bytes(payload: dict) -> bytes:
+    """A snippet answer's body: ``payload`` as jsonify writes it (the same bytes)."""
+    return orjson.dumps(payload) + b"\n"
+
+
 def granted_json(payload: dict) -> GrantedJSON:
-    """``payload`` as jsonify writes it (the same bytes), with the CORS grant. A successful
-    answer on every page view: no second encoding, no header set after the fact."""
+    """``payload`` as jsonify writes it, with the CORS grant. A successful answer on every
+    page view: no second encoding, no header set after the fact."""
     # Headers built whole, Content-Type in them: given a list without it, werkzeug copies
     # the list and asks whether it holds a Content-Type, and that miss raises and catches
     # a BadRequestKeyError (an HTTP exception, message and all) on every answer.
-    return GrantedJSON(orjson.dumps(payload) + b"\n",
+    return GrantedJSON(answer_bytes(payload),
                        headers=Headers([("Content-Type", "application/json"), GRANT]))
 
 
@@ -78,23 +83,23 @@ def refuse_foreign_origin(domains, environ: dict) -> None:
                             "to the site's domains", code="foreign_origin")
 
 
-def withhold_grant() -> None:
-    """This request's answer goes without the CORS grant (see ``enable_cors``)."""
-    g.cors_refused = True
-
-
-def check_origin(domains) -> None:
-    """In a view: refuse a request from a page outside the site's domains, without the
-    CORS grant."""
-    try:
-        refuse_foreign_origin(domains, request.environ)
-    except ForeignOrigin:
-        withhold_grant()
-        raise
+def page_site(sites, key: str, environ: dict):
+    """The site a page's call names (``sites``: the SiteDirectory), when that page may use
+    it. Raises NotFound (unknown site) or ForeignOrigin."""
+    site = sites.get(key)
+    if site is None:
+        raise NotFound(f"unknown site {key!r}", code="unknown_site")
+    refuse_foreign_origin(site.domains, environ)
+    return site
 
 
 def enable_cors(bp: Blueprint) -> None:
-    """Grant CORS on ``bp``'s answers, unless ``check_origin`` refused the request."""
+    """Grant CORS on ``bp``'s answers, except a ForeignOrigin refusal."""
+
+    @bp.errorhandler(ForeignOrigin)
+    def refused(exc: ForeignOrigin):
+        g.cors_refused = True  # the page may not even read the refusal
+        return answer_error(exc)
 
     @bp.after_request
     def grant(response):

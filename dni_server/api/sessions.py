@@ -8,13 +8,7 @@ from attribution import sessions
 from attribution.visits import AdIds
 from dni_server import metrics
 from dni_server.api.body import json_object
-from dni_server.api.cors import (
-    ForeignOrigin,
-    enable_cors,
-    granted_json,
-    refuse_foreign_origin,
-    withhold_grant,
-)
+from dni_server.api.cors import enable_cors, granted_json, page_site
 from dni_server.api.schemas import (
     HeartbeatRequestSchema,
     QuickLoader,
@@ -53,11 +47,7 @@ SNIPPET_ERRORS = (400, (404, "unknown site or session"), 413, 422)
 def create_session():
     """Start or resume a visit's session and lease its numbers."""
     body, ctx = session_request.load(json_object()), context()
-    try:
-        site = session_site(ctx, body, request.environ)
-    except ForeignOrigin:
-        withhold_grant()
-        raise
+    site = page_site(ctx.sites, body["site"], request.environ)
     return granted_json(new_session_answer(ctx, site, body, request.environ))
 
 
@@ -74,18 +64,10 @@ def heartbeat(session_id: str):
 # their ordinary form ahead of Flask (snippet_front): plain values in, the answer out.
 
 
-def session_site(ctx: sessions.SessionContext, body: dict, environ: dict) -> SiteConfig:
-    """The site a session request names. Raises NotFound (unknown site) or ForeignOrigin."""
-    site = ctx.sites.get(body["site"])
-    if site is None:
-        raise NotFound(f"unknown site {body['site']!r}", code="unknown_site")
-    refuse_foreign_origin(site.domains, environ)
-    return site
-
-
 def new_session_answer(ctx: sessions.SessionContext, site: SiteConfig, body: dict,
                        environ: dict) -> dict:
-    """A checked session request's answer (leases its numbers)."""
+    """A checked session request's answer for its site (``cors.page_site``): leases its
+    numbers."""
     req = sessions.SessionRequest(
         url=body["url"], referrer=body["referrer"], visitor_id=body["visitor_id"],
         session_id=body["session_id"], ga_client_id=body["ga_client_id"],

@@ -4,7 +4,7 @@ Every page view of every visitor makes one of two calls: ``POST /v1/sessions`` o
 ``POST /v1/sessions/<id>/heartbeat``. For them, Flask's request machinery (two contexts, the
 URL map, the hooks, a Response object) cost more CPU than all of the calls' own Python. This
 WSGI layer answers their ordinary form straight from the environ, with the views' own
-functions (``sessions.new_session_answer``, ``sessions.heartbeat_answer``) and the same
+functions (``cors.page_site``, ``sessions.new_session_answer``, ``sessions.heartbeat_answer``) and the same
 answer bytes and headers, and does on its way what the app's hooks do for every request: the
 request id (header and log context), the latency histogram, the closing log line and the
 CORS grant.
@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
-import orjson
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dni_server import logs, metrics
 from dni_server.api import sessions as views
 from dni_server.api.body import parse_json_object
-from dni_server.api.cors import GRANT
+from dni_server.api.cors import GRANT, answer_bytes, page_site
 from dni_server.errors import ApiError, error_answer
 
 SESSIONS = "/v1/sessions"
@@ -90,7 +89,7 @@ class SnippetFront:
         except Exception as exc:  # noqa: BLE001 - answered as Flask's handlers answer it
             status, payload, headers = error_answer(exc)
             extra = tuple(headers.items())
-        body = orjson.dumps(payload) + b"\n"
+        body = answer_bytes(payload)
         start_response(f"{status} {HTTPStatus(status).phrase.upper()}", [
             ("Content-Type", "application/json"), *extra, GRANT,
             ("Content-Length", str(len(body))), (logs.HEADER, request_id)])
@@ -118,7 +117,7 @@ class SnippetFront:
             if session_id is not None:
                 return views.heartbeat_answer(ctx, session_id, views.heartbeat_request.load(body))
             body = views.session_request.load(body)
-            site = views.session_site(ctx, body, environ)
+            site = page_site(ctx.sites, body["site"], environ)
         except (ApiError, ValidationError):
             raise HandOn() from None
         except SQLAlchemyError:

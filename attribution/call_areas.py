@@ -91,6 +91,16 @@ class Areas:
         return min(1 + self.affinity * (1 - q) / q, AREA_LR_MAX)
 
 
+def area_evidence(areas: Areas | None, caller: Region | None,
+                  visit: Region | None) -> tuple[bool | None, float | None]:
+    """A candidate visit located in ``visit`` for a caller from ``caller``: match or
+    mismatch (None: either unknown) and its learned likelihood ratio (None: the site has
+    taught none yet, so the matcher's weak constants apply)."""
+    if caller is None or visit is None:
+        return None, None
+    return caller == visit, areas.ratio(caller, visit) if areas is not None else None
+
+
 _cache = LearnedCache()  # per (site, publisher): Areas, or None
 
 
@@ -164,11 +174,18 @@ def _call_regions(db: Session, site_id: int, publisher: str | None,
              .order_by(Call.started_at.desc()).limit(RECENT_CALLS))
     out = []
     for number, valid, country, region, visit_country, visit_region in db.execute(query):
-        caller = region_key(country, region) or (_number_region(number) if valid else None)
+        caller = caller_region(number, valid, country, region)
         visit = region_key(visit_country, visit_region)
         if caller is not None and visit is not None:
             out.append((caller, visit))
     return out
+
+
+def caller_region(number: str, valid: bool, country: str | None,
+                  region: str | None) -> Region | None:
+    """Where a stored call's caller is from: the region stored with it, else (a carrier
+    that gave the country alone) the one its number is from."""
+    return region_key(country, region) or (_number_region(number) if valid else None)
 
 
 @functools.lru_cache(maxsize=20_000)

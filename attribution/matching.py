@@ -405,11 +405,11 @@ def _area(caller: Caller | None, country: str | None, region: str | None,
     and the site's learned likelihood ratio for it (None: the weak constants apply, before
     the site has taught any, or when only the countries are known)."""
     match = _area_match(caller, country, region)
-    theirs, visit = (region_key(caller.country, caller.region), region_key(country, region)) \
-        if match is not None and areas is not None else (None, None)
-    if theirs is None or visit is None:
+    if match is None or areas is None:
         return match, None
-    return match, areas.ratio(theirs, visit)
+    keyed = call_areas.area_evidence(areas, region_key(caller.country, caller.region),
+                                     region_key(country, region))
+    return match, keyed[1]
 
 
 def _area_match(caller: Caller | None, country: str | None, region: str | None) -> bool | None:

@@ -103,6 +103,18 @@ def test_a_match_on_a_rare_region_says_more_than_on_a_common_one():
     assert Areas(0.0, {ca: 10, tx: 10}).ratio(ca, ca) == Areas(0.0, {ca: 10}).ratio(ca, tx) == 1
 
 
+def test_area_evidence_is_the_match_and_its_learned_ratio():
+    areas = Areas(0.6, {("US", "CA"): 400, ("US", "VT"): 4})
+    ca, vt = ("US", "CA"), ("US", "VT")
+    assert call_areas.area_evidence(areas, vt, vt) == (True, areas.ratio(vt, vt))
+    assert call_areas.area_evidence(areas, vt, ca) == (False, pytest.approx(0.4))
+    # Nothing learned yet: the match still counts, at the matcher's weak constants.
+    assert call_areas.area_evidence(None, vt, ca) == (False, None)
+    # Either side unknown: no evidence at all.
+    assert call_areas.area_evidence(areas, None, ca) == call_areas.area_evidence(
+        areas, vt, None) == (None, None)
+
+
 def test_regions_are_compared_by_country_and_code():
     assert region_key("us", "California") == region_key("US", "CA") == ("US", "CA")
     assert region_key("US", None) is None and region_key(None, "CA") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import datetime as dt
 import math
@@ -11,12 +12,12 @@ import secrets
 
 import pytest
 
-from attribution import accuracy, call_delays, matching
+from attribution import accuracy, call_areas, call_delays, callers, matching
 from attribution.accuracy import Draw, credited, draw, estimate, outcome, play
 from attribution.likelihood import DEFAULT_DELAYS
 from attribution.simulation import PoolSettings, TrafficModel, forget, free_block, plan, replay
 from attribution.simulation.replay import RecordedTraffic
-from attribution.simulation.runner import PoolRun, run_size
+from attribution.simulation.runner import PoolRun, caller_number, run_size
 from dni_server.extensions import db
 from factories import make_pool, make_site, numbers
 
@@ -161,6 +162,13 @@ def test_the_model_decides_every_call_as_the_real_matcher_does(redis_client, app
     cooldown_ms = FAST.cooldown_seconds * 1000
     d.free = max([1] + [i - bisect.bisect_right(d.releases, at - cooldown_ms) + 1
                         for i, at in enumerate(d.arrivals)])
+    # Where each visit was located and its caller is from, as the runner stores them: the
+    # model weighs the caller's area as the matcher does, with the same strong ratios.
+    d.regions = [("US", v.located) if v.located else None for v in schedule.visits]
+    d.callers = [call_areas.region_key(c.country, c.region) if c.valid else None
+                 for c in (callers.identify(caller_number(v)) for v in schedule.visits)]
+    areas = call_areas.Areas(0.9, dict(collections.Counter(r for r in d.regions if r)))
+    monkeypatch.setattr(call_areas, "areas_for", lambda *args, **kwargs: areas)
     for delays in (DEFAULT_DELAYS, None):
         monkeypatch.setattr(call_delays, "delays_for", lambda *args, **kwargs: DEFAULT_DELAYS)
         monkeypatch.setattr(matching, "LIKELIHOOD", delays is not None)
@@ -173,8 +181,8 @@ def test_the_model_decides_every_call_as_the_real_matcher_does(redis_client, app
                 finally:
                     forget(redis_client, prefix)
             links = accuracy._links(d, size, cooldown_ms)
-            ours = {v: outcome(d, v, t, links, FAST.attribution_window_seconds * 1000, delays)
-                    for v, t in d.calls}
+            ours = {v: outcome(d, v, t, links, FAST.attribution_window_seconds * 1000, delays,
+                               areas) for v, t in d.calls}
             theirs = {c.visit: c.outcome for c in real.calls}
             assert len(theirs) > 30 and "wrong" in theirs.values()
             assert ours == {v: "right" if o == "right" else o if o != "unattributed"

@@ -6,10 +6,12 @@ import dataclasses
 import datetime as dt
 import secrets
 
+from attribution import callers
+from attribution.call_areas import region_key
 from attribution.models import Call
 from attribution.simulation import PoolSettings, TrafficModel, forget, free_block, plan, simulate
 from attribution.simulation.replay import recorded_traffic, replay_accuracy, replay_schedule
-from attribution.simulation.runner import PoolRun
+from attribution.simulation.runner import PoolRun, caller_number
 from dni_server.extensions import db
 
 # Five minutes of traffic with 30-second leases: nothing may assume an hour.
@@ -66,6 +68,14 @@ def test_recorded_traffic_gives_back_what_the_pool_saw_and_replays_it(redis_clie
         assert any(d > 0 for d in traffic.call_delays_ms)
         assert any(d <= 0 for d in traffic.call_delays_ms)
         assert traffic.unmatched_calls == 0
+        # Where each visit was located and its caller is from: the model's area evidence.
+        assert traffic.regions == [("US", v.located) if v.located else None for v in planned]
+        assert sum(r is not None for r in traffic.regions) > 50
+        for visit, caller in zip(planned, traffic.caller_regions, strict=True):
+            phone = callers.identify(caller_number(visit))
+            assert caller == (region_key(phone.country, phone.region)
+                              if visit.call is not None else None)
+        assert sum(c is not None for c in traffic.caller_regions) > 20
         # A call credited to no visit (the fallback) is counted, not given a delay.
         db.session.add(Call(provider="sim", provider_call_id="sim-fallback",
                             from_number="+14158675309", to_number="+14150000000",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from attribution.call_areas import Region, caller_region, region_key
 from attribution.models import Call, Visit
 from attribution.simulation import forget, free_block
 from attribution.simulation.model import (
@@ -59,6 +60,11 @@ class RecordedTraffic:
     # The pool's latest call (ms): calls are known up to then. None: the window's end plus
     # the attribution window.
     observed_until_ms: int | None = None
+    # Where each visit was located and where its caller's number is from (as
+    # ``call_areas.region_key`` keys them; None: unknown, or no call), in the order of
+    # ``durations_ms``; empty when not known. The matcher's area evidence, for the model.
+    regions: list = field(default_factory=list)
+    caller_regions: list = field(default_factory=list)
 
     @property
     def visits(self) -> int:
@@ -108,15 +114,22 @@ def recorded_traffic(db: Session, pool_id: int, start_ms: int, end_ms: int) -> R
             last[session_id] = (started, number)
     # A session that began before the window belongs to the window before.
     span = {s: seen for s, seen in span.items() if seen[0] >= start_ms}
-    visitor_of = dict(db.execute(select(Visit.session_id, Visit.visitor_id)
-                                 .where(Visit.session_id.in_(in_window))).all())
+    visitor_of, region_of = {}, {}
+    for session_id, visitor_id, country, region in db.execute(
+            select(Visit.session_id, Visit.visitor_id, Visit.country, Visit.region)
+            .where(Visit.session_id.in_(in_window))):
+        visitor_of[session_id] = visitor_id
+        region_of[session_id] = region_key(country, region)
     first_call: dict[str, int] = {}
-    for session_id, started_at in db.execute(
-            select(Call.session_id, Call.started_at).where(
+    caller_of: dict[str, Region | None] = {}
+    for session_id, started_at, number, valid, country, region in db.execute(
+            select(Call.session_id, Call.started_at, Call.from_number, Call.from_valid,
+                   Call.caller_country, Call.caller_region).where(
                 Call.pool_id == pool_id, Call.session_id.in_(in_window))):
         at = _ms(started_at)
         if session_id in span and at < first_call.get(session_id, at + 1):
             first_call[session_id] = at  # one call per visit: the first is the one it led to
+            caller_of[session_id] = caller_region(number, valid, country, region)
     unmatched = db.scalar(select(func.count(Call.id)).where(
         Call.pool_id == pool_id, Call.session_id.is_(None),
         Call.started_at >= _moment(start_ms), Call.started_at < _moment(end_ms)))
@@ -131,7 +144,9 @@ def recorded_traffic(db: Session, pool_id: int, start_ms: int, end_ms: int) -> R
         visitors=[visitor_of.get(s, "") for s in order], unmatched_calls=unmatched,
         sessions=order, reused_after_ms=[reused[s] for s in order],
         ends_ms=[span[s][1] for s in order],
-        observed_until_ms=_ms(latest) if latest is not None else None)
+        observed_until_ms=_ms(latest) if latest is not None else None,
+        regions=[region_of.get(s) for s in order],
+        caller_regions=[caller_of.get(s) for s in order])
 
 
 def _reused_after(db: Session, pool_id: int, start_ms: int,

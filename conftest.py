@@ -177,6 +177,12 @@ def app_config(database_url: str, redis_url: str, **extra) -> dict:
 @pytest.fixture
 def make_app(database_url, redis_url, redis_client, tmp_path):
     """Build apps against this test's Redis and database; everything is emptied after."""
+    # What matching learned in this process (call delays, callers' areas, snippet beacons,
+    # cached by pool or site id) was learned from another test's database: ids repeat.
+    from attribution import call_areas, call_delays, matching
+
+    for learned in (call_delays, call_areas, matching):
+        learned.forget()
     built = []
 
     def build(**extra):

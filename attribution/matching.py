@@ -403,26 +403,14 @@ def _area(caller: Caller | None, country: str | None, region: str | None,
           areas: Areas | None) -> tuple[bool | None, float | None]:
     """The caller's area against the visit's location: match or mismatch (None: unknown),
     and the site's learned likelihood ratio for it (None: the weak constants apply, before
-    the site has taught any, or when only the countries are known)."""
-    match = _area_match(caller, country, region)
-    if match is None or areas is None:
-        return match, None
-    keyed = call_areas.area_evidence(areas, region_key(caller.country, caller.region),
-                                     region_key(country, region))
-    return match, keyed[1]
-
-
-def _area_match(caller: Caller | None, country: str | None, region: str | None) -> bool | None:
-    """Whether the caller's number is from where the visit was; None when either is unknown.
-    Regions compare as ``call_areas.region_key`` keys them (a carrier's "California" is CA)."""
+    the site has taught any, or when only the countries are known). Regions compare as
+    ``call_areas.region_key`` keys them (a carrier's "California" is CA)."""
     if caller is None or not caller.valid or not caller.country or not country:
-        return None
-    if caller.country != country:
-        return False
+        return None, None
     theirs, visit = region_key(caller.country, caller.region), region_key(country, region)
-    if theirs is None or visit is None:
-        return None
-    return theirs == visit
+    if theirs is not None and visit is not None:
+        return call_areas.area_evidence(areas, theirs, visit)
+    return (None if caller.country.upper() == country.upper() else False), None
 
 
 def candidate_leases_query(pool_id: int, number: str, at_ms: int) -> Select:

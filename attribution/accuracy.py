@@ -69,6 +69,9 @@ WINDOW_MISS_SHARE = 0.25
 MAX_WINDOW_S = 30 * 86_400  # the longest window a pool takes (the API's limit)
 MAX_LATE_CALLS = 5_000  # late calls looked up one by one, at most
 MAX_CENSOR_WEIGHT = 10.0  # a late call seen stands for at most this many (``uncensored``)
+# A pool sees its late callers (``sighted``) when this share of its numbers rest at least
+# the attribution window before their next lease.
+SEEN_SHARE = 0.9
 INF = math.inf
 
 
@@ -107,6 +110,8 @@ class Estimate:
     model: str = MODEL
     window_seconds: int = 0  # the attribution window the curve assumes
     recommended_window_seconds: int | None = None  # None: the pool's own loses no call
+    rest_seconds: float | None = None  # how long most numbers rested before reuse
+    numbers_to_see: int | None = None  # a size whose numbers rest the window (``sighted``)
 
     def as_dict(self) -> dict:
         return {"accuracy_target": self.target,
@@ -116,7 +121,14 @@ class Estimate:
                 "recommended_numbers": self.recommended, "curve": self.curve,
                 "calls": self.calls, "visits": self.visits,
                 "recommended_cooldown_seconds": self.recommended_cooldown_seconds,
+                "rest_seconds": _seconds(self.rest_seconds),
+                "numbers_to_see_late_calls": self.numbers_to_see,
                 "reasoning": self.reasoning, "model": self.model}
+
+
+def _seconds(value: float | None) -> int | None:
+    """Whole seconds, None for unknown or never."""
+    return None if value is None or math.isinf(value) else round(value)
 
 
 # -- the matcher's decision -------------------------------------------------------------------
@@ -561,6 +573,30 @@ def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int
                    attached, missed, need[1])
 
 
+def sighted(traffic: RecordedTraffic, current: int,
+            window_s: int) -> tuple[float | None, int | None]:
+    """How long the pool's numbers rested before their next lease (``SEEN_SHARE`` of them
+    at least this long; None: not known), and the size whose numbers would rest as long as
+    the attribution window (None: the pool's own do, or it cannot be told).
+
+    A caller who rings later than their number rested reaches its next holder, and the
+    call looks like that holder's own: no pool sees it as late, so a model learned there
+    misses every call past the rest. Numbers are reused in release order, so a number's
+    cycle (held by a visit, then resting) lasts about as long as the pool takes to lease
+    all its numbers once, in proportion to its size; the visit's part does not grow. So
+    the size scaled by (window + visit) / (rest + visit) rests the window (the visit's
+    median length)."""
+    rests = sorted(traffic.reused_after_ms)
+    if not rests:
+        return None, None
+    rest_ms = rests[int((1 - SEEN_SHARE) * len(rests))]
+    if not current or rest_ms >= window_s * 1000:
+        return rest_ms / 1000, None
+    held_ms = sorted(traffic.durations_ms)[len(traffic.durations_ms) // 2]
+    return rest_ms / 1000, math.ceil(current * (window_s * 1000 + held_ms)
+                                     / max(rest_ms + held_ms, 1000))
+
+
 def _duration(seconds: float) -> str:
     """A window or a wait, in the largest unit that keeps it readable."""
     for unit, size in (("days", 86_400), ("h", 3600), ("min", 60)):
@@ -645,10 +681,19 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     elif lost_calls:
         verdict += (f" {lost_calls} calls came after the attribution window and count as "
                     "missed at every size.")
+    rest_s, to_see = sighted(traffic, current, window_s)
+    if to_see is not None:
+        verdict += (f" {1 - SEEN_SHARE:.0%} of its numbers were leased again within "
+                    f"{_duration(rest_s)} of their visit, less than the {_duration(window_s)} "
+                    "window: a caller who rang later may have reached the number's next "
+                    "holder and look like theirs here, so this answer may be too small. "
+                    f"Run about {to_see} numbers for a while "
+                    "and ask again to see those callers.")
     return Estimate(target, current, calls, traffic.visits, traffic.unmatched_calls, curve,
                     at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms,
                     window_seconds=window_s,
-                    recommended_window_seconds=window_s if wide.recommended else None)
+                    recommended_window_seconds=window_s if wide.recommended else None,
+                    rest_seconds=rest_s, numbers_to_see=to_see)
 
 
 def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
@@ -808,15 +853,17 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
             answer = pool_accuracy(db, pool, START_MS, START_MS + schedule.span_ms,
                                    learned.numbers, target)
             previous, recommended = recommended, answer["recommended_numbers"]
+            to_see = answer["numbers_to_see_late_calls"]
             rounds.append({"numbers": learned.numbers, "window": window,
                            "accuracy": learned.accuracy, "recommended": recommended,
-                           "recommended_window": answer["attribution_window_seconds"]})
+                           "recommended_window": answer["attribution_window_seconds"],
+                           "to_see": to_see})
             if recommended is None or (
-                    previous and recommended <= 1.05 * previous
+                    previous and recommended <= 1.05 * previous and to_see is None
                     and answer["attribution_window_seconds"] <= window):
                 break  # the answer no longer grows: the pool has shown what it hides
             window = answer["attribution_window_seconds"]
-            learned = play(recommended, window)
+            learned = play(max(recommended, to_see or 0), window)
         below = math.ceil(recommended / 1.15) - 1 if recommended else None
         for size in (recommended, below):
             if size and (size, window) not in measured:
@@ -841,8 +888,10 @@ def format_check(check: dict) -> str:
     for r in check["rounds"]:
         answer = (f"{r['recommended']} numbers, a {r['recommended_window']} s window"
                   if r["recommended"] is not None else "none")
+        seeing = (f"; its numbers rest less than that window, {r['to_see']} would show "
+                  "its late callers" if r.get("to_see") else "")
         lines.append(f"asked on the {r['numbers']}-number pool ({r['window']} s window, it "
-                     f"credited {r['accuracy']:.1%} of calls right): {answer}")
+                     f"credited {r['accuracy']:.1%} of calls right): {answer}{seeing}")
     if check["recommended"] is None:
         lines.append(f"recommended for {check['target']:.0%}: none "
                      f"({check['answer']['reasoning']})")

@@ -415,9 +415,11 @@ def test_health_answers_accuracy_for_the_window(redis_client, app, admin):
     assert set(acc) == {"accuracy_target", "expected_at_current_size", "recommended_numbers",
                         "curve", "calls", "visits", "recommended_cooldown_seconds",
                         "attribution_window_seconds",
-                        "recommended_attribution_window_seconds", "reasoning", "model"}
+                        "recommended_attribution_window_seconds", "rest_seconds",
+                        "numbers_to_see_late_calls", "reasoning", "model"}
     assert acc["attribution_window_seconds"] == FAST.attribution_window_seconds
     assert acc["recommended_attribution_window_seconds"] is None  # no call came past it
+    assert acc["numbers_to_see_late_calls"] is None  # numbers rest longer than the window
     assert acc["accuracy_target"] == 0.99 and acc["model"] == accuracy.MODEL
     assert acc["calls"] > 20 and acc["visits"] > 50
     assert 0 < acc["recommended_numbers"] < 200 and acc["expected_at_current_size"] > 0.95
@@ -478,6 +480,36 @@ def test_calls_past_the_window_ask_for_a_longer_one(redis_client, app, admin):
     assert "attribution window" in acc["reasoning"]
 
 
+def test_a_pool_whose_numbers_rest_less_than_the_window_names_a_size_that_sees_late_calls(
+        redis_client, app, admin):
+    # Calls later than a number rested reach its next holder: the pool cannot see them as
+    # late. The answer names a size whose numbers would rest as long as the window; the
+    # same traffic played there rests them about that long.
+    settings = dataclasses.replace(FAST, attribution_window_seconds=120)
+    with app.app_context():
+        small, span_ms = played_pool(redis_client, db.session, size=40, settings=settings)
+        recorded = replay.recorded_traffic(db.session, small, START_MS, START_MS + span_ms)
+    rest_s, to_see = accuracy.sighted(recorded, 40, 120)
+    assert rest_s < 120 and to_see > 40
+    window = {"start": iso(START_MS), "end": iso(START_MS + span_ms)}
+    acc = admin.get(f"/v1/pools/{small}/health", query_string=window).json["accuracy"]
+    if acc["attribution_window_seconds"] == 120:  # no longer window asked for
+        assert acc["numbers_to_see_late_calls"] == to_see
+    assert acc["numbers_to_see_late_calls"] > 40
+    assert acc["rest_seconds"] == round(rest_s)
+    assert f"Run about {acc['numbers_to_see_late_calls']} numbers" in acc["reasoning"]
+    with app.app_context():
+        seeing, _ = played_pool(redis_client, db.session, size=to_see, settings=settings)
+        wider = replay.recorded_traffic(db.session, seeing, START_MS, START_MS + span_ms)
+    rested_s, again = accuracy.sighted(wider, to_see, 120)
+    assert rested_s >= 0.8 * 120 and rested_s > rest_s
+    assert again is None or again < 1.25 * to_see
+    # A pool whose numbers rest longer than the window sees its late callers.
+    assert accuracy.sighted(recorded, 40, int(rest_s) - 1)[1] is None
+    assert accuracy.sighted(dataclasses.replace(recorded, reused_after_ms=[]), 40, 120) == \
+        (None, None)
+
+
 def test_health_of_a_window_without_calls_says_so(app, admin):
     site = make_site(admin)
     pool = make_pool(admin, site, numbers=numbers(3))
@@ -496,7 +528,8 @@ def test_openapi_documents_the_accuracy(client):
     accuracy_schema = next(s for name, s in schemas.items() if name.startswith("PoolAccuracy"))
     assert {"recommended_numbers", "curve", "expected_at_current_size",
             "recommended_cooldown_seconds", "attribution_window_seconds",
-            "recommended_attribution_window_seconds"} <= set(accuracy_schema["properties"])
+            "recommended_attribution_window_seconds", "rest_seconds",
+            "numbers_to_see_late_calls"} <= set(accuracy_schema["properties"])
     parameters = spec["paths"]["/v1/pools/{pool_id}/health"]["get"]
     assert "accuracy_target" in str(parameters)
 

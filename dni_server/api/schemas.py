@@ -656,6 +656,16 @@ class PoolAccuracySchema(Reply):
     recommended_attribution_window_seconds = fields.Integer(allow_none=True, metadata={
         "description": "a longer attribution window, when calls to numbers nobody had "
                        "leased since came after the pool's; null: the pool's loses none"})
+    rest_seconds = fields.Integer(allow_none=True, metadata={
+        "description": "how long 90% of the pool's numbers rested at least, between a visit "
+                       "and their next lease: callers who ring later may reach the next "
+                       "holder, where the pool cannot see them as late (null: not known, "
+                       "or never reused)"})
+    numbers_to_see_late_calls = fields.Integer(allow_none=True, metadata={
+        "description": "when the numbers rest less than attribution_window_seconds: a pool "
+                       "size whose numbers would rest that long; run it for a while and ask "
+                       "again, since this answer cannot count the callers it hides (null: "
+                       "the pool sees them)"})
     reasoning = fields.String()
     model = fields.String()
 

@@ -62,8 +62,12 @@ def test_the_pool_page_draws_the_curve_and_says_what_more_numbers_would_change(
             "credited to the right visit") in html
     assert f'<span class="value" id="accuracy-recommended">{recommended}</span>' in html
     assert "Erlang B" in html  # the exhaustion sizing stays beside it
+    to_see = accuracy["numbers_to_see_late_calls"]
+    assert to_see > 12  # its numbers go round far sooner than the window
+    assert f"run about {to_see} numbers for a while, then look again" in html
 
     html = client.get(f"/dashboard/pools/{large}", query_string=WINDOW).text
+    assert 'id="accuracy-to-see"' not in html
     fewer = expected_accuracy(dash_app, large)["recommended_numbers"]
     assert f"With {200 - fewer} fewer numbers the pool would still credit 99% of calls" in html
 

@@ -42,6 +42,7 @@ to a number leased since: no pool sees them, so the model cannot count them.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import math
 import random
@@ -58,8 +59,11 @@ DEFAULT_TARGET = 0.99
 SEED = 13
 MAX_VISITS = 40_000  # visits one repetition plays; a longer window is sampled in blocks
 WARMUP = 0.05  # share of a block whose calls are not counted (its pool starts empty)
-CALL_SAMPLES = 2_500  # calls judged over all repetitions (more repetitions for few calls)
+CALL_SAMPLES = 8_000  # calls judged over all repetitions (more repetitions for few calls)
 MIN_REPS, MAX_REPS = 6, 40
+# ``smallest`` first searches on this share of the repetitions, then on all of them from
+# ``AROUND`` times its answer either side.
+ROUGH_SHARE, AROUND = 0.25, 0.03
 PLAYED_REPS = 3  # repetitions played visit by visit for a size where some visitor is refused
 WORK = 600_000  # visits played over all repetitions, at most
 COOLDOWN_SHARE = 0.9  # of calls after a visit, the share the recommended cool-down covers
@@ -110,7 +114,7 @@ class Estimate:
     model: str = MODEL
     window_seconds: int = 0  # the attribution window the curve assumes
     recommended_window_seconds: int | None = None  # None: the pool's own loses no call
-    rest_seconds: float | None = None  # how long most numbers rested before reuse
+    rest_seconds: int | None = None  # how long most numbers rested (None: most never reused)
     numbers_to_see: int | None = None  # a size whose numbers rest the window (``sighted``)
 
     def as_dict(self) -> dict:
@@ -121,14 +125,15 @@ class Estimate:
                 "recommended_numbers": self.recommended, "curve": self.curve,
                 "calls": self.calls, "visits": self.visits,
                 "recommended_cooldown_seconds": self.recommended_cooldown_seconds,
-                "rest_seconds": _seconds(self.rest_seconds),
+                "rest_seconds": self.rest_seconds,
                 "numbers_to_see_late_calls": self.numbers_to_see,
                 "reasoning": self.reasoning, "model": self.model}
 
 
-def _seconds(value: float | None) -> int | None:
-    """Whole seconds, None for unknown or never."""
-    return None if value is None or math.isinf(value) else round(value)
+def _quantile(values, share: float):
+    """The smallest of ``values`` that at least ``share`` of them do not exceed."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
 # -- the matcher's decision -------------------------------------------------------------------
@@ -157,21 +162,30 @@ def credited(call_ms: int, leases: list[tuple[int, int]], window_ms: int,
     decided = contest(holder, rivals(holder, [Candidate(str(i), *leases[i])
                                              for i in range(first, last)], call_ms, window_ms),
                       call_ms, delays, window_ms, evidence)
-    if decided is None or decided[1] is holder:
+    if decided is None or decided.winner is holder:
         return last
-    return int(decided[1].session_id)
+    return int(decided.winner.session_id)
 
 
-def area_evidence(areas: Areas | None, caller: Region | None, regions: list):
+def area_evidence(areas: Areas | None, caller: Region | None, regions: list,
+                  known: dict | None = None):
     """``credited``'s evidence: each contender's visit location (``regions``, by the
     contender's name) against the caller's area, weighed as the matcher weighs it
-    (``call_areas.area_evidence``)."""
+    (``call_areas.area_evidence``); ``known`` keeps each pair of areas' answer, since the
+    model asks the same few pairs again and again."""
+    known = {} if known is None else known
+
     def evidence(contenders: list[Candidate]) -> list[Candidate]:
         out = []
         for c in contenders:
-            match, ratio = call_areas.area_evidence(areas, caller, regions[int(c.session_id)])
-            out.append(c if match is None else dataclasses.replace(
-                c, area_match=match, area_ratio=ratio))
+            pair = (caller, regions[int(c.session_id)])
+            if pair not in known:
+                known[pair] = call_areas.area_evidence(areas, *pair)
+            match, ratio = known[pair]
+            # The model's candidates carry no touches or known callers: only these fields.
+            out.append(c if match is None else Candidate(
+                c.session_id, c.started_at_ms, c.ended_at_ms, c.live, area_match=match,
+                area_ratio=ratio))
         return out
     return evidence
 
@@ -307,9 +321,10 @@ def _chain(d: Draw, visit: int, call_ms: int, nxt,
 
 
 def outcome(d: Draw, visit: int, call_ms: int, links, window_ms: int,
-            delays: Delays | None, areas: Areas | None = None) -> str:
+            delays: Delays | None, areas: Areas | None = None, known: dict | None = None) -> str:
     """right, wrong or exhausted: the call of ``visit`` with the pool's ``links``, weighing
-    (``delays``) with the caller's area as the site taught it (``areas``)."""
+    (``delays``) with the caller's area as the site taught it (``areas``; ``known``: the
+    answers for pairs of areas so far, as ``area_evidence`` keeps them)."""
     nxt, prv, refused = links
     if refused is not None and refused[visit]:
         return "exhausted"
@@ -322,7 +337,7 @@ def outcome(d: Draw, visit: int, call_ms: int, links, window_ms: int,
     elif delays is None:
         return "wrong"  # possession: the later lease has it
     leases, own, visits = _chain(d, visit, call_ms, nxt, prv)
-    evidence = area_evidence(areas, d.callers[visit], [d.regions[v] for v in visits]) \
+    evidence = area_evidence(areas, d.callers[visit], [d.regions[v] for v in visits], known) \
         if d.regions else None  # where visits and callers are from is not known
     return "right" if credited(call_ms, leases, window_ms, delays, evidence) == own else "wrong"
 
@@ -362,6 +377,7 @@ class Model:
         weigh = matching.LIKELIHOOD if likelihood is None else likelihood
         self.delays = (delays or learned_delays(traffic)) if weigh else None
         self.areas = areas
+        self.area_pairs: dict = {}  # (caller's area, visit's) -> area_evidence's answer
         calls = len(traffic.call_delays_ms)
         block = min(traffic.visits, MAX_VISITS)
         calls_per_rep = max(1.0, calls * block / max(traffic.visits, 1))
@@ -399,8 +415,8 @@ class Model:
                 accuracy += bisect.bisect_right(self.needs[id(d)], size) / len(d.calls)
                 continue
             links = _links(d, size, self.cooldown_ms)
-            outcomes = [outcome(d, v, t, links, self.window_ms, self.delays, self.areas)
-                        for v, t in d.calls]
+            outcomes = [outcome(d, v, t, links, self.window_ms, self.delays, self.areas,
+                                self.area_pairs) for v, t in d.calls]
             accuracy += outcomes.count("right") / len(outcomes)
             exhausted += outcomes.count("exhausted") / len(outcomes)
         self.known[size] = (self.kept * accuracy / counted, self.kept * exhausted / counted) \
@@ -411,22 +427,22 @@ class Model:
         """The accuracy no pool size exceeds (calls past the window, or beyond every pool)."""
         return self.at(max(self.free, len(self.traffic.arrivals_ms)) + 1)[0]
 
-    def smallest(self, target: float) -> int | None:
+    def smallest(self, target: float, rough: bool = True) -> int | None:
         """The fewest numbers whose expected accuracy reaches ``target`` (None: none does).
 
-        Galloping up from the size where nobody is refused (or bisecting below it), then
-        bisecting: accuracy grows with the pool, as a whole if not call by call."""
+        Accuracy grows with the pool, as a whole if not call by call, so it is bisected:
+        between sizes found by stepping out from the answer of the same search on a few of
+        the repetitions (``rough``: each size costs as much as its calls), or galloping up
+        from the size where nobody is refused."""
         if not self.draws:
             return None
         top = max(self.free, max(len(d.arrivals) for d in self.draws) + 1)
         if self.at(top)[0] < target:
             return None
-        if self.at(self.free)[0] >= target:
-            lo, hi = 0, self.free
-        else:
-            lo, hi = self.free, self.free
-            while self.at(hi)[0] < target:
-                lo, hi = hi, min(top, max(hi + 1, round(hi * 1.25)))
+        few = max(1, round(len(self.draws) * ROUGH_SHARE))
+        start = self.on(self.draws[:few]).smallest(target) \
+            if rough and few < len(self.draws) else None
+        lo, hi = self._around(start, target, top) if start else self._gallop(target, top)
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.at(mid)[0] >= target:
@@ -434,6 +450,37 @@ class Model:
             else:
                 lo = mid
         return hi
+
+    def on(self, draws: list[Draw]) -> Model:
+        """The same model on some of its repetitions (each keeps the pools it played)."""
+        view = copy.copy(self)
+        view.draws, view.known = draws, {}
+        return view
+
+    def _gallop(self, target: float, top: int) -> tuple[int, int]:
+        """Sizes below and at ``target``, galloping up from where nobody is refused."""
+        if self.at(self.free)[0] >= target:
+            return 0, self.free
+        lo, hi = self.free, self.free
+        while self.at(hi)[0] < target:
+            lo, hi = hi, min(top, max(hi + 1, round(hi * 1.25)))
+        return lo, hi
+
+    def _around(self, start: int, target: float, top: int) -> tuple[int, int]:
+        """Sizes below and at ``target``, stepping out from ``start`` by ever larger steps
+        (size 0 counts as below)."""
+        step = max(1, round(start * AROUND))
+        if self.at(start)[0] >= target:
+            hi, lo = start, max(0, start - step)
+            while lo and self.at(lo)[0] >= target:
+                step *= 2
+                hi, lo = lo, max(0, lo - step)
+            return lo, hi
+        lo, hi = start, min(top, start + step)
+        while self.at(hi)[0] < target:
+            step *= 2
+            lo, hi = hi, min(top, hi + step)
+        return lo, hi
 
 
 def curve_sizes(current: int, recommended: int | None, free: int, points: int = 12) -> list[int]:
@@ -449,10 +496,10 @@ def curve_sizes(current: int, recommended: int | None, free: int, points: int = 
 def recommended_cooldown(traffic: RecordedTraffic) -> tuple[int | None, str]:
     """A cool-down that keeps most post-visit callers' numbers unused until they call."""
     lease_s = traffic.settings.lease_seconds
-    after = sorted(d / 1000 for d in traffic.call_delays_ms if d > 0)
+    after = [d / 1000 for d in traffic.call_delays_ms if d > 0]
     if not after:
         return None, "No call came after its visit ended, so the cool-down can stay as it is."
-    q = after[min(len(after) - 1, math.ceil(COOLDOWN_SHARE * len(after)) - 1)]
+    q = _quantile(after, COOLDOWN_SHARE)
     cooldown = max(0, math.ceil((q - lease_s) / 5) * 5)
     cooldown = min(cooldown, traffic.settings.attribution_window_seconds)
     return cooldown, (
@@ -586,13 +633,12 @@ def sighted(traffic: RecordedTraffic, current: int,
     all its numbers once, in proportion to its size; the visit's part does not grow. So
     the size scaled by (window + visit) / (rest + visit) rests the window (the visit's
     median length)."""
-    rests = sorted(traffic.reused_after_ms)
-    if not rests:
+    if not traffic.reused_after_ms:
         return None, None
-    rest_ms = rests[int((1 - SEEN_SHARE) * len(rests))]
+    rest_ms = _quantile(traffic.reused_after_ms, 1 - SEEN_SHARE)
     if not current or rest_ms >= window_s * 1000:
         return rest_ms / 1000, None
-    held_ms = sorted(traffic.durations_ms)[len(traffic.durations_ms) // 2]
+    held_ms = _quantile(traffic.durations_ms, 0.5)
     return rest_ms / 1000, math.ceil(current * (window_s * 1000 + held_ms)
                                      / max(rest_ms + held_ms, 1000))
 
@@ -693,7 +739,8 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                     at_current, best, cooldown, f"{verdict} {why_cooldown}", traffic.span_ms,
                     window_seconds=window_s,
                     recommended_window_seconds=window_s if wide.recommended else None,
-                    rest_seconds=rest_s, numbers_to_see=to_see)
+                    rest_seconds=None if rest_s is None or math.isinf(rest_s) else round(rest_s),
+                    numbers_to_see=to_see)
 
 
 def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
@@ -889,7 +936,7 @@ def format_check(check: dict) -> str:
         answer = (f"{r['recommended']} numbers, a {r['recommended_window']} s window"
                   if r["recommended"] is not None else "none")
         seeing = (f"; its numbers rest less than that window, {r['to_see']} would show "
-                  "its late callers" if r.get("to_see") else "")
+                  "its late callers" if r["to_see"] else "")
         lines.append(f"asked on the {r['numbers']}-number pool ({r['window']} s window, it "
                      f"credited {r['accuracy']:.1%} of calls right): {answer}{seeing}")
     if check["recommended"] is None:

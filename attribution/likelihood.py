@@ -202,23 +202,45 @@ DEFAULT_DELAYS = Delays()
 def explain(candidate: Candidate, call_ms: int, delays: Delays, window_ms: int) -> dict:
     """The candidate's calibrated likelihood (the weight posteriors are made of) and the
     terms it is made of: the delay and its density, the evidence ratios."""
+    delay = _delay(candidate, call_ms, delays, window_ms)
+    if isinstance(delay, str):
+        return {"likelihood": 0.0, "why": delay}
+    covered, seconds, base = delay
+    terms = {"in_lease_seconds" if covered else "after_lease_seconds": round(seconds, 1),
+             "delay_density": base}
+    evidence = _evidence(candidate, call_ms, covered)
+    return {"likelihood": _weight(base, covered, evidence), **terms, "evidence": evidence}
+
+
+def likelihood(candidate: Candidate, call_ms: int, delays: Delays, window_ms: int) -> float:
+    """``explain``'s likelihood alone (the pool accuracy model asks it millions of times)."""
+    delay = _delay(candidate, call_ms, delays, window_ms)
+    if isinstance(delay, str):
+        return 0.0
+    covered, _, base = delay
+    return _weight(base, covered, _evidence(candidate, call_ms, covered))
+
+
+def _delay(candidate: Candidate, call_ms: int, delays: Delays,
+           window_ms: int) -> tuple[bool, float, float] | str:
+    """Whether the candidate covered the number at the call, the seconds into its lease (or
+    since it ended) and their density; or why it cannot have made the call."""
     if candidate.started_at_ms > call_ms:
-        return {"likelihood": 0.0, "why": "leased after the call"}
-    covered = candidate.live or candidate.ended_at_ms >= call_ms
-    if covered:
+        return "leased after the call"
+    if candidate.live or candidate.ended_at_ms >= call_ms:
         seconds = (call_ms - candidate.started_at_ms) / 1000
         # Of the holders still holding a number this long, the share who call now.
-        base = (1 - delays.after_share) * delays.in_lease_density(seconds) \
+        return True, seconds, (1 - delays.after_share) * delays.in_lease_density(seconds) \
             / delays.still_holding(seconds)
-        terms = {"in_lease_seconds": round(seconds, 1), "delay_density": base}
-    else:
-        gap_ms = call_ms - candidate.ended_at_ms
-        if gap_ms > window_ms:
-            return {"likelihood": 0.0, "why": "ended before the attribution window"}
-        seconds = gap_ms / 1000
-        base = delays.after_share * delays.after_lease_density(seconds)
-        terms = {"after_lease_seconds": round(seconds, 1), "delay_density": base}
-    ratio = LIVE_ODDS if covered else 1.0
+    gap_ms = call_ms - candidate.ended_at_ms
+    if gap_ms > window_ms:
+        return "ended before the attribution window"
+    seconds = gap_ms / 1000
+    return False, seconds, delays.after_share * delays.after_lease_density(seconds)
+
+
+def _evidence(candidate: Candidate, call_ms: int, covered: bool) -> dict:
+    """The direct evidence for or against the candidate, as likelihood ratios by name."""
     evidence = {}
     if candidate.touched_at_ms is not None and candidate.touched_at_ms <= call_ms + TOUCH_SKEW_MS:
         soon = call_ms - candidate.touched_at_ms <= TOUCH_SOON_MS
@@ -231,11 +253,17 @@ def explain(candidate: Candidate, call_ms: int, delays: Delays, window_ms: int) 
     if candidate.area_match is not None:
         evidence["area_match" if candidate.area_match else "area_mismatch"] = _area_ratio(
             candidate)
+    return evidence
+
+
+def _weight(base: float, covered: bool, evidence: dict) -> float:
+    """The calibrated weight: what posteriors are made of (see CALIBRATION)."""
+    if base <= 0:
+        return 0.0
+    ratio = LIVE_ODDS if covered else 1.0
     for value in evidence.values():
         ratio *= value
-    # The calibrated weight: what posteriors are made of (see CALIBRATION).
-    weight = base ** CALIBRATION * ratio if base > 0 else 0.0
-    return {"likelihood": weight, **terms, "evidence": evidence}
+    return base ** CALIBRATION * ratio
 
 
 def _area_ratio(candidate: Candidate) -> float:
@@ -250,8 +278,7 @@ def weigh(candidates: list[Candidate], call_ms: int, delays: Delays,
     """Each candidate with its calibrated posterior probability of having made the call,
     best first. A lease begun after the call, or ended more than ``window_ms`` before it,
     gets 0 and never wins; ties go to the live holder, then to the later lease."""
-    return rank(candidates, [explain(c, call_ms, delays, window_ms)["likelihood"]
-                             for c in candidates])
+    return rank(candidates, likelihoods(candidates, call_ms, delays, window_ms))
 
 
 def rank(candidates: list[Candidate], likelihoods: list[float]) -> list[tuple[Candidate, float]]:
@@ -269,12 +296,24 @@ def choose(candidates: list[Candidate], call_ms: int, delays: Delays, window_ms:
     """The matcher's decision when it weighs: ``candidates[0]`` is the possession rule's
     answer, and keeps the call unless another candidate's posterior reaches ``switch_at``.
     Returns the lease credited and its posterior (the call's confidence)."""
-    ranked = weigh(candidates, call_ms, delays, window_ms)
+    return _decide(candidates, likelihoods(candidates, call_ms, delays, window_ms), switch_at)
+
+
+def _decide(candidates: list[Candidate], values: list[float],
+            switch_at: float = SWITCH_AT) -> tuple[Candidate, float]:
+    """``choose`` on the candidates' calibrated likelihoods, already worked out."""
+    ranked = rank(candidates, values)
     best, posterior = ranked[0]
     if best is not candidates[0] and posterior < switch_at:
         best = candidates[0]
         posterior = next(p for c, p in ranked if c is best)
     return best, posterior
+
+
+def likelihoods(candidates: list[Candidate], call_ms: int, delays: Delays,
+                window_ms: int) -> list[float]:
+    """Each candidate's calibrated likelihood (``explain``'s)."""
+    return [likelihood(c, call_ms, delays, window_ms) for c in candidates]
 
 
 def survival_of(lengths_s: list[float]) -> tuple[float, ...] | None:
@@ -311,19 +350,31 @@ def share_of_others(contenders: list[Candidate], call_ms: int, delays: Delays,
                     window_ms: int) -> float:
     """The calibrated posterior of every candidate but the first (the possession rule's)
     together; 0 when the first has no likelihood (it is the rule's answer all the same)."""
-    values = [explain(c, call_ms, delays, window_ms)["likelihood"] for c in contenders]
-    if not values[0]:
-        return 0.0
-    return 1 - next(p for c, p in rank(contenders, values) if c is contenders[0])
+    return _others(likelihoods(contenders, call_ms, delays, window_ms))
+
+
+def _others(values: list[float]) -> float:
+    """``share_of_others`` from the contenders' likelihoods."""
+    return 1 - values[0] / sum(values) if values[0] else 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``contest``'s answer when likelihood decides."""
+
+    contenders: list[Candidate]  # the possession rule's answer first, with their evidence
+    scored: list[dict]  # ``explain`` of each contender
+    winner: Candidate
+    posterior: float
 
 
 def contest(first: Candidate, rivals_: list[Candidate], call_ms: int, delays: Delays,
-            window_ms: int, evidence=None) -> tuple[list[Candidate], Candidate, float] | None:
+            window_ms: int, evidence=None) -> Decision | None:
     """The matcher's decision, shared with the pool accuracy model: None when the possession
     rule's answer ``first`` stands (no rival is plausible), else the contenders (with their
-    evidence), the winner and its posterior. ``evidence(contenders)`` returns them with
-    touches, known callers and areas filled in; it is asked only when a rival could become
-    plausible at all, since looking evidence up costs round trips."""
+    evidence and likelihoods), the winner and its posterior. ``evidence(contenders)``
+    returns them with touches, known callers and areas filled in; it is asked only when a
+    rival could become plausible at all, since looking evidence up costs round trips."""
     if not rivals_:
         return None
     contenders = [first, *rivals_]
@@ -331,7 +382,9 @@ def contest(first: Candidate, rivals_: list[Candidate], call_ms: int, delays: De
         return None
     if evidence is not None:
         contenders = evidence(contenders)
-    if share_of_others(contenders, call_ms, delays, window_ms) < PLAUSIBLE:
+    scored = [explain(c, call_ms, delays, window_ms) for c in contenders]
+    values = [score["likelihood"] for score in scored]
+    if _others(values) < PLAUSIBLE:
         return None
-    winner, posterior = choose(contenders, call_ms, delays, window_ms)
-    return contenders, winner, posterior
+    winner, posterior = _decide(contenders, values)
+    return Decision(contenders, scored, winner, posterior)

@@ -44,7 +44,6 @@ from attribution.likelihood import (
     TOUCH_SKEW_MS,
     Candidate,
     contest,
-    explain,
     rank,
     rivals,
 )
@@ -262,8 +261,7 @@ def _weighed(db: Session, pool: PoolRef, number: str, at_ms: int, pools: PoolSer
                       _with_evidence(db, pool, number, at_ms, pools, caller, contenders, steps))
     if decided is None:
         return possession  # one plausible candidate: the possession rule's answer
-    contenders, winner, posterior = decided
-    scored = [explain(c, at_ms, delays, window_ms) for c in contenders]
+    contenders, scored, winner = decided.contenders, decided.scored, decided.winner
     ranked = rank(contenders, [s["likelihood"] for s in scored])
     posterior_of = {c.session_id + f"|{c.started_at_ms}": p for c, p in ranked}
     learned = (f"call delays learned from {delays.calls} of the pool's calls" if delays.calls
@@ -292,7 +290,7 @@ def _weighed(db: Session, pool: PoolRef, number: str, at_ms: int, pools: PoolSer
     considered.extend(_lease_view(lease, "older, outside the window")
                       for lease in views.values())
     method = "session" if winner.live else "session_expired"
-    return Match(method, _confidence(method, posterior), winner.session_id, pool.id,
+    return Match(method, _confidence(method, decided.posterior), winner.session_id, pool.id,
                  explanation={"steps": steps, "leases": considered})
 
 

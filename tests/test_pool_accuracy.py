@@ -539,6 +539,7 @@ def test_openapi_documents_the_accuracy(client):
 BUSY = dataclasses.replace(MODEL, arrivals_per_hour=3000, visit_sigma=0.6,
                            later_sigma=0.5, later_max_seconds=300)
 WIDE = dataclasses.replace(FAST, attribution_window_seconds=600)
+REPLAYS = 4
 
 
 @pytest.mark.slow
@@ -565,13 +566,20 @@ def test_the_model_agrees_with_replay(redis_client, app, monkeypatch):
         below = math.ceil(recommended / 1.15) - 1
         sizes = sorted({round(0.6 * recommended), round(0.8 * recommended), below,
                         recommended})
-        rows = replay.replay_accuracy(redis_client, db.session, recorded, sizes, seed=5)
+        # The model answers the accuracy expected of such traffic; one replay of its 600 or
+        # so calls is one draw of it, a third of a point either way near 99% (two calls),
+        # so the truth is the mean of REPLAYS independent replays.
+        runs = collections.defaultdict(list)
+        for seed in range(5, 5 + REPLAYS):
+            for size, value, *_ in replay.replay_accuracy(redis_client, db.session, recorded,
+                                                          sizes, seed=seed):
+                runs[size].append(value)
 
-    measured = {size: value for size, value, *_ in rows}
-    print("\nsize  model  replay")
+    measured = {size: sum(values) / len(values) for size, values in runs.items()}
+    print("\nsize  model  replay (mean)  each")
     for size in sizes:
-        print(f"{size:4d}  {model.at(size)[0]:.4f}  {measured[size]:.4f}")
+        print(f"{size:4d}  {model.at(size)[0]:.4f}  {measured[size]:.4f}  {runs[size]}")
     for size in sizes:
-        assert abs(model.at(size)[0] - measured[size]) <= 0.03, size
+        assert abs(model.at(size)[0] - measured[size]) <= 0.015, size
     assert measured[recommended] >= 0.99
     assert measured[below] < 0.99  # recommended <= 1.15x the smallest size replay has at 99%

@@ -864,9 +864,12 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
     right (the largest simulated one if it reached ``target``, else one three times its
     size: a pool crediting late callers to the next holder teaches the model too few late
     calls; the runner stores each call as ingest would). As the answer advises an operator,
-    the pool is then set to the recommended size and attribution window and asked again,
-    until the answer grows by no more than 5% (``CHECK_ROUNDS`` at most): a pool too small
-    hides the late callers whose numbers it reused, a larger one shows more of them. The simulator plays
+    the pool is then set to the attribution window asked for and grown to the recommended
+    size, or to the size that sees its late callers, and asked again (``CHECK_ROUNDS`` at
+    most), until the answer is settled: given on a pool that sees its late callers, at the
+    window it asks for, and not growing by more than 5% past that pool. A pool too small
+    hides the late callers whose numbers it reused, so the pool never shrinks on the way
+    (the operator shrinks it to the settled answer). The simulator plays
     the same traffic at the final recommendation and at the largest size the criteria rule
     out (the recommendation must be at most 1.15x the smallest size measuring
     ``target``), both at the recommended window, and so ``TRUTH_WEEKS`` - 1 more runs of
@@ -912,12 +915,15 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
                            "accuracy": learned.accuracy, "recommended": recommended,
                            "recommended_window": answer["attribution_window_seconds"],
                            "to_see": to_see})
-            if recommended is None or (
-                    previous and recommended <= 1.05 * previous and to_see is None
-                    and answer["attribution_window_seconds"] <= window):
-                break  # the answer no longer grows: the pool has shown what it hides
+            grows = recommended is not None and recommended > learned.numbers and not (
+                previous and recommended <= 1.05 * previous)
+            if recommended is None or (to_see is None and not grows
+                                       and answer["attribution_window_seconds"] <= window):
+                break  # asked on a pool that sees its late callers, at the window it needs
+            # Not settled: keep a pool that sees (never smaller than this one), at the window
+            # asked for, and ask again; shrink to the answer only once it is settled.
             window = answer["attribution_window_seconds"]
-            learned = play(max(recommended, to_see or 0), window)
+            learned = play(max(recommended, to_see or 0, learned.numbers), window)
         below = math.ceil(recommended / 1.15) - 1 if recommended else None
         weeks = {size: [] for size in (recommended, below) if size}
         for size in weeks:

@@ -281,11 +281,10 @@ def weigh(candidates: list[Candidate], call_ms: int, delays: Delays,
     return rank(candidates, likelihoods(candidates, call_ms, delays, window_ms))
 
 
-def rank(candidates: list[Candidate], likelihoods: list[float]) -> list[tuple[Candidate, float]]:
-    """Posteriors from calibrated likelihoods (``explain``), best first (see ``weigh``)."""
-    total = sum(likelihoods)
-    posteriors = [value / total for value in likelihoods] if total > 0 else [0.0] * len(
-        candidates)
+def rank(candidates: list[Candidate], values: list[float]) -> list[tuple[Candidate, float]]:
+    """Posteriors from calibrated likelihoods (``likelihoods``), best first (see ``weigh``)."""
+    total = sum(values)
+    posteriors = [value / total for value in values] if total > 0 else [0.0] * len(candidates)
     order = sorted(range(len(candidates)), key=lambda i: (
         -posteriors[i], not candidates[i].live, -candidates[i].started_at_ms, i))
     return [(candidates[i], posteriors[i]) for i in order]

@@ -427,21 +427,20 @@ class Model:
         """The accuracy no pool size exceeds (calls past the window, or beyond every pool)."""
         return self.at(max(self.free, len(self.traffic.arrivals_ms)) + 1)[0]
 
-    def smallest(self, target: float, rough: bool = True) -> int | None:
+    def smallest(self, target: float) -> int | None:
         """The fewest numbers whose expected accuracy reaches ``target`` (None: none does).
 
         Accuracy grows with the pool, as a whole if not call by call, so it is bisected:
         between sizes found by stepping out from the answer of the same search on a few of
-        the repetitions (``rough``: each size costs as much as its calls), or galloping up
-        from the size where nobody is refused."""
+        the repetitions (each size costs as much as its calls), or galloping up from the
+        size where nobody is refused (when there are too few repetitions to take some)."""
         if not self.draws:
             return None
         top = max(self.free, max(len(d.arrivals) for d in self.draws) + 1)
         if self.at(top)[0] < target:
             return None
         few = max(1, round(len(self.draws) * ROUGH_SHARE))
-        start = self.on(self.draws[:few]).smallest(target) \
-            if rough and few < len(self.draws) else None
+        start = self.on(self.draws[:few]).smallest(target) if few < len(self.draws) else None
         lo, hi = self._around(start, target, top) if start else self._gallop(target, top)
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -930,15 +929,14 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
             if (size, window) not in measured:
                 play(size, window)
             weeks[size].append(measured[(size, window)])
-        for k in range(1, TRUTH_WEEKS if weeks else 0):
+        for k in range(1, TRUTH_WEEKS) if weeks else ():
             week = plan(report.model, report.settings, days=report.days,
                         seed=report.seed + k * WEEK_SEEDS, start_ms=START_MS)
             for size in weeks:
                 weeks[size].append(play(size, window, week).accuracy)
     finally:
         forget(redis, prefix)
-    mean = {size: sum(values) / len(values) for size, values in weeks.items()} \
-        if recommended else {}
+    mean = {size: sum(values) / len(values) for size, values in weeks.items()}
     at, at_below = mean.get(recommended), mean.get(below)
     holds = recommended is not None and at >= target and (not below or at_below < target)
     return {"target": target, "learned_from": rounds[0]["numbers"],
@@ -947,7 +945,7 @@ def check_on_simulation(redis, db, report, target: float = DEFAULT_TARGET) -> di
                 (p["expected_accuracy"] for p in answer["curve"]
                  if p["numbers"] == recommended), None),
             "measured": at, "below": below, "measured_below": at_below, "holds": holds,
-            "weeks": weeks if recommended else {}, "answer": answer}
+            "weeks": weeks, "answer": answer}
 
 
 def format_check(check: dict) -> str:

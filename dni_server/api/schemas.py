@@ -662,8 +662,9 @@ class PoolAccuracySchema(Reply):
                        "holder, where the pool cannot see them as late (null: not known, "
                        "or never reused)"})
     numbers_to_see_late_calls = fields.Integer(allow_none=True, metadata={
-        "description": "when the numbers rest less than attribution_window_seconds: a pool "
-                       "size whose numbers would rest that long; run it for a while and ask "
+        "description": "when the numbers rest less than twice attribution_window_seconds "
+                       "(calls past the window are seen only on numbers resting longer): a "
+                       "pool size whose numbers would rest that long; run it for a while and ask "
                        "again, since this answer cannot count the callers it hides (null: "
                        "the pool sees them)"})
     reasoning = fields.String()

@@ -434,7 +434,7 @@ class Model:
 
     def ceiling(self) -> float:
         """The accuracy no pool size exceeds (calls past the window, or beyond every pool)."""
-        return self.at(max(self.free, len(self.traffic.arrivals_ms)) + 1)[0]
+        return self.at(self._top())[0]
 
     def smallest(self, target: float) -> int | None:
         """The fewest numbers whose expected accuracy reaches ``target`` (None: none does):
@@ -472,7 +472,7 @@ class Model:
 
     def _top(self) -> int:
         """A size with a number for every visit (nobody is refused, no number reused)."""
-        return max(self.free, max(len(d.arrivals) for d in self.draws) + 1)
+        return max(self.free, max((len(d.arrivals) for d in self.draws), default=0) + 1)
 
     def _fitted(self, crossing: int, target: float) -> int:
         """Where a straight line through the curve within ``FIT_SPAN`` of ``crossing``

@@ -295,18 +295,21 @@ def choose(candidates: list[Candidate], call_ms: int, delays: Delays, window_ms:
     """The matcher's decision when it weighs: ``candidates[0]`` is the possession rule's
     answer, and keeps the call unless another candidate's posterior reaches ``switch_at``.
     Returns the lease credited and its posterior (the call's confidence)."""
-    return _decide(candidates, likelihoods(candidates, call_ms, delays, window_ms), switch_at)
+    best, posterior, _ = _decide(candidates, likelihoods(candidates, call_ms, delays,
+                                                         window_ms), switch_at)
+    return best, posterior
 
 
-def _decide(candidates: list[Candidate], values: list[float],
-            switch_at: float = SWITCH_AT) -> tuple[Candidate, float]:
-    """``choose`` on the candidates' calibrated likelihoods, already worked out."""
+def _decide(candidates: list[Candidate], values: list[float], switch_at: float = SWITCH_AT
+            ) -> tuple[Candidate, float, list[tuple[Candidate, float]]]:
+    """``choose`` on the candidates' calibrated likelihoods, already worked out; with every
+    candidate's posterior, best first (``rank``)."""
     ranked = rank(candidates, values)
     best, posterior = ranked[0]
     if best is not candidates[0] and posterior < switch_at:
         best = candidates[0]
         posterior = next(p for c, p in ranked if c is best)
-    return best, posterior
+    return best, posterior, ranked
 
 
 def likelihoods(candidates: list[Candidate], call_ms: int, delays: Delays,
@@ -365,6 +368,7 @@ class Decision:
     scored: list[dict]  # ``explain`` of each contender
     winner: Candidate
     posterior: float
+    ranked: list[tuple[Candidate, float]]  # each contender with its posterior, best first
 
 
 def contest(first: Candidate, rivals_: list[Candidate], call_ms: int, delays: Delays,
@@ -385,5 +389,4 @@ def contest(first: Candidate, rivals_: list[Candidate], call_ms: int, delays: De
     values = [score["likelihood"] for score in scored]
     if _others(values) < PLAUSIBLE:
         return None
-    winner, posterior = _decide(contenders, values)
-    return Decision(contenders, scored, winner, posterior)
+    return Decision(contenders, scored, *_decide(contenders, values))

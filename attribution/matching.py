@@ -44,7 +44,6 @@ from attribution.likelihood import (
     TOUCH_SKEW_MS,
     Candidate,
     contest,
-    rank,
     rivals,
 )
 from attribution.models import Call, StaticNumber, Visit
@@ -262,8 +261,7 @@ def _weighed(db: Session, pool: PoolRef, number: str, at_ms: int, pools: PoolSer
     if decided is None:
         return possession  # one plausible candidate: the possession rule's answer
     contenders, scored, winner = decided.contenders, decided.scored, decided.winner
-    ranked = rank(contenders, [s["likelihood"] for s in scored])
-    posterior_of = {c.session_id + f"|{c.started_at_ms}": p for c, p in ranked}
+    posterior_of = {id(c): p for c, p in decided.ranked}  # the contenders themselves
     learned = (f"call delays learned from {delays.calls} of the pool's calls" if delays.calls
                else "the default call delays")
     steps.append(f"{len(contenders)} plausible candidates (an earlier lease ended inside the "
@@ -277,7 +275,7 @@ def _weighed(db: Session, pool: PoolRef, number: str, at_ms: int, pools: PoolSer
         row = views.pop(key, None)
         view = _lease_view(row, "") if row is not None else {
             "session_id": candidate.session_id, "started_at_ms": candidate.started_at_ms}
-        p = posterior_of[f"{key[0]}|{key[1]}"]
+        p = posterior_of[id(candidate)]
         if candidate is winner:
             verdict = ("live holder" if candidate.live else "ended before the call") + ": chosen"
         else:

@@ -501,7 +501,7 @@ def test_calls_past_the_window_ask_for_a_longer_one(redis_client, app, admin):
     assert "attribution window" in acc["reasoning"]
 
 
-def test_a_pool_whose_numbers_rest_less_than_the_window_names_a_size_that_sees_late_calls(
+def test_a_pool_whose_numbers_rest_less_than_twice_the_window_names_a_size_that_sees(
         redis_client, app, admin):
     # Calls later than a number rested reach its next holder: the pool cannot see them as
     # late. The answer names a size whose numbers would rest twice the window (calls past

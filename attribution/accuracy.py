@@ -125,6 +125,7 @@ class Estimate:
     recommended_window_seconds: int | None = None  # None: the pool's own loses no call
     rest_seconds: int | None = None  # how long most numbers rested (None: most never reused)
     numbers_to_see: int | None = None  # a size whose numbers rest past the window (``sighted``)
+    between: Between | None = None  # the sizes this window's calls cannot tell from the answer
 
     def as_dict(self) -> dict:
         return {"accuracy_target": self.target,
@@ -136,7 +137,37 @@ class Estimate:
                 "recommended_cooldown_seconds": self.recommended_cooldown_seconds,
                 "rest_seconds": self.rest_seconds,
                 "numbers_to_see_late_calls": self.numbers_to_see,
+                "recommended_range": dataclasses.asdict(self.between) if self.between else None,
                 "reasoning": self.reasoning, "model": self.model}
+
+
+@dataclass
+class Between:
+    """The pool sizes whose expected accuracy is within ``error`` of the target (``high``
+    None: none reaches target + error)."""
+
+    low: int
+    high: int | None
+    error: float
+
+
+def answer_range(model: Model, target: float, calls: int, best: int) -> Between:
+    """How finely a window's calls place the answer: the sizes the model expects within one
+    standard error of ``target`` on that many calls.
+
+    The model learns the late callers, who decide the last percent, from the window alone;
+    a week of some 600 calls has a handful of callers hours after their visit, and the next
+    week as many again or twice as many (one standard error of 99% on 600 calls is 0.4
+    points). Near the target the curve is flat (15% more numbers add 0.1 to 0.3 points), so
+    an answer learned from one week is good to about a fifth either way; more days narrow it."""
+    error = math.sqrt(target * (1 - target) / calls)
+    # Read on a quarter of the repetitions: a range this wide needs no finer, and the full
+    # model would more than double the answer's time (6 to 9 s on a week of 600 calls).
+    rough = model.on(model.draws[:max(1, round(len(model.draws) * ROUGH_SHARE))])
+    low = rough._crossing(target - error)
+    high = rough._crossing(target + error) if target + error < 1 else None
+    return Between(min(low or best, best), None if high is None else max(high, best),
+                   round(error, 4))
 
 
 def _quantile(values, share: float):
@@ -733,6 +764,7 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     calls = len(modelled.call_delays_ms)
     cooldown, why_cooldown = recommended_cooldown(modelled)
     best = model.smallest(target)
+    between = answer_range(model, target, calls, best) if best is not None else None
     sizes = curve_sizes(current, best, model.free)
     curve = []
     for size in sizes:
@@ -756,6 +788,12 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                    + f"; the pool has {current}"
                    + (f", which credits about {at_current:.1%}." if at_current is not None
                       else "."))
+    if between is not None:
+        verdict += (f" The {calls} calls it learned from measure accuracy to about "
+                    f"{between.error * 100:.1f} points either way, so they cannot tell {best} "
+                    f"from any size from {between.low} "
+                    + (f"to {between.high}" if between.high is not None else "up")
+                    + ": a longer period narrows that.")
     if best is not None and at_current is not None and at_current < target:
         verdict += (" While the pool is below its target, some late callers are credited to "
                     "their number's next holder and look like that visit's calls here, so "
@@ -792,7 +830,7 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                     window_seconds=window_s,
                     recommended_window_seconds=window_s if wide.recommended else None,
                     rest_seconds=None if rest_s is None or math.isinf(rest_s) else round(rest_s),
-                    numbers_to_see=to_see)
+                    numbers_to_see=to_see, between=between)
 
 
 def refused_arrivals(db, pool_id: int, start_ms: int, end_ms: int) -> list[int]:
@@ -1022,9 +1060,12 @@ def format_check(check: dict) -> str:
 
     below = (f"; at {check['below']} numbers (the recommendation / 1.15) "
              f"{check['measured_below']:.2%} ({each(check['below'])})" if check["below"] else "")
+    between = check["answer"]["recommended_range"]
     lines.append(f"recommended for {check['target']:.0%}: {check['recommended']} numbers with "
-                 f"a {check['window']} s attribution window (model {check['expected']:.2%}); "
-                 f"measured over {len(weeks[check['recommended']])} weeks of this traffic "
+                 f"a {check['window']} s attribution window (model {check['expected']:.2%}; "
+                 f"its calls place it from {between['low']} "
+                 + (f"to {between['high']}); " if between["high"] else "up); ")
+                 + f"measured over {len(weeks[check['recommended']])} weeks of this traffic "
                  f"model (the first the one it learned from): "
                  f"{check['measured']:.2%} ({each(check['recommended'])}){below}")
     lines.append(f"criteria on the mean of those weeks (>= {check['target']:.0%} at the "

@@ -229,6 +229,22 @@ def test_a_weighing_model_reads_its_answer_off_a_line_through_the_noise():
     assert exact.smallest(0.99) == exact._crossing(0.99) == crossing
 
 
+def test_the_answer_names_the_sizes_its_calls_cannot_tell_apart(monkeypatch):
+    # A curve rising 0.01 points a number and crossing 99% at 300: on 400 calls one standard
+    # error of 99% is 0.5 points, so every size from 251 to 350 is within it; on 1,600 calls
+    # (a window four times as long) it is half that, and so is the range.
+    model = accuracy.Model(traffic(), likelihood=True)
+    ceiling = [1.0]
+    monkeypatch.setattr(accuracy.Model, "at", lambda self, size: (
+        min(ceiling[0], 0.96 + 0.0001 * size), 0.0))
+    assert model.smallest(0.99) == 300
+    assert accuracy.answer_range(model, 0.99, 400, 300) == accuracy.Between(251, 350, 0.005)
+    assert accuracy.answer_range(model, 0.99, 1600, 300) == accuracy.Between(276, 325, 0.0025)
+    # No size reaches the target plus the error: the range is open above.
+    ceiling[0] = 0.992
+    assert accuracy.answer_range(model, 0.99, 400, 300) == accuracy.Between(251, None, 0.005)
+
+
 def test_nothing_assumes_an_hour():
     # The same traffic with every time stretched 60-fold (24-second leases become
     # 24-minute ones) gives the same answer.
@@ -437,7 +453,8 @@ def test_health_answers_accuracy_for_the_window(redis_client, app, admin):
                         "curve", "calls", "visits", "recommended_cooldown_seconds",
                         "attribution_window_seconds",
                         "recommended_attribution_window_seconds", "rest_seconds",
-                        "numbers_to_see_late_calls", "reasoning", "model"}
+                        "numbers_to_see_late_calls", "recommended_range", "reasoning",
+                        "model"}
     assert acc["attribution_window_seconds"] == FAST.attribution_window_seconds
     assert acc["recommended_attribution_window_seconds"] is None  # no call came past it
     assert acc["numbers_to_see_late_calls"] is None  # numbers rest twice the window
@@ -446,6 +463,11 @@ def test_health_answers_accuracy_for_the_window(redis_client, app, admin):
     assert 0 < acc["recommended_numbers"] < 200 and acc["expected_at_current_size"] > 0.95
     assert {p["numbers"] for p in acc["curve"]} >= {200, acc["recommended_numbers"]}
     assert set(acc["curve"][0]) == {"numbers", "expected_accuracy", "exhausted_share"}
+    between = acc["recommended_range"]  # one standard error of 99% on the window's calls
+    assert between["error"] == round(math.sqrt(0.99 * 0.01 / acc["calls"]), 4)
+    assert between["low"] <= acc["recommended_numbers"]
+    assert between["high"] is None or between["high"] >= acc["recommended_numbers"]
+    assert f"from {between['low']} " in acc["reasoning"]
 
     lower = admin.get(f"/v1/pools/{pool_id}/health",
                       query_string=window | {"accuracy_target": "0.8"}).json["accuracy"]
@@ -551,7 +573,8 @@ def test_openapi_documents_the_accuracy(client):
     assert {"recommended_numbers", "curve", "expected_at_current_size",
             "recommended_cooldown_seconds", "attribution_window_seconds",
             "recommended_attribution_window_seconds", "rest_seconds",
-            "numbers_to_see_late_calls"} <= set(accuracy_schema["properties"])
+            "numbers_to_see_late_calls", "recommended_range"} <= set(
+                accuracy_schema["properties"])
     parameters = spec["paths"]["/v1/pools/{pool_id}/health"]["get"]
     assert "accuracy_target" in str(parameters)
 

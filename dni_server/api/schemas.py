@@ -638,6 +638,15 @@ class AccuracyPointSchema(Reply):
         "description": "share of calls the model expects lost to exhaustion (fallback shown)"})
 
 
+class AccuracyRangeSchema(Reply):
+    low = fields.Integer(metadata={
+        "description": "fewest numbers expected within error below accuracy_target"})
+    high = fields.Integer(allow_none=True, metadata={
+        "description": "fewest numbers expected within error above it (null: no size is)"})
+    error = fields.Float(metadata={
+        "description": "one standard error of accuracy on the window's calls"})
+
+
 class PoolAccuracySchema(Reply):
     """attribution.accuracy: expected attribution accuracy against pool size, learned from
     the pool's own traffic in the window (null figures when it had no calls)."""
@@ -667,6 +676,10 @@ class PoolAccuracySchema(Reply):
                        "pool size whose numbers would rest that long; run it for a while and ask "
                        "again, since this answer cannot count the callers it hides (null: "
                        "the pool sees them)"})
+    recommended_range = fields.Nested(AccuracyRangeSchema, allow_none=True, metadata={
+        "description": "the sizes the window's calls cannot tell from recommended_numbers: "
+                       "those whose expected accuracy is within one standard error of "
+                       "accuracy_target; a longer window narrows it (null: no answer)"})
     reasoning = fields.String()
     model = fields.String()
 

@@ -62,6 +62,10 @@ def test_the_pool_page_draws_the_curve_and_says_what_more_numbers_would_change(
             "credited to the right visit") in html
     assert f'<span class="value" id="accuracy-recommended">{recommended}</span>' in html
     assert "Erlang B" in html  # the exhaustion sizing stays beside it
+    between = accuracy["recommended_range"]
+    high = f"to {between['high']}" if between["high"] is not None else "up"
+    assert (f'<span id="accuracy-range">(this period\'s calls place it from '
+            f'{between["low"]} {high}; a longer period narrows that)</span>') in html
     to_see = accuracy["numbers_to_see_late_calls"]
     assert to_see > 12  # its numbers go round far sooner than the window
     assert f"run about {to_see} numbers for a while, then look again" in html

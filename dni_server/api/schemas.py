@@ -644,7 +644,7 @@ class AccuracyRangeSchema(Reply):
     high = fields.Integer(allow_none=True, metadata={
         "description": "fewest numbers expected within error above it (null: no size is)"})
     error = fields.Float(metadata={
-        "description": "one standard error of accuracy on the window's calls"})
+        "description": "one standard error of accuracy on the calls the model learned from"})
 
 
 class PoolAccuracySchema(Reply):

@@ -150,6 +150,10 @@ class Between:
     high: int | None
     error: float
 
+    def words(self) -> str:
+        """The range in words: "from 541 to 843", or "from 541 up" (none that far above)."""
+        return f"from {self.low} " + (f"to {self.high}" if self.high is not None else "up")
+
 
 def answer_range(model: Model, target: float, calls: int, best: int) -> Between:
     """How finely a window's calls place the answer: the sizes the model expects within one
@@ -163,7 +167,7 @@ def answer_range(model: Model, target: float, calls: int, best: int) -> Between:
     error = math.sqrt(target * (1 - target) / calls)
     # Read on a quarter of the repetitions: a range this wide needs no finer, and the full
     # model would more than double the answer's time (6 to 9 s on a week of 600 calls).
-    rough = model.on(model.draws[:max(1, round(len(model.draws) * ROUGH_SHARE))])
+    rough = model.rough()
     low = rough._crossing(target - error)
     high = rough._crossing(target + error) if target + error < 1 else None
     return Between(min(low or best, best), None if high is None else max(high, best),
@@ -490,8 +494,8 @@ class Model:
         top = self._top()
         if self.at(top)[0] < target:
             return None
-        few = max(1, round(len(self.draws) * ROUGH_SHARE))
-        start = self.on(self.draws[:few])._crossing(target) if few < len(self.draws) else None
+        rough = self.rough()
+        start = rough._crossing(target) if rough is not self else None
         lo, hi = self._around(start, target, top) if start else self._gallop(target, top)
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -500,6 +504,12 @@ class Model:
             else:
                 lo = mid
         return hi
+
+    def rough(self) -> Model:
+        """The model on ``ROUGH_SHARE`` of its repetitions (itself when there are too few
+        to take some): a quick first look, finer than a wide answer needs."""
+        few = max(1, round(len(self.draws) * ROUGH_SHARE))
+        return self.on(self.draws[:few]) if few < len(self.draws) else self
 
     def _top(self) -> int:
         """A size with a number for every visit (nobody is refused, no number reused)."""
@@ -791,9 +801,7 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
     if between is not None:
         verdict += (f" The {calls} calls it learned from measure accuracy to about "
                     f"{between.error * 100:.1f} points either way, so they cannot tell {best} "
-                    f"from any size from {between.low} "
-                    + (f"to {between.high}" if between.high is not None else "up")
-                    + ": a longer period narrows that.")
+                    f"from any size {between.words()}: a longer period narrows that.")
     if best is not None and at_current is not None and at_current < target:
         verdict += (" While the pool is below its target, some late callers are credited to "
                     "their number's next holder and look like that visit's calls here, so "
@@ -1060,12 +1068,11 @@ def format_check(check: dict) -> str:
 
     below = (f"; at {check['below']} numbers (the recommendation / 1.15) "
              f"{check['measured_below']:.2%} ({each(check['below'])})" if check["below"] else "")
-    between = check["answer"]["recommended_range"]
+    between = Between(**check["answer"]["recommended_range"])
     lines.append(f"recommended for {check['target']:.0%}: {check['recommended']} numbers with "
                  f"a {check['window']} s attribution window (model {check['expected']:.2%}; "
-                 f"its calls place it from {between['low']} "
-                 + (f"to {between['high']}); " if between["high"] else "up); ")
-                 + f"measured over {len(weeks[check['recommended']])} weeks of this traffic "
+                 f"its calls place it {between.words()}); "
+                 f"measured over {len(weeks[check['recommended']])} weeks of this traffic "
                  f"model (the first the one it learned from): "
                  f"{check['measured']:.2%} ({each(check['recommended'])}){below}")
     lines.append(f"criteria on the mean of those weeks (>= {check['target']:.0%} at the "

@@ -692,12 +692,14 @@ def needed_window(traffic: RecordedTraffic, unattached: int,
 
 
 def widen(traffic: RecordedTraffic, late: list[tuple[str, int]], lost_calls: int,
-          target: float, seed: int = SEED) -> Widened:
+          target: float, seed: int = SEED, own_window: bool = False) -> Widened:
     """``traffic`` as the model plays it (``tie_late_calls``, ``uncensored``), at the
-    attribution window it needs (``needed_window``), or at its own."""
+    attribution window it needs (``needed_window``), or at its own (always, with
+    ``own_window``)."""
     tied, attached = tie_late_calls(traffic, late)
     corrected, missed = uncensored(tied, seed)
-    need = needed_window(corrected, max(0, lost_calls - attached), target)
+    need = None if own_window else needed_window(corrected, max(0, lost_calls - attached),
+                                                 target)
     if need is None:
         return Widened(corrected, traffic.settings.attribution_window_seconds, False,
                        attached, missed, 0.0)
@@ -746,14 +748,17 @@ def _duration(seconds: float) -> str:
 def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TARGET, *,
              seed: int = SEED, likelihood: bool | None = None, delays: Delays | None = None,
              reuse_cooling: bool = False, lost_calls: int = 0,
-             late: list[tuple[str, int]] = (), areas: Areas | None = None) -> Estimate:
+             late: list[tuple[str, int]] = (), areas: Areas | None = None,
+             own_window: bool = False) -> Estimate:
     """Expected accuracy against pool size for ``traffic``, and the size for ``target``.
 
     ``lost_calls``: calls to the pool's numbers that no visit could be credited with (past
     the attribution window): wrong at every size at the pool's window. ``late``: those of
     them whose number nobody had leased since (``late_calls``). When they need a longer
     window (``widen``), the curve and the recommended size assume it, and the answer
-    recommends it; the accuracy expected now stays the pool's, at its own window."""
+    recommends it; the accuracy expected now stays the pool's, at its own window.
+    ``own_window``: the curve and the size at the pool's own window (its late calls missed
+    at every size), as autoscale sizes a pool and as ``bench/accuracy_spread.py`` judges."""
     window_s = traffic.settings.attribution_window_seconds
     if not traffic.call_delays_ms:
         return Estimate(target, current, 0, traffic.visits, traffic.unmatched_calls, [], None,
@@ -763,7 +768,7 @@ def estimate(traffic: RecordedTraffic, current: int, target: float = DEFAULT_TAR
                         window_seconds=window_s)
     options = {"seed": seed, "likelihood": likelihood, "delays": delays,
                "reuse_cooling": reuse_cooling, "areas": areas}
-    wide = widen(traffic, list(late), lost_calls, target, seed)
+    wide = widen(traffic, list(late), lost_calls, target, seed, own_window)
     modelled = wide.traffic
     lost_share = _lost_share(modelled, max(0, lost_calls - wide.attached))
     # Now: the pool's own window; the curve: the window the calls need.
@@ -923,10 +928,12 @@ def _pool_window(db, pool, start_ms: int, end_ms: int) -> tuple[RecordedTraffic,
 
 
 def pool_accuracy(db, pool, start_ms: int, end_ms: int, size: int,
-                  target: float = DEFAULT_TARGET) -> dict:
-    """The ``accuracy`` part of pool health: the model on the pool's traffic in the window."""
+                  target: float = DEFAULT_TARGET, *, own_window: bool = False) -> dict:
+    """The ``accuracy`` part of pool health: the model on the pool's traffic in the window.
+    ``own_window``: sized at the attribution window the pool has (calls past it count as
+    missed at every size), not at the one its calls need."""
     traffic, options = _pool_window(db, pool, start_ms, end_ms)
-    return estimate(traffic, size, target, **options).as_dict()
+    return estimate(traffic, size, target, own_window=own_window, **options).as_dict()
 
 
 def pool_model(db, pool, start_ms: int, end_ms: int) -> Model | None:

@@ -22,7 +22,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from contextlib import ExitStack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +29,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import redis  # noqa: E402
-from harness import app_on_new_database, log  # noqa: E402
+from harness import app_on_new_database, exit_zero, log  # noqa: E402
 
 from attribution import call_delays, matching  # noqa: E402
 from attribution.accuracy import check_on_simulation, format_check  # noqa: E402
@@ -165,13 +164,7 @@ def embedded_redis(stack: ExitStack) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except Exception:  # a benchmark reports its failure and still exits 0
-        traceback.print_exc()
-        print("accuracy benchmark failed", file=sys.stderr)
-    return 0
+    return exit_zero(run, parse_args(argv), "accuracy")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,19 @@ def log(message: str) -> None:
 # -- processes -----------------------------------------------------------------------------
 
 
+def exit_zero(run, args, name: str) -> int:
+    """``run(args)``; a failure is printed, and the exit status stays 0: a benchmark reports
+    what it measured, it does not fail."""
+    try:
+        run(args)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print(f"{name} benchmark failed", file=sys.stderr)
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from attribution.simulation.replay import RecordedTraffic
 from attribution.simulation.runner import PoolRun, caller_number, run_size
 from dni_server.extensions import db
 from factories import make_pool, make_site, numbers
+from pools.models import Pool
 
 SETTINGS = PoolSettings(lease_seconds=24, cooldown_seconds=5, attribution_window_seconds=600,
                         max_lease_seconds=3600)
@@ -521,6 +522,14 @@ def test_calls_past_the_window_ask_for_a_longer_one(redis_client, app, admin):
     at = {p["numbers"]: p["expected_accuracy"] for p in acc["curve"]}
     assert acc["expected_at_current_size"] < at[200]  # the pool's window misses them now
     assert "attribution window" in acc["reasoning"]
+    with app.app_context():  # asked at the window the pool has, they are missed at any size
+        pool = db.session.get(Pool, pool_id)
+        own = accuracy.pool_accuracy(db.session, pool, START_MS, START_MS + span_ms, 200,
+                                     own_window=True)
+    assert own["attribution_window_seconds"] == 5
+    assert own["recommended_attribution_window_seconds"] is None
+    assert max(p["expected_accuracy"] for p in own["curve"]) < at[200]
+    assert own["expected_at_current_size"] == acc["expected_at_current_size"]
 
 
 def test_a_pool_whose_numbers_rest_less_than_twice_the_window_names_a_size_that_sees(

@@ -14,6 +14,7 @@ import time
 
 from sqlalchemy import select
 
+from attribution import accuracy_summary
 from attribution.conversions.delivery import Deliverer
 from attribution.insight.jobs import InsightJobs
 from attribution.numbers.autoscale_step import Autoscaler, service_hooks
@@ -28,6 +29,7 @@ from pools.events import BATCH
 from pools.models import Pool
 
 log = logging.getLogger(__name__)
+ACCURACY_LOOK_SECONDS = 30.0  # with no pool's accuracy due, look again this much later
 
 
 class Worker:
@@ -57,6 +59,7 @@ class Worker:
         from dni_server.callback_worker import CallbackStep  # issue 18: web callbacks
 
         self.callbacks = CallbackStep(app)
+        self._accuracy_idle_until = 0.0
 
     def pool_ids(self, db) -> list[int]:
         if time.monotonic() - self._pools_read_at > self.pool_refresh:
@@ -134,6 +137,21 @@ class Worker:
         except Exception:
             log.exception("autoscale pass failed")
 
+    def summarise_accuracy(self) -> None:
+        """Model one pool's last week for the pool list, when one is due (none due: look
+        again in ``ACCURACY_LOOK_SECONDS``); seconds of CPU each, so on a thread of its own."""
+        if time.monotonic() < self._accuracy_idle_until:
+            return
+        try:
+            with self.services.session_factory() as db:
+                done = accuracy_summary.refresh_one(db, self.services.redis_admin, now_ms(),
+                                                    self.services.pools.prefix)
+        except Exception:
+            log.exception("accuracy summary pass failed")
+            done = None
+        if done is None:
+            self._accuracy_idle_until = time.monotonic() + ACCURACY_LOOK_SECONDS
+
     def run_forever(self) -> None:
         # Conversions go out on a thread of their own: a platform answering slowly must
         # never hold back lease recording and reclaim. Recordings too: their analysis is
@@ -148,6 +166,8 @@ class Worker:
                          name="dni-numbers", daemon=True).start()
         threading.Thread(target=self._repeat, args=(self.place_callbacks,),
                          name="dni-callbacks", daemon=True).start()
+        threading.Thread(target=self._repeat, args=(self.summarise_accuracy,),
+                         name="dni-accuracy", daemon=True).start()
         self._repeat(self.record_once)
 
     def _repeat(self, step) -> None:

@@ -34,6 +34,10 @@ key                          type        contents
                                          showing it, copies of it) by the sessions that
                                          held it, JSON ``[[session, kind, at ms], ...]``
 ``dni:pool:{42}:taps:S``     string      touches by session S in the current window
+``dni:pool:{42}:accuracy``   string      the pool's accuracy over its last week (JSON), as
+                                         the worker last modelled it; kept 6 h
+``dni:pool:{42}:accuracy:modelling``
+                             string      held while one worker models it
 ===========================  ==========  ===============================================
 """
 
@@ -115,6 +119,16 @@ def session_pages_key(pool_id: int, session_id: str, prefix: str = DEFAULT_PREFI
 def rebuild_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
     """Held while one process reloads an emptied pool from SQL."""
     return f"{pool_tag(pool_id, prefix)}:rebuilding"
+
+
+def accuracy_summary_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """The pool's accuracy over its last week, as the worker last modelled it (JSON)."""
+    return f"{pool_tag(pool_id, prefix)}:accuracy"
+
+
+def accuracy_lock_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Held while one worker models the pool's accuracy."""
+    return f"{pool_tag(pool_id, prefix)}:accuracy:modelling"
 
 
 def touches_key(pool_id: int, prefix: str = DEFAULT_PREFIX) -> str:

@@ -8,7 +8,7 @@ from flask import Response, abort, current_app, render_template, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from attribution import call_log, pool_health, reports, sessions, zones
+from attribution import accuracy_summary, call_log, pool_health, reports, sessions, zones
 from attribution.calls import shown_first_touches
 from attribution.insight.queries import MAX_TEXT
 from attribution.models import ATTRIBUTION_FIELDS, Call, StaticNumber, Visit
@@ -20,7 +20,7 @@ from dni_server.converters import date_arg, parse_id
 from dni_server.dashboard import bp, filters  # noqa: F401  (registers the template filters)
 from dni_server.dashboard import routing as routing_pages  # (registers its pages too)
 from dni_server.errors import ApiError
-from dni_server.extensions import db
+from dni_server.extensions import db, services
 from pools.models import Pool, Site
 
 SECURITY_HEADERS = {
@@ -269,44 +269,17 @@ def insight_timeline(insight: dict | None) -> dict | None:
 # -- pools and static numbers --------------------------------------------------------------
 
 
-ACCURACY_DAYS = 7  # the pool list judges each pool on its last week
-ACCURACY_CACHE_SECONDS = 300.0
-_accuracy_cache: dict[tuple[int, dt.date], tuple[float, dict | None]] = {}
-
-
-def today_in(zone: dt.tzinfo) -> dt.date:
-    return dt.datetime.now(zone).date()
-
-
-def recent_accuracy(pool: Pool) -> dict | None:
-    """The accuracy model on the pool's last week (cached a few minutes: the list shows every
-    pool); None when the pool has no numbers."""
-    import time
-
-    from attribution.accuracy import pool_accuracy
-
-    local = zones.zone(pool.site.timezone if pool.site else None)
-    today = today_in(local)
-    key = (pool.id, today)
-    cached = _accuracy_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < ACCURACY_CACHE_SECONDS:
-        return cached[1]
-    end = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), local)
-    start = end - dt.timedelta(days=ACCURACY_DAYS)
-    size = len([n for n in pool.numbers if n.status == "active"])
-    answer = pool_accuracy(db.session, pool, int(start.timestamp() * 1000),
-                           int(end.timestamp() * 1000), size) if size else None
-    _accuracy_cache[key] = (time.monotonic(), answer)
-    return answer
-
-
 @bp.get("/pools")
 def pools():
     query = select(Pool, Site.name).join(Site, Site.id == Pool.site_id).order_by(Pool.id)
     rows = db.session.execute(scoped(query, Pool.publisher)).all()
-    accuracy = {pool.id: recent_accuracy(pool) for pool, _ in rows if pool.active}
-    return render_template("dashboard/pools.html", pools=rows, accuracy=accuracy,
-                           days=ACCURACY_DAYS)
+    # The worker models each active pool's last week (seconds each): the list only reads it.
+    summaries = accuracy_summary.stored(services().redis_admin,
+                                        [pool.id for pool, _ in rows if pool.active],
+                                        services().pools.prefix)
+    return render_template("dashboard/pools.html", pools=rows, summaries=summaries,
+                           days=accuracy_summary.RECENT_DAYS,
+                           every=accuracy_summary.REFRESH_SECONDS // 60)
 
 
 @bp.get("/pools/<int:pool_id>")

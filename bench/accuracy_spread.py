@@ -71,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="weeks played side by side")
     parser.add_argument("--json", help="also write every week's figures to this file")
+    parser.add_argument("--report", help="only print the report of a --json file")
     return parser.parse_args(argv)
 
 
@@ -127,6 +128,12 @@ def play_week(seed: int, args: argparse.Namespace) -> dict:
             "answer": answer, "took": took, "measured": measured}
 
 
+def own_size(first: float | None, known: bool, sizes: list[int]) -> str:
+    if first is None:
+        return f"past {sizes[-1]}"
+    return f"{first:.0f}" if known else f"{sizes[0]} or fewer"
+
+
 def report(weeks: list[dict], args) -> str:
     sizes, target = args.sizes, args.target
     lines = ["| week (seed) | calls | " + " | ".join(str(s) for s in sizes)
@@ -137,22 +144,26 @@ def report(weeks: list[dict], args) -> str:
     truth = {s: right / calls if calls else 1.0 for s, (right, calls) in pooled.items()}
     smallest = crossing(sizes, truth, target)
     low, high = (smallest, smallest * BAND) if smallest else (None, None)
-    answers, inside, inside_own = [], 0, 0
+    answers, inside, inside_own, judged = [], 0, 0, 0
     for w in weeks:
         own = {s: right / calls if calls else 1.0 for s, (right, calls) in w["measured"].items()}
         first = crossing(sizes, own, target)
         best = w["answer"]["recommended_numbers"]
         span = w["answer"].get("recommended_range")
         in_band = best is not None and low is not None and low <= best <= high
-        in_own = best is not None and first is not None and first <= best <= first * BAND
-        inside, inside_own = inside + in_band, inside_own + in_own
+        # A week at the target from the smallest size measured has its own size below it,
+        # somewhere: its own band is not known.
+        known = first is not None and own[sizes[0]] < target
+        in_own = known and best is not None and first <= best <= first * BAND
+        inside, inside_own, judged = inside + in_band, inside_own + in_own, judged + known
         if best is not None:
             answers.append(best)
         lines.append(f"| {w['seed']} | {w['calls']} | "
                      + " | ".join(f"{own[s]:.2%}" for s in sizes)
-                     + f" | {f'{first:.0f}' if first else f'past {sizes[-1]}'} | {best} | "
+                     + f" | {own_size(first, known, sizes)} | {best} | "
                      + (Between(**span).words() if span else "-")
-                     + f" | {'yes' if in_band else 'no'} | {'yes' if in_own else 'no'} |")
+                     + f" | {'yes' if in_band else 'no'} | "
+                     + f"{('yes' if in_own else 'no') if known else '?'} |")
     calls = sum(w["calls"] for w in weeks)
     lines.append(f"| all {len(weeks)} weeks | {calls} | "
                  + " | ".join(f"{truth[s]:.2%}" for s in sizes) + " | | | | | |")
@@ -168,7 +179,8 @@ def report(weeks: list[dict], args) -> str:
                      f"{quartiles[2]:.0f}; {inside} of {len(weeks)} in the band, "
                      f"{sum(a < low for a in answers)} below, "
                      f"{sum(a > high for a in answers)} above; judged on the week it learned "
-                     f"from alone (its own size to 1.15 times it), {inside_own} of {len(weeks)}")
+                     f"from alone (its own size to 1.15 times it), {inside_own} of the {judged} "
+                     "whose own size the sizes measured place")
     covered = sum(1 for w in weeks if (span := w["answer"].get("recommended_range"))
                   and span["low"] <= smallest <= (span["high"] or float("inf")))
     lines.append(f"ranges holding {smallest:.0f}: {covered} of {len(weeks)}; the answer took "
@@ -178,14 +190,21 @@ def report(weeks: list[dict], args) -> str:
 
 def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
-    seeds = [seed + k * WEEK_SEEDS for seed in args.seeds for k in range(args.weeks)]
-    with ProcessPoolExecutor(max_workers=args.jobs) as workers:  # each week on its own
-        weeks = list(workers.map(play_week, seeds, [args] * len(seeds)))
+    if args.report:  # weeks played before
+        weeks = json.loads(Path(args.report).read_text())
+        for week in weeks:
+            week["measured"] = {int(size): tuple(v) for size, v in week["measured"].items()}
+        args.sizes = sorted(weeks[0]["measured"])
+    else:
+        seeds = [seed + k * WEEK_SEEDS for seed in args.seeds for k in range(args.weeks)]
+        with ProcessPoolExecutor(max_workers=args.jobs) as workers:  # each week on its own
+            weeks = list(workers.map(play_week, seeds, [args] * len(seeds)))
     print(f"{len(weeks)} weeks of {args.days:g} days, {args.window_hours:g} h attribution "
           f"window, learned on {args.learn_size} numbers, target {args.target:.0%}")
     print(report(weeks, args))
-    print(f"took {time.monotonic() - started:.0f}s with {args.jobs} jobs")
-    if args.json:
+    if not args.report:
+        print(f"took {time.monotonic() - started:.0f}s with {args.jobs} jobs")
+    if args.json and not args.report:
         Path(args.json).write_text(json.dumps(weeks, indent=1))
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attribution.accuracy import DEFAULT_TARGET, pool_accuracy
-from pools import keys
+from pools import accuracy_store, keys
 from pools.models import Pool, PoolNumber
 
 RECENT_DAYS = 7  # the traffic each answer learns from: the pool's last week
@@ -49,8 +49,7 @@ def summarise(db: Session, redis, pool: Pool, now_ms: int,
     answer = pool_accuracy(db, pool, start_ms, now_ms, numbers, DEFAULT_TARGET) \
         if numbers else None
     summary = Summary(now_ms, start_ms, now_ms, numbers, answer)
-    redis.set(keys.accuracy_summary_key(pool.id, prefix), json.dumps(asdict(summary)),
-              ex=KEEP_SECONDS)
+    accuracy_store.save(redis, pool.id, json.dumps(asdict(summary)), KEEP_SECONDS, prefix)
     return summary
 
 
@@ -59,11 +58,8 @@ def stored(redis, pool_ids: list[int],
     """The stored summary of each pool (None: none yet, or Redis cannot be read now)."""
     if not pool_ids:
         return {}
-    pipe = redis.pipeline(transaction=False)
-    for pool_id in pool_ids:
-        pipe.get(keys.accuracy_summary_key(pool_id, prefix))
     try:
-        values = pipe.execute()
+        values = accuracy_store.read(redis, pool_ids, prefix)
     except RedisError:
         return dict.fromkeys(pool_ids)
     return {pool_id: Summary(**json.loads(value)) if value else None
@@ -83,14 +79,13 @@ def refresh_one(db: Session, redis, now_ms: int,
     at it; the pool's id, or None when there was nothing to do."""
     pool_ids = list(db.scalars(select(Pool.id).where(Pool.active).order_by(Pool.id)))
     for pool_id in due(stored(redis, pool_ids, prefix), now_ms):
-        lock = keys.accuracy_lock_key(pool_id, prefix)
-        if not redis.set(lock, "1", nx=True, ex=LOCK_SECONDS):
+        if not accuracy_store.claim(redis, pool_id, LOCK_SECONDS, prefix):
             continue  # another worker is modelling it
         pool = db.get(Pool, pool_id)
         if pool is not None:
             summarise(db, redis, pool, now_ms, prefix)
         # Released once stored; a pass that failed leaves it to lapse, so a pool that
         # cannot be modelled is tried again only after ``LOCK_SECONDS``.
-        redis.delete(lock)
+        accuracy_store.release(redis, pool_id, prefix)
         return pool_id
     return None

@@ -15,14 +15,15 @@ import json
 from dataclasses import asdict, dataclass
 
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attribution.accuracy import DEFAULT_TARGET, pool_accuracy
-from pools import accuracy_store, keys
-from pools.models import Pool, PoolNumber
+from pools import accuracy_store, catalog, keys
+from pools.models import Pool
 
 RECENT_DAYS = 7  # the traffic each answer learns from: the pool's last week
+RECENT_MS = RECENT_DAYS * 86_400_000
 REFRESH_SECONDS = 900  # a pool is modelled again at most this often
 KEEP_SECONDS = 6 * 3600  # an answer older than this is gone (no worker is refreshing it)
 LOCK_SECONDS = 300  # far longer than one model takes: a pool is modelled by one worker
@@ -33,22 +34,23 @@ class Summary:
     """What the worker stored for one pool: the ``accuracy`` answer of the health API for
     its last week (None: the pool had no active numbers), and when."""
 
-    computed_at_ms: int
-    start_ms: int
-    end_ms: int
+    computed_at_ms: int  # also the end of the week it learned from
     numbers: int
     answer: dict | None
+
+    @property
+    def start_ms(self) -> int:
+        """The start of the week it learned from."""
+        return self.computed_at_ms - RECENT_MS
 
 
 def summarise(db: Session, redis, pool: Pool, now_ms: int,
               prefix: str = keys.DEFAULT_PREFIX) -> Summary:
     """Model ``pool``'s last ``RECENT_DAYS`` up to ``now_ms`` and store the answer."""
-    numbers = db.scalar(select(func.count()).select_from(PoolNumber).where(
-        PoolNumber.pool_id == pool.id, PoolNumber.status == "active")) or 0
-    start_ms = now_ms - RECENT_DAYS * 86_400_000
-    answer = pool_accuracy(db, pool, start_ms, now_ms, numbers, DEFAULT_TARGET) \
+    numbers = catalog.active_numbers(db, pool.id)
+    answer = pool_accuracy(db, pool, now_ms - RECENT_MS, now_ms, numbers, DEFAULT_TARGET) \
         if numbers else None
-    summary = Summary(now_ms, start_ms, now_ms, numbers, answer)
+    summary = Summary(now_ms, numbers, answer)
     accuracy_store.save(redis, pool.id, json.dumps(asdict(summary)), KEEP_SECONDS, prefix)
     return summary
 

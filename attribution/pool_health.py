@@ -20,7 +20,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from attribution.accuracy import DEFAULT_TARGET, pool_accuracy
-from pools.models import Lease, Pool, PoolExhaustion, PoolNumber
+from pools import catalog
+from pools.models import Lease, Pool, PoolExhaustion
 
 HOUR_MS = 3_600_000
 MAX_HOURS = 24 * 93
@@ -88,8 +89,7 @@ def health(db: Session, pool: Pool, start: dt.datetime, end: dt.datetime,
                Lease.expires_at_ms > start_ms)).all()
     intervals = [Interval(s, e) for s, e in leases]
     hourly, peak = concurrency(intervals, start_ms, end_ms)
-    size = db.scalar(select(func.count()).select_from(PoolNumber).where(
-        PoolNumber.pool_id == pool.id, PoolNumber.status == "active")) or 0
+    size = catalog.active_numbers(db, pool.id)
     exhaustions = db.execute(select(PoolExhaustion.at_ms, PoolExhaustion.session_id).where(
         PoolExhaustion.pool_id == pool.id, PoolExhaustion.at_ms >= start_ms,
         PoolExhaustion.at_ms < end_ms)).all()

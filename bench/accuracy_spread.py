@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -41,16 +40,12 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import redis  # noqa: E402
 from accuracy import embedded_redis, numbers_list, unsynced  # noqa: E402
 from harness import exit_zero, log  # noqa: E402
-from sqlalchemy import create_engine, select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
 
-import attribution.models  # noqa: E402,F401  (their tables are created too)
 from attribution import call_delays  # noqa: E402
 from attribution.accuracy import WEEK_SEEDS, Between, pool_accuracy  # noqa: E402
-from attribution.simulation import START_MS, forget, free_block  # noqa: E402
+from attribution.simulation import START_MS, forget, free_block, scratch_database  # noqa: E402
 from attribution.simulation.model import PoolSettings, TrafficModel, plan  # noqa: E402
-from attribution.simulation.runner import run_size  # noqa: E402
-from pools.models import Base, Pool  # noqa: E402
+from attribution.simulation.runner import PoolRun  # noqa: E402
 
 BAND = 1.15  # the criteria: at most this many times the smallest size measuring the target
 
@@ -72,7 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weeks played side by side")
     parser.add_argument("--json", help="also write every week's figures to this file")
     parser.add_argument("--report", help="only print the report of a --json file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.learn_size <= 10_000:
+        parser.error("--learn-size: a simulated pool has 1 to 10,000 numbers")
+    return args
 
 
 def crossing(sizes: list[int], accuracy: dict[int, float], target: float) -> float | None:
@@ -100,28 +98,23 @@ def play_week(seed: int, args: argparse.Namespace) -> dict:
                                       decode_responses=True)
         stack.callback(client.close)
         stack.callback(forget, client, prefix)
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dni-spread-"))
-        engine = create_engine(f"sqlite:///{Path(folder) / 'spread.sqlite3'}")
-        stack.callback(engine.dispose)
-        unsynced(engine)
-        Base.metadata.create_all(engine)
-        db = stack.enter_context(Session(engine))
+        db = stack.enter_context(scratch_database())
+        unsynced(db.get_bind())
         call_delays.forget()
 
-        def play(size: int):
-            return run_size(client, db, schedule, settings, size, prefix=prefix,
-                            number_block=free_block(db))
+        def run(size: int) -> PoolRun:
+            return PoolRun(client, db, schedule, settings, size, prefix=prefix,
+                           number_block=free_block(db))
 
-        learned = play(args.learn_size)
-        pool = db.scalars(select(Pool).where(Pool.name == f"simulated {args.learn_size}")
-                          .order_by(Pool.id.desc())).first()
+        learning = run(args.learn_size)
+        learned = learning.run()
         asked = time.monotonic()
-        answer = pool_accuracy(db, pool, START_MS, START_MS + schedule.span_ms,
+        answer = pool_accuracy(db, learning.pool, START_MS, START_MS + schedule.span_ms,
                                args.learn_size, args.target, own_window=True)
         took = time.monotonic() - asked
         measured = {}
         for size in args.sizes:
-            result = play(size)
+            result = run(size).run()
             measured[size] = (result.count("right"), len(result.calls))
     log(f"seed {seed}: {len(learned.calls)} calls, answer {answer['recommended_numbers']}")
     return {"seed": seed, "calls": len(learned.calls), "learned": learned.accuracy,

@@ -65,6 +65,12 @@ def create_site(db: Session, *, name: str, domains=(), keyword_params=(),
     return site
 
 
+def active_numbers(db: Session, pool_id: int) -> int:
+    """How many numbers the pool has in service (not retired)."""
+    return db.scalar(select(func.count()).select_from(PoolNumber).where(
+        PoolNumber.pool_id == pool_id, PoolNumber.status == "active")) or 0
+
+
 def check_numbers(db: Session, raw_numbers, region: str = "US",
                   exclude_pool_id: int | None = None) -> NumberReport:
     """Normalise numbers and reject those invalid, repeated, or live in a pool already."""

@@ -31,6 +31,7 @@ from attribution.numbers.autoscale import Decision, Policy, PoolState, days_unti
 from attribution.numbers.autoscale_models import AutoscaleDecision, PoolAutoscale
 from attribution.numbers.carriers import CarrierError, NumberApi, SearchQuery, Webhooks
 from attribution.numbers.models import CarrierAccount, ProvisionedNumber
+from pools import catalog
 from pools.leases import PoolService
 from pools.models import Lease, Pool, PoolNumber, utcnow
 
@@ -209,8 +210,7 @@ def pool_state(db: Session, pool: Pool, local: dt.datetime,
     so that only the minimum and refusals can grow the pool)."""
     end_ms = _ms(local)
     start_ms = _ms(local - window)
-    size = db.scalar(select(func.count()).select_from(PoolNumber).where(
-        PoolNumber.pool_id == pool.id, PoolNumber.status == "active")) or 0
+    size = catalog.active_numbers(db, pool.id)
     releasable = db.scalar(select(func.count()).select_from(ProvisionedNumber).join(
         PoolNumber, (PoolNumber.pool_id == ProvisionedNumber.pool_id)
         & (PoolNumber.number == ProvisionedNumber.number)).where(

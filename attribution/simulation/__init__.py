@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +93,9 @@ def simulate(redis, db: Session, *, model: TrafficModel | None = None,
                             schedule.calls, results)
 
 
-def simulate_in_scratch_database(redis, **options) -> SimulationReport:
-    """``simulate`` on a throwaway SQLite database (the schema of the models), deleted after:
-    for a service's own command line, so a simulation never writes into its data."""
+@contextmanager
+def scratch_database() -> Iterator[Session]:
+    """A session on a throwaway SQLite database (the schema of the models), deleted after."""
     import attribution.models  # noqa: F401  (their tables are created too)
 
     with tempfile.TemporaryDirectory(prefix="dni-simulate-") as folder:
@@ -102,9 +103,16 @@ def simulate_in_scratch_database(redis, **options) -> SimulationReport:
         try:
             Base.metadata.create_all(engine)
             with Session(engine) as db:
-                return simulate(redis, db, **options)
+                yield db
         finally:
             engine.dispose()
+
+
+def simulate_in_scratch_database(redis, **options) -> SimulationReport:
+    """``simulate`` on a ``scratch_database``: for a service's own command line, so a
+    simulation never writes into its data."""
+    with scratch_database() as db:
+        return simulate(redis, db, **options)
 
 
 def free_block(db: Session) -> int:
@@ -130,4 +138,5 @@ def forget(redis, prefix: str) -> None:
 
 __all__ = ["DEFAULT_MULTIPLES", "OUTCOMES", "CallResult", "PoolSettings", "Schedule",
            "SimulationReport", "SizeResult", "TrafficModel", "format_phases", "format_table",
-           "format_weighed", "plan", "simulate", "simulate_in_scratch_database", "sizes_for", "write_chart"]
+           "format_weighed", "plan", "scratch_database", "simulate",
+           "simulate_in_scratch_database", "sizes_for", "write_chart"]
